@@ -1,0 +1,45 @@
+"""Errors that map to exit codes. Raised anywhere below the CLI; the CLI turns them into a
+one-line message (no traceback) and the exit code of design.md."""
+from __future__ import annotations
+
+EXIT_PASS = 0
+EXIT_REGRESSION = 1
+EXIT_INPUT = 2
+EXIT_INCOMPLETE = 3
+
+
+class ReplaygateError(Exception):
+    exit_code = EXIT_INPUT
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = str(self.file)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        fld = f"{self.field}: " if self.field else ""
+        return f"{where}{fld}{self.message}"
+
+
+class InputError(ReplaygateError):
+    """Bad config, dataset, trace file or flag (exit 2)."""
+    exit_code = EXIT_INPUT
+
+
+class ConfigError(InputError):
+    pass
+
+
+class RunIncomplete(ReplaygateError):
+    """The run could not be completed: provider unreachable, auth failure, error budget
+    exceeded, offline cache miss (exit 3)."""
+    exit_code = EXIT_INCOMPLETE

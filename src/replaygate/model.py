@@ -1,0 +1,222 @@
+"""Core objects passed between stages (leaf module: imports nothing from replaygate).
+
+Case -> (replay) -> Sample -> (scoring) -> CaseResult / Run -> (compare) -> comparison dict.
+Every object round-trips through plain dicts (``to_dict`` / ``from_dict``) so the run JSON
+is the contract between stages.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def _pick(cls, d: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in d.items() if k in names}
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: str = "{}"  # JSON text exactly as the model produced it
+    id: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ToolCall":
+        return cls(**_pick(cls, d))
+
+
+@dataclass
+class Message:
+    role: str  # system | user | assistant | tool
+    content: str | list[dict] | None = None  # text, or OpenAI-style content parts
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Message":
+        d = _pick(cls, d)
+        d["tool_calls"] = [ToolCall.from_dict(t) for t in d.get("tool_calls") or []]
+        return cls(**d)
+
+    def to_openai(self) -> dict:
+        """The chat-completions wire form of this message."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": t.id or f"call_{i}", "type": "function",
+                 "function": {"name": t.name, "arguments": t.arguments}}
+                for i, t in enumerate(self.tool_calls)
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        return out
+
+
+@dataclass
+class ErrorInfo:
+    type: str  # e.g. RateLimitError, Timeout, ScorerError, CacheMiss
+    message: str
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ErrorInfo | None":
+        return None if d is None else cls(**_pick(cls, d))
+
+
+@dataclass
+class Recorded:
+    """What the trace says the production call returned (the `recorded` baseline)."""
+    output: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    cost_usd: float | None = None
+    error: ErrorInfo | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Recorded | None":
+        if d is None:
+            return None
+        d = _pick(cls, d)
+        d["tool_calls"] = [ToolCall.from_dict(t) for t in d.get("tool_calls") or []]
+        d["error"] = ErrorInfo.from_dict(d.get("error"))
+        return cls(**d)
+
+
+@dataclass
+class Case:
+    """One replayable unit: a golden row or one recorded LLM call."""
+    id: str
+    messages: list[Message] = field(default_factory=list)
+    tools: list[dict] = field(default_factory=list)  # OpenAI-style tool definitions
+    params: dict[str, Any] = field(default_factory=dict)  # model, temperature, max_tokens, ...
+    vars: dict[str, Any] = field(default_factory=dict)
+    reference: Any = None  # the expected answer (golden `expected`)
+    context: list[str] = field(default_factory=list)  # retrieved documents
+    recorded: Recorded | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # source file, trace id, service, attrs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Case":
+        d = _pick(cls, d)
+        d["messages"] = [Message.from_dict(m) for m in d.get("messages") or []]
+        d["recorded"] = Recorded.from_dict(d.get("recorded"))
+        return cls(**d)
+
+    def last_user_text(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return content_text(m.content)
+        return ""
+
+
+def content_text(content: str | list[dict] | None) -> str:
+    """Plain text of a message content (text parts joined)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+
+@dataclass
+class Score:
+    score: float | None  # in [0, 1]; None when the scorer errored
+    passed: bool | None
+    reason: str = ""
+    error: ErrorInfo | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Score":
+        d = _pick(cls, d)
+        d["error"] = ErrorInfo.from_dict(d.get("error"))
+        return cls(**d)
+
+
+@dataclass
+class Sample:
+    """One output of one variant for one case (one per repeat)."""
+    repeat: int = 0
+    output: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cached_tokens: int | None = None
+    cost_usd: float | None = None  # None = price unknown, never a silent 0
+    cached: bool = False  # served from the response cache
+    error: ErrorInfo | None = None
+    scores: dict[str, Score] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Sample":
+        d = _pick(cls, d)
+        d["tool_calls"] = [ToolCall.from_dict(t) for t in d.get("tool_calls") or []]
+        d["error"] = ErrorInfo.from_dict(d.get("error"))
+        d["scores"] = {k: Score.from_dict(v) for k, v in (d.get("scores") or {}).items()}
+        return cls(**d)
+
+
+@dataclass
+class CaseResult:
+    id: str
+    source: dict[str, Any] = field(default_factory=dict)  # where the case came from (file, row/trace)
+    input: str = ""  # the last user message, for reports
+    expected: Any = None
+    samples: list[Sample] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "CaseResult":
+        d = _pick(cls, d)
+        d["samples"] = [Sample.from_dict(s) for s in d.get("samples") or []]
+        return cls(**d)
+
+
+@dataclass
+class ScorerInfo:
+    name: str
+    type: str
+    informational: bool = False
+    threshold: float | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ScorerInfo":
+        return cls(**_pick(cls, d))
+
+
+@dataclass
+class Run:
+    variant: dict[str, Any]  # name + the variant's config (never a key)
+    environment: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+    cases: list[CaseResult] = field(default_factory=list)
+    scorers: list[ScorerInfo] = field(default_factory=list)
+    summary: dict[str, float | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        # schema_version first, for people reading the file
+        return {"schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Run":
+        d = _pick(cls, d)
+        d["cases"] = [CaseResult.from_dict(c) for c in d.get("cases") or []]
+        d["scorers"] = [ScorerInfo.from_dict(s) for s in d.get("scorers") or []]
+        return cls(**d)
