@@ -284,4 +284,7 @@ class ConfigProblems(ConfigError):
         super().__init__(first.message, file=first.file, line=first.line, field=first.field)
 
     def __str__(self) -> str:
-        return "\n".join(ConfigError.__str__(p) for p in self.problems)
+        if len(self.problems) == 1:
+            return ConfigError.__str__(self.problems[0])
+        lines = "\n".join("  " + ConfigError.__str__(p) for p in self.problems)
+        return f"{len(self.problems)} problems in {self.file}:\n{lines}"
