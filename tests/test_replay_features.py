@@ -161,6 +161,17 @@ def pipeline(case):
 async def apipeline(case):
     await asyncio.sleep(0.02)
     return "async " + case.id
+import threading
+ACTIVE = [0, 0]  # now, peak
+LOCK = threading.Lock()
+def slow(case):
+    with LOCK:
+        ACTIVE[0] += 1
+        ACTIVE[1] = max(ACTIVE[1], ACTIVE[0])
+    time.sleep(0.1)
+    with LOCK:
+        ACTIVE[0] -= 1
+    return "done"
 def broken(case):
     if case.id == "c001":
         raise ValueError("no answer for " + case.id)
@@ -181,6 +192,10 @@ def test_callable_variants(llm_server, tmp_path, monkeypatch):
     assert out["async"][2].samples[0].output == "async c002" and out["async"][2].samples[0].latency_ms >= 20
     assert [r.samples[0].error and r.samples[0].error.type for r in out["broken"]] == [None, "ValueError", None]
     assert "c001" in out["broken"][1].samples[0].error.message
+    # sync callables run as wide as the concurrency (not asyncio's default cpus+4 threads)
+    replay_sync(make_cases(16), {"slow": {"callable": "userpipe:slow"}}, opts(concurrency=16))
+    import userpipe
+    assert userpipe.ACTIVE[1] >= 8
     with pytest.raises(ConfigError) as ei:
         replay_sync(make_cases(1), {"x": {"callable": "userpipe:nothing"}}, opts())
     assert ei.value.field == "variants.x.callable"

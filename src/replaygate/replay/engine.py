@@ -169,6 +169,7 @@ class _Engine:
         self.specs = variants
         self.external_stop = None  # a multiprocessing.Event when this engine is a pool worker
         self.counters = None  # shared [done, errors, cached] when this engine is a pool worker
+        self._threads = None  # executor for sync callables, sized to the concurrency
 
     # ---------------------------------------------------------------- bookkeeping
     def warn(self, text: str) -> None:
@@ -305,12 +306,20 @@ class _Engine:
         if isinstance(v, ModelVariant):
             sample, live = await self._model_sample(v, case, ci, repeat)
         else:
-            sample, live = await v.call(case, repeat), True
+            sample, live = await v.call(case, repeat, self._executor()), True
             if v.price:
                 self._price(sample, v.target, v.price)
         if live:
             self._account(sample)
         return sample
+
+    def _executor(self):
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(max_workers=max(1, self.opts.concurrency),
+                                               thread_name_prefix="replaygate-callable")
+        return self._threads
 
     # ---------------------------------------------------------------- the run
     def _static(self) -> list[tuple[str, int, int]]:
@@ -393,6 +402,8 @@ class _Engine:
             progress.finish()
             if self.cache is not None:
                 self.cache.close()
+            if self._threads is not None:
+                self._threads.shutdown(wait=False, cancel_futures=True)
         results = self._results()
         reason = self.stop_reason or self.incomplete_reason
         if reason:

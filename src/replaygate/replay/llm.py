@@ -262,7 +262,7 @@ async def embed(model: str, texts: list[str], *, api_base: str | None = None,
     elif api_base:
         kw["api_key"] = "sk-none"
     try:
-        resp = await litellm.aembedding(**kw)
+        resp = await asyncio.wait_for(litellm.aembedding(**kw), timeout)
     except Exception as exc:
         raise classify(exc, key) from None
     data = sorted(resp.data, key=lambda d: _get(d, "index", 0))

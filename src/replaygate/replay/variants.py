@@ -154,14 +154,15 @@ class CallableVariant:
     price: dict | None = None
     kind: str = "callable"
 
-    async def call(self, case: Case, repeat: int) -> Sample:
+    async def call(self, case: Case, repeat: int, executor=None) -> Sample:
         start = time.perf_counter()
         try:
             if inspect.iscoroutinefunction(self.fn):
                 result = await self.fn(case)
             else:
-                # the user's sync pipeline must not block the event loop
-                result = await asyncio.to_thread(self.fn, case)
+                # the user's sync pipeline must not block the event loop; the engine passes an
+                # executor as wide as its concurrency (asyncio's default one has cpus+4 threads)
+                result = await asyncio.get_running_loop().run_in_executor(executor, self.fn, case)
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as e:  # the user's code failing is a sample error, not a crashed run
