@@ -1,0 +1,91 @@
+"""Score every replayed sample with every scorer; judges run concurrently under one limit."""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+from replaygate.model import Case, CaseResult, ErrorInfo, Score
+from replaygate.scoring.base import SCORER_ERROR, Scorer, ScoringContext
+
+USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
+
+
+async def score_results(cases: dict[str, Case], results: list[CaseResult], scorers: list[Scorer], *,
+                        cache=None, concurrency: int = 8, offline: bool = False) -> list[str]:
+    """Fill ``Sample.scores`` in place for every sample whose replay succeeded (a failed sample
+    gets no scores: metrics count it as failed). A scorer that crashes on a sample records a
+    Score with an error there. Returns warnings (error counts per scorer, missing cases)."""
+    ctx = ScoringContext(cache=cache, offline=offline, concurrency=concurrency)
+    warnings: list[str] = []
+    pending: list[asyncio.Future] = []
+
+    async def run_async(scorer: Scorer, case: Case, sample) -> None:
+        sample.scores[scorer.name] = await scorer.ascore(case, sample, ctx)
+
+    for result in results:
+        case = cases.get(result.id)
+        for sample in result.samples:
+            if sample.error is not None:
+                continue
+            for scorer in scorers:
+                if case is None:
+                    sample.scores[scorer.name] = Score(None, None, error=ErrorInfo(
+                        SCORER_ERROR, f"case {result.id!r} not found among the loaded cases"))
+                elif scorer.is_async:
+                    sample.scores[scorer.name] = Score(None, None)  # placeholder keeps scorer order
+                    pending.append(asyncio.ensure_future(run_async(scorer, case, sample)))
+                else:
+                    sample.scores[scorer.name] = scorer.score(case, sample)
+        if case is None and result.samples:
+            warnings.append(f"case {result.id!r}: not among the loaded cases; its samples are "
+                            "recorded as scorer errors")
+    if pending:
+        await asyncio.gather(*pending)
+    warnings.extend(ctx.warnings)
+    warnings.extend(error_summary(results, scorers))
+    return warnings
+
+
+def score_results_sync(cases: dict[str, Case], results: list[CaseResult], scorers: list[Scorer],
+                       **kwargs) -> list[str]:
+    return asyncio.run(score_results(cases, results, scorers, **kwargs))
+
+
+def error_summary(results: list[CaseResult], scorers: list[Scorer]) -> list[str]:
+    counts: dict[str, int] = defaultdict(int)
+    first: dict[str, str] = {}
+    scored: dict[str, int] = defaultdict(int)
+    for result in results:
+        for sample in result.samples:
+            for name, score in sample.scores.items():
+                scored[name] += 1
+                if score.error is not None:
+                    counts[name] += 1
+                    first.setdefault(name, f"{result.id}: {score.error.type}: {score.error.message}")
+    return [f"scorer {s.name!r}: {counts[s.name]} of {scored[s.name]} samples could not be scored "
+            f"(first: {first[s.name]})" for s in scorers if counts.get(s.name)]
+
+
+def judge_usage(results: list[CaseResult]) -> dict[str, dict]:
+    """Per scorer, the judge/embedding calls' usage summed over the run (reported apart from the
+    candidate's own cost and latency). Proposed home in run.json: ``"judge_usage"``."""
+    totals: dict[str, dict] = {}
+    for result in results:
+        for sample in result.samples:
+            for name, score in sample.scores.items():
+                usage = (score.details or {}).get("judge")
+                if not usage:
+                    continue
+                t = totals.setdefault(name, {k: 0 for k in USAGE_KEYS} | {"cost_unknown": 0})
+                add_usage(t, usage)
+    return totals
+
+
+def add_usage(total: dict, usage: dict) -> None:
+    for k in USAGE_KEYS:
+        v = usage.get(k)
+        if v is None:
+            if k == "cost_usd" and usage.get("calls", 0) > usage.get("cache_hits", 0):
+                total["cost_unknown"] = total.get("cost_unknown", 0) + 1
+            continue
+        total[k] = total.get(k, 0) + v
