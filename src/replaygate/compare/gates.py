@@ -127,12 +127,12 @@ def _change_test(g: Gate, mc: MetricComparison) -> _Test:
         tau = g.amount * mc.baseline if g.relative else g.amount
         n01, n10, n = mc.n01, mc.n10, mc.n
         d0 = sign * tau  # boundary of the tolerated difference
-        z = st.tango_z(n01, n10, n, d0)
+        z = st.tango_z(n01, n10, n, d0, st.CONTINUITY)
         p_up, p_down = float(sps.norm.sf(z)), float(sps.norm.cdf(z))
         p_beyond, p_within = (p_up, p_down) if sign > 0 else (p_down, p_up)
         flip = (n01 + n10) / n
         return _Test(sign * mc.delta, tau, p_beyond, p_within,
-                     lambda a: st.tango_interval(n01, n10, n, a), lambda v: sign * v,
+                     lambda a: st.tango_interval(n01, n10, n, a, st.CONTINUITY), lambda v: sign * v,
                      math.sqrt(max(flip - mc.delta ** 2, 0.0) / n), "difference", mc.delta)
     if g.relative:
         if mc.ratio_reps is None or mc.ratio is None:

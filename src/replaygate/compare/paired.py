@@ -174,8 +174,8 @@ def _binary(mc: MetricComparison, b: np.ndarray, c: np.ndarray, alpha: float) ->
     mc.k_cand = int(np.sum(c == 1))
     mc.p_value = st.mcnemar_exact(mc.n01, mc.n10)
     mc.test = "mcnemar_exact"
-    mc.ci = st.tango_interval(mc.n01, mc.n10, mc.n, alpha)
-    mc.interval = "tango_score"
+    mc.ci = st.tango_interval(mc.n01, mc.n10, mc.n, alpha, st.CONTINUITY)
+    mc.interval = "tango_score_continuity_corrected"
     flip = (mc.n01 + mc.n10) / mc.n
     mc.mde = st.mde_paired_proportion(flip, mc.n, alpha)
 
