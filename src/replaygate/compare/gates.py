@@ -144,9 +144,14 @@ def _change_test(g: Gate, mc: MetricComparison) -> _Test:
     return _reps_test(sign * reps, sign * obs, g.amount, mc.expand_n, sign, scale, obs)
 
 
+def excess_p_values(xreps: np.ndarray, tau: float, n: int | None) -> tuple[float, float]:
+    """(p_beyond, p_within) of bootstrap replicates of the excess x against tolerance tau;
+    n enables the expanded-percentile scale (means), None keeps plain percentiles (quantiles)."""
+    return st.bootstrap_p_greater(xreps, tau, n), st.bootstrap_p_greater(-xreps, -tau, n)
+
+
 def _reps_test(xreps, x, tau, n, sign, scale, observed) -> _Test:
-    p_beyond = st.bootstrap_p_greater(xreps, tau, n)
-    p_within = st.bootstrap_p_greater(-xreps, -tau, n)
+    p_beyond, p_within = excess_p_values(xreps, tau, n)
 
     def interval(a):
         lo, hi = st.percentile_interval(xreps, a, n)

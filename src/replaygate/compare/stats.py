@@ -273,7 +273,7 @@ class CaseWeights:
             self.vectors = rng.poisson(1.0, size=(groups, self.size)).astype(np.float64)
             self.lags = np.stack([rng.choice(self.size, size=per, replace=False) for _ in range(groups)])
             # doubled vectors so that (pos + lag) never needs a modulo when gathering
-            self._twice = np.concatenate([self.vectors, self.vectors], axis=1).astype(np.float32)
+            self._twice = np.concatenate([self.vectors, self.vectors], axis=1).astype(np.uint8)
             self._vec_fft = scipy.fft.rfft(self.vectors, axis=1)
 
     def linear(self, cols: np.ndarray) -> np.ndarray:
@@ -298,7 +298,7 @@ class CaseWeights:
         return np.concatenate(parts)[: self.B]
 
     def gather(self, case_idx: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-        """Weights of the given cases in replicates ``rows``: shape (rows, len(case_idx)), float32."""
+        """Integer weights of the given cases in replicates ``rows``: (rows, len(case_idx)), uint8."""
         case_idx = np.asarray(case_idx, dtype=np.int64)
         start, stop, _ = rows.indices(self.B)
         if self.exact:
@@ -353,7 +353,8 @@ def weighted_quantile_reps(weights: CaseWeights, values: np.ndarray, case_idx: n
         windows.append((max(0, int(q * N) - half), min(N, int(q * N) + half + 1)))
     if weights.exact or sum(hi - lo for lo, hi in windows) >= N // 2:
         windows = [(0, N)]  # one cumulative sum serves every quantile
-    targets = [q * total - 1e-9 for q in qs]
+    # inverted CDF: the quantile is the first sorted sample whose cumulative weight reaches q*T
+    targets = [np.ceil(q * total - 1e-9) for q in qs]
     for lo, hi in windows:
         which = range(len(qs)) if len(windows) == 1 else [windows.index((lo, hi))]
         below = np.zeros(weights.B)
@@ -362,18 +363,38 @@ def weighted_quantile_reps(weights: CaseWeights, values: np.ndarray, case_idx: n
         step = max(1, (1 << 22) // max(hi - lo, 1))
         for s in range(0, weights.B, step):
             rows = slice(s, min(s + step, weights.B))
-            cum = np.cumsum(weights.gather(c[lo:hi], rows), axis=1, dtype=np.float64)
-            cum += below[rows, None]
+            w = weights.gather(c[lo:hi], rows)
             for k in which:
-                t = targets[k][rows]
-                j = (cum < t[:, None]).sum(axis=1)
-                inside = (j < hi - lo) & (below[rows] < t)
-                out[rows, k] = np.where(inside, v[lo + np.minimum(j, hi - lo - 1)], np.nan)
+                out[rows, k] = _first_reaching(w, below[rows], targets[k][rows], v[lo:hi])
     for b, k in zip(*np.nonzero(np.isnan(out) & (total > 0)[:, None])):
         # rare: the quantile fell outside the window for this replicate
         cum = np.cumsum(weights.gather(c, slice(b, b + 1))[0], dtype=np.float64)
         out[b, k] = v[min(int(np.searchsorted(cum, targets[k][b])), N - 1)]
     return out
+
+
+_BLOCK = 32
+
+
+def _first_reaching(w: np.ndarray, below: np.ndarray, target: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Per row of integer weights ``w`` (rows, m) over sorted values ``v``: the value at the first
+    position where ``below`` + cumulative weight reaches ``target`` (NaN when it does not within
+    the window, or is reached before it). Cumulative sums are slow on wide arrays, so rows are
+    summed per block of positions first and only the crossing block is scanned."""
+    rows, m = w.shape
+    nb = -(-m // _BLOCK)
+    if nb * _BLOCK != m:
+        w = np.concatenate([w, np.zeros((rows, nb * _BLOCK - m), dtype=w.dtype)], axis=1)
+    blocks = w.reshape(rows, nb, _BLOCK)
+    cum_blocks = np.cumsum(blocks.sum(axis=2, dtype=np.int64), axis=1) + below[:, None].astype(np.int64)
+    blk = (cum_blocks < target[:, None]).sum(axis=1)
+    ok = (blk < nb) & (below < target)
+    blk_c = np.minimum(blk, nb - 1)
+    start = np.where(blk_c > 0, cum_blocks[np.arange(rows), blk_c - 1], below.astype(np.int64))
+    inner = np.cumsum(blocks[np.arange(rows), blk_c], axis=1, dtype=np.int64) + start[:, None]
+    pos = blk_c * _BLOCK + (inner < target[:, None]).sum(axis=1)
+    ok &= pos < m
+    return np.where(ok, v[np.minimum(pos, m - 1)], np.nan)
 
 
 def quantile_point(values: np.ndarray, q: float) -> float:
