@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from replaygate.model import Case, ErrorInfo, Message, Recorded, ToolCall
 from replaygate.sources.otlp import Event, SpanRecord
@@ -102,9 +102,8 @@ def rebuild_indexed(attrs: dict[str, Any], prefix: str) -> list:
     root: dict = {}
     lead = prefix + "."
     n = len(lead)
-    for key, value in attrs.items():
-        if not key.startswith(lead):
-            continue
+    for key in [k for k in attrs if k.startswith(lead)]:
+        value = attrs[key]
         parts = key[n:].split(".")
         if not parts[0].isdigit():
             continue
@@ -231,6 +230,9 @@ def _content_parts(content: Any) -> str | list[dict] | None:
         content = [content]
     if not isinstance(content, list):
         return _text(content)
+    if all(type(p) is dict and p.get("type") == "text" and type(p.get("content")) is str
+           for p in content):  # fast path: OTel text parts
+        return "".join(p["content"] for p in content)
     parts: list[dict] = []
     for p in content:
         if isinstance(p, str):
@@ -386,7 +388,12 @@ def _tool_def(d: Any) -> dict | None:
     return {"type": "function", "function": fn}
 
 
+_TOOL_PREFIXES = ("gen_ai.tool.definitions", "llm.request.functions.", "llm.tools.")
+
+
 def _tools(a: dict[str, Any]) -> list[dict]:
+    if not any(k.startswith(_TOOL_PREFIXES) for k in a):
+        return []
     for raw in (a.get("gen_ai.tool.definitions"), rebuild_indexed(a, "gen_ai.tool.definitions"),
                 rebuild_indexed(a, "llm.request.functions"), rebuild_indexed(a, "llm.tools")):
         raw = maybe_json(raw)
@@ -407,7 +414,7 @@ class Content:
     output: _Output | None
 
 
-def _otel_137(a: dict[str, Any]) -> Content | None:
+def _otel_137(a: dict[str, Any], events: list[Event]) -> Content | None:
     if not any(k in a for k in ("gen_ai.input.messages", "gen_ai.output.messages",
                                 "gen_ai.system_instructions", "gen_ai.system.instructions")):
         return None
@@ -432,7 +439,7 @@ def _event_payload(ev: Event) -> dict:
     return ev.attributes
 
 
-def _otel_events(events: list[Event]) -> Content | None:
+def _otel_events(a: dict[str, Any], events: list[Event]) -> Content | None:
     msgs: list[Message] = []
     choices: list[tuple[int, dict]] = []
     seen = False
@@ -487,7 +494,7 @@ def _otel_126(a: dict[str, Any], events: list[Event]) -> Content | None:
     return Content("otel-genai-1.26", messages_from(prompt), output)
 
 
-def _openllmetry(a: dict[str, Any]) -> Content | None:
+def _openllmetry(a: dict[str, Any], events: list[Event]) -> Content | None:
     prompts = rebuild_indexed(a, "gen_ai.prompt")
     completions = rebuild_indexed(a, "gen_ai.completion")
     if not prompts and not completions:
@@ -503,7 +510,7 @@ def _openllmetry(a: dict[str, Any]) -> Content | None:
     return Content("openllmetry", msgs, output)
 
 
-def _openinference(a: dict[str, Any]) -> Content | None:
+def _openinference(a: dict[str, Any], events: list[Event]) -> Content | None:
     inputs = rebuild_indexed(a, "llm.input_messages")
     outputs = rebuild_indexed(a, "llm.output_messages")
     if inputs or outputs:
@@ -545,8 +552,8 @@ def find_content(span: SpanRecord, events: list[Event]) -> Content | None:
         if ev.name == DETAILS_EVENT:
             a = {**a, **ev.attributes}
     best: Content | None = None
-    for found in (_otel_137(a), _openllmetry(a), _openinference(a), _otel_events(events),
-                  _otel_126(a, events)):
+    for finder in (_otel_137, _openllmetry, _openinference, _otel_events, _otel_126):
+        found = finder(a, events)  # lazily: most spans stop at the first convention
         if found is None:
             continue
         if found.messages:
@@ -571,73 +578,96 @@ def _invocation_params(a: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
+# canonical field -> source keys, first match wins (§4.4). "inv." keys come from OpenInference
+# llm.invocation_parameters (or the raw request in input.value).
+_PARAM_KEYS: dict[str, tuple[str, ...]] = {
+    "model": ("gen_ai.request.model", "llm.request.model_name", "inv.model", "llm.model_name",
+              "gen_ai.response.model"),
+    "temperature": ("gen_ai.request.temperature", "inv.temperature", "llm.temperature"),
+    "top_p": ("gen_ai.request.top_p", "inv.top_p", "llm.top_p"),
+    "top_k": ("gen_ai.request.top_k", "inv.top_k", "llm.top_k"),
+    "frequency_penalty": ("gen_ai.request.frequency_penalty", "llm.frequency_penalty",
+                          "inv.frequency_penalty"),
+    "presence_penalty": ("gen_ai.request.presence_penalty", "llm.presence_penalty",
+                         "inv.presence_penalty"),
+    "max_tokens": ("gen_ai.request.max_tokens", "gen_ai.request.max_completion_tokens",
+                   "inv.max_tokens", "inv.max_completion_tokens"),
+    "seed": ("gen_ai.request.seed", "gen_ai.openai.request.seed", "inv.seed"),
+    "n": ("gen_ai.request.choice.count", "gen_ai.request.n", "inv.n"),
+    "stop": ("gen_ai.request.stop_sequences", "llm.chat.stop_sequences", "inv.stop"),
+    "response_format": ("gen_ai.output.type", "gen_ai.openai.request.response_format",
+                        "inv.response_format"),
+    "reasoning_effort": ("gen_ai.request.reasoning.level", "gen_ai.request.reasoning_effort",
+                         "llm.request.reasoning_effort", "inv.reasoning_effort"),
+    "stream": ("gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming", "inv.stream"),
+}
+_USAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+                      "llm.token_count.completion"),
+    "cached_tokens": ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+                      "llm.token_count.prompt_details.cache_read", "gen_ai.usage.cached_tokens"),
+    "total_tokens": ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total"),
+    "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
+                         "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"),
+}
+
+
+def _alias_index(table: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, int]]:
+    return {key: (name, rank) for name, keys in table.items() for rank, key in enumerate(keys)}
+
+
+_PARAM_ALIAS = _alias_index(_PARAM_KEYS)
+_USAGE_ALIAS = _alias_index(_USAGE_KEYS)
+
+
+def _pick_aliases(alias: dict[str, tuple[str, int]], *sources: tuple[str, dict]) -> dict[str, Any]:
+    """One pass over the attributes (not one lookup per alias): the best-ranked value per field."""
+    best: dict[str, tuple[int, Any]] = {}
+    for prefix, d in sources:
+        for k, v in d.items():
+            hit = alias.get(prefix + k if prefix else k)
+            if hit is None or v is None or v == "":
+                continue
+            name, rank = hit
+            if name not in best or rank < best[name][0]:
+                best[name] = (rank, v)
+    return {name: v for name, (_, v) in best.items()}
+
+
+def _stop_list(v: Any) -> list[str] | None:
+    stop = _as_list(v)
+    return [str(s) for s in stop] if stop else None
+
+
+def _int_if_whole(v: Any) -> Any:
+    f = _num(v)
+    return int(f) if f is not None and f.is_integer() else f
+
+
+_PARAM_CONV: dict[str, Callable[[Any], Any]] = {
+    "model": str, "temperature": _num, "top_p": _num, "top_k": _int_if_whole,
+    "frequency_penalty": _num, "presence_penalty": _num,
+    "max_tokens": lambda v: _num(v, int), "seed": lambda v: _num(v, int), "n": lambda v: _num(v, int),
+    "stop": _stop_list, "response_format": maybe_json, "reasoning_effort": str,
+    "stream": lambda v: v is True or str(v).lower() == "true",
+}
+
+
 def request_params(a: dict[str, Any]) -> dict[str, Any]:
-    inv = _invocation_params(a)
-    model = _first(a.get("gen_ai.request.model"), a.get("llm.request.model_name"), inv.get("model"),
-                   a.get("llm.model_name"), a.get("gen_ai.response.model"))
-    params: dict[str, Any] = {}
-    if model is not None:
-        params["model"] = str(model)
-    floats = {
-        "temperature": (a.get("gen_ai.request.temperature"), inv.get("temperature"),
-                        a.get("llm.temperature")),
-        "top_p": (a.get("gen_ai.request.top_p"), inv.get("top_p"), a.get("llm.top_p")),
-        "top_k": (a.get("gen_ai.request.top_k"), inv.get("top_k"), a.get("llm.top_k")),
-        "frequency_penalty": (a.get("gen_ai.request.frequency_penalty"),
-                              a.get("llm.frequency_penalty"), inv.get("frequency_penalty")),
-        "presence_penalty": (a.get("gen_ai.request.presence_penalty"),
-                             a.get("llm.presence_penalty"), inv.get("presence_penalty")),
-    }
-    for name, candidates in floats.items():
-        v = _num(_first(*candidates))
-        if v is not None:
-            params[name] = int(v) if name == "top_k" and float(v).is_integer() else v
-    ints = {
-        "max_tokens": (a.get("gen_ai.request.max_tokens"), a.get("gen_ai.request.max_completion_tokens"),
-                       inv.get("max_tokens"), inv.get("max_completion_tokens")),
-        "seed": (a.get("gen_ai.request.seed"), a.get("gen_ai.openai.request.seed"), inv.get("seed")),
-        "n": (a.get("gen_ai.request.choice.count"), a.get("gen_ai.request.n"), inv.get("n")),
-    }
-    for name, candidates in ints.items():
-        v = _num(_first(*candidates), int)
-        if v is not None:
-            params[name] = v
-    stop = _as_list(_first(a.get("gen_ai.request.stop_sequences"), a.get("llm.chat.stop_sequences"),
-                           inv.get("stop")))
-    if stop:
-        params["stop"] = [str(s) for s in stop]
-    fmt = _first(a.get("gen_ai.output.type"), a.get("gen_ai.openai.request.response_format"),
-                 inv.get("response_format"))
-    if fmt is not None:
-        params["response_format"] = maybe_json(fmt)
-    effort = _first(a.get("gen_ai.request.reasoning.level"), a.get("gen_ai.request.reasoning_effort"),
-                    a.get("llm.request.reasoning_effort"), inv.get("reasoning_effort"))
-    if effort is not None:
-        params["reasoning_effort"] = str(effort)
-    stream = _first(a.get("gen_ai.request.stream"), a.get("gen_ai.is_streaming"),
-                    a.get("llm.is_streaming"), inv.get("stream"))
-    if stream is not None:
-        params["stream"] = stream is True or str(stream).lower() == "true"
+    raw = _pick_aliases(_PARAM_ALIAS, ("", a), ("inv.", _invocation_params(a)))
+    params = {}
+    for name in _PARAM_KEYS:  # a stable key order
+        if name in raw:
+            v = _PARAM_CONV[name](raw[name])
+            if v is not None:
+                params[name] = v
     return params
 
 
 def _usage(a: dict[str, Any]) -> dict[str, int | None]:
-    def count(*keys: str) -> int | None:
-        return _num(_first(*(a.get(k) for k in keys)), int)
-    return {
-        "input_tokens": count("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                              "llm.token_count.prompt"),
-        "output_tokens": count("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                               "llm.token_count.completion"),
-        "cached_tokens": count("gen_ai.usage.cache_read.input_tokens",
-                               "gen_ai.usage.cache_read_input_tokens",
-                               "llm.token_count.prompt_details.cache_read", "gen_ai.usage.cached_tokens"),
-        "total_tokens": count("gen_ai.usage.total_tokens", "llm.usage.total_tokens",
-                              "llm.token_count.total"),
-        "reasoning_tokens": count("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
-                                  "llm.usage.reasoning_tokens",
-                                  "llm.token_count.completion_details.reasoning"),
-    }
+    raw = _pick_aliases(_USAGE_ALIAS, ("", a))
+    return {name: _num(raw.get(name), int) for name in _USAGE_KEYS}
 
 
 def provider_of(span: SpanRecord) -> str | None:
@@ -673,12 +703,13 @@ _CONTENT_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages
 def _is_content_key(k: str) -> bool:
     if k in _CONTENT_KEYS:
         return True
-    for p in _CONTENT_PREFIXES:
+    if not k.startswith(_CONTENT_PREFIXES):
+        return False
+    # gen_ai.prompt.name / .version / .variable.* are plain metadata, .N.* is content
+    for p in ("gen_ai.prompt.", "gen_ai.completion."):
         if k.startswith(p):
-            rest = k[len(p):]
-            # gen_ai.prompt.name / .version / .variable.* are plain metadata
-            return not p.startswith(("gen_ai.prompt.", "gen_ai.completion.")) or rest[:1].isdigit()
-    return False
+            return k[len(p):len(p) + 1].isdigit()
+    return True
 
 
 def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
@@ -783,11 +814,9 @@ def extract(span: SpanRecord, events: list[Event], operation: str | None = None,
 # ---------------------------------------------------------------------------------------------
 # retrieval context
 
-def retrieval_documents(span: SpanRecord) -> list[str]:
-    """Document texts a retrieval (or reranker) span returned, in any convention."""
-    a = span.attributes
-    docs: list[str] = []
+def _openinference_documents(a: dict[str, Any]) -> list[str]:
     for prefix in ("reranker.output_documents", "retrieval.documents"):
+        docs = []
         for d in rebuild_indexed(a, prefix):
             doc = d.get("document", d) if isinstance(d, dict) else d
             text = doc.get("content") if isinstance(doc, dict) else doc
@@ -795,6 +824,17 @@ def retrieval_documents(span: SpanRecord) -> list[str]:
                 docs.append(_text(text))
         if docs:
             return docs
+    return []
+
+
+def retrieval_documents(span: SpanRecord) -> list[str]:
+    """Document texts a retrieval (or reranker) span returned, in any convention."""
+    a = span.attributes
+    if any(k.startswith(("reranker.output_documents.", "retrieval.documents.")) for k in a):
+        docs = _openinference_documents(a)
+        if docs:
+            return docs
+    docs = []
     raw = maybe_json(a.get("gen_ai.retrieval.documents"))
     if isinstance(raw, list):
         for d in raw:

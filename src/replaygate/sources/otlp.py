@@ -114,7 +114,11 @@ def normalize_id(value: Any, nbytes: int) -> str | None:
     """
     if value is None or value == "" or value == b"":
         return None
-    if isinstance(value, (bytes, bytearray)):
+    if type(value) is bytes:
+        if len(value) == nbytes:  # the protobuf fast path
+            return value.hex() if any(value) else None
+        raw = value
+    elif isinstance(value, bytearray):
         raw = bytes(value)
     elif isinstance(value, str):
         if len(value) == 2 * nbytes:
@@ -158,7 +162,14 @@ def proto_value(v) -> Any:
 
 
 def proto_attrs(kvs) -> dict[str, Any]:
-    return {kv.key: proto_value(kv.value) for kv in kvs}
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        v = kv.value
+        if v.WhichOneof("value") == "string_value":  # the common case, inlined (hot path)
+            out[kv.key] = v.string_value
+        else:
+            out[kv.key] = proto_value(v)
+    return out
 
 
 def _float(x: Any) -> float:
