@@ -155,7 +155,8 @@ def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: b
                 stats.unsupported_operations[op or "?"] += 1
 
     cases: list[Case] = []
-    for span, op in llm_spans:
+    for i, (span, op) in enumerate(llm_spans):
+        llm_spans[i] = None  # type: ignore[call-overload]  # free the span once it is a case
         stats.llm_calls += 1
         key = (span.trace_id, span.span_id)
         joined = sorted(log_events.pop(key, []), key=lambda e: e.time_ns)  # stable: keeps emit order
