@@ -11,7 +11,8 @@ from replaygate.errors import ConfigError
 from replaygate.scoring.base import COMMON_PARAMS, Scorer
 
 _REGISTRY: dict[str, type[Scorer]] = {}
-_BUILTIN_MODULES = ("text", "pii", "jsonscorers", "toolcalls", "similarity", "custom")
+_BUILTIN_MODULES = ("text", "pii", "jsonscorers", "toolcalls", "similarity", "custom", "judge",
+                    "pairwise")
 _builtins_loaded = False
 
 

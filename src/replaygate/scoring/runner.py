@@ -17,6 +17,8 @@ async def score_results(cases: dict[str, Case], results: list[CaseResult], score
     Score with an error there. Returns warnings (error counts per scorer, missing cases)."""
     ctx = ScoringContext(cache=cache, offline=offline, concurrency=concurrency)
     warnings: list[str] = []
+    # pairwise scorers compare two runs: the pipeline calls score_pairwise for them
+    scorers = [s for s in scorers if not getattr(s, "pairwise", False)]
     pending: list[asyncio.Future] = []
 
     async def run_async(scorer: Scorer, case: Case, sample) -> None:
