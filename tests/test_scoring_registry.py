@@ -18,6 +18,7 @@ from replaygate.scoring import Outcome, Scorer, build_scorers, register, score_r
     ([{"type": "contains_all", "value": ["a", 3]}], "scorers[0].value", ""),
     ([{"type": "equals", "name": "a"}, {"type": "contains", "name": "a"}], "scorers[1].name", "duplicate"),
     ([{"type": "equals", "name": "has space"}], "scorers[0].name", ""),
+    ([{"type": "equals", "name": "a.b"}], "scorers[0].name", ""),  # would break score.NAME.mean
     (["equals"], "scorers[0]", "mapping"),
 ])
 def test_config_errors_name_the_field(specs, field, words):
