@@ -24,7 +24,9 @@ GET  /_stats                ``{"count", "by_path", "requests": [{"t", "path", "m
 POST /_reset                clears stats, per-prompt failure counters and config.
 POST /_config               JSON merged into the config: ``answers`` {prompt: answer},
                             ``wrong_answer`` (text), ``options`` (default options for every model,
-                            same keys as below), ``seed`` (for ``noisy-P``).
+                            same keys as below), ``seed`` (for ``noisy-P``), ``aliases``
+                            {model name: MODEL in the grammar below}, so an example config can
+                            use realistic names (``support-small`` -> ``wrong-15@latency=90``).
 
 Model-name grammar (the part after litellm's ``openai/`` prefix)
 ---------------------------------------------------------------
@@ -247,7 +249,8 @@ def make_app():
     state = Behaviour()
 
     def opts_for(model: str) -> tuple[str, dict[str, str]]:
-        behaviour, opts = parse_model(model or "")
+        name = (model or "").split("/", 1)[-1]
+        behaviour, opts = parse_model(state.config.get("aliases", {}).get(name, model or ""))
         merged = {k: str(v) for k, v in state.config["options"].items()}
         merged.update(opts)
         return behaviour, merged

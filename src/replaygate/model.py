@@ -164,6 +164,7 @@ class Sample:
     cached: bool = False  # served from the response cache
     error: ErrorInfo | None = None
     scores: dict[str, Score] = field(default_factory=dict)
+    context: list[str] | None = None  # documents a `callable` variant retrieved (for groundedness)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sample":

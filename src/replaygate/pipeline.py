@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config, format_path, line_of
+from .config import Config, ConfigProblems, format_path, line_of
 from .errors import ConfigError, InputError, RunIncomplete
 from .model import Case, CaseResult, Run
 
@@ -48,12 +48,19 @@ def _parse_field(field: str) -> tuple:
 
 
 def build_scorers(cfg: Config) -> list:
-    from .scoring import build_scorers as _build
+    """Every scorer of the config; all bad entries reported at once, with their lines.
+    (Duplicate names are already refused by the config loader.)"""
+    from .scoring.registry import build_scorer
 
-    try:
-        return _build(cfg["scorers"])
-    except ConfigError as e:
-        raise _config_error(cfg, e) from None
+    scorers, problems = [], []
+    for i, spec in enumerate(cfg["scorers"]):
+        try:
+            scorers.append(build_scorer(spec, f"scorers[{i}]"))
+        except ConfigError as e:
+            problems.append(_config_error(cfg, e))
+    if problems:
+        raise ConfigProblems(problems)
+    return scorers
 
 
 def load_cases(cfg: Config) -> list[Case]:
