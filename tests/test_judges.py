@@ -72,6 +72,14 @@ def test_groundedness_needs_context_and_empty_answer_has_no_claims(llm_server):
     assert s.score == 1.0 and s.reason == "no claims to check"
 
 
+def test_groundedness_uses_the_context_a_pipeline_retrieved(llm_server):
+    c = case(context=CONTEXT)  # the case's documents say nothing about Lyon
+    results = [CaseResult(id="c1", samples=[Sample(output="Lyon is big.", context=["Lyon is a big city."])])]
+    score_results_sync({"c1": c}, results, build_scorers([judge_spec(llm_server, "groundedness")]))
+    assert results[0].samples[0].scores["j"].score == 1.0
+    assert "Eiffel" not in judge_requests(llm_server)[0]["body"]["messages"][1]["content"]
+
+
 @pytest.mark.parametrize("rubric,ref,answer,expected", [
     ("correctness", "refund within 30 days", "You get a refund within 30 days.", 1.0),
     ("correctness", "refund within 30 days", "A refund takes 14 days.", 0.5),  # 2 of 4 words

@@ -3,7 +3,7 @@
 Built-in rubrics (all default to ``threshold: 0.5``):
 
 - ``groundedness`` (alias ``faithfulness``): the answer is split into claims, each checked against
-  the case's ``context``; score = supported / total claims (an answer with no claims scores 1);
+  the retrieved context (the sample's ``context`` from a callable variant, else the case's); score = supported / total claims (an answer with no claims scores 1);
   the unsupported claims are listed in the reason and in ``details``.
 - ``answer_relevancy``: does the answer address the question (0..10 scale, scaled to [0, 1]).
 - ``context_precision``: is each retrieved document relevant to reaching the reference; score =
@@ -140,13 +140,16 @@ class Judge(Scorer):
     def messages(self, case: Case, sample: Sample) -> tuple[list[dict], Callable[[dict], Any]]:
         """The judge conversation for this case and how to parse the reply."""
         question = case.last_user_text()
+        # a callable variant (a RAG pipeline) reports what it retrieved; else the case's documents
+        docs = sample.context if sample.context is not None else case.context
         values = {"question_text": esc(question), "question_block": tagged("question", question or None),
                   "answer": esc(answer_text(sample))}
         kind = self.builtin or "rubric"
         if kind in ("groundedness", "context_precision", "context_recall"):
-            if not case.context:
-                raise ScorerFailure(f"{kind} needs the case's retrieved `context`, and it has none")
-            values["context"] = context_block(case.context)
+            if not docs:
+                raise ScorerFailure(f"{kind} needs retrieved `context` (the case's or the sample's), "
+                                    "and there is none")
+            values["context"] = context_block(docs)
         if kind in ("context_precision", "context_recall", "correctness"):
             if case.reference is None:
                 raise ScorerFailure(f"{kind} needs the case's `expected` answer, and it has none")
@@ -155,10 +158,10 @@ class Judge(Scorer):
             values.update(rubric=esc(self.rubric),
                           reference_block=tagged("reference", None if case.reference is None
                                                  else as_text(case.reference)),
-                          context_block=("\n" + context_block(case.context) + "\n") if case.context else "")
+                          context_block=("\n" + context_block(docs) + "\n") if docs else "")
         parse: Callable[[dict], Any] = {
             "groundedness": parse_claims, "context_recall": parse_claims,
-            "context_precision": parse_verdicts(len(case.context))}.get(kind, parse_score)
+            "context_precision": parse_verdicts(len(docs))}.get(kind, parse_score)
         return [{"role": "system", "content": SYSTEM},
                 {"role": "user", "content": self.prompt.render(**values)}], parse
 
