@@ -89,10 +89,17 @@ def test_failed_samples_missing_cases_and_judge_errors(llm_server):
     assert any("could not be judged" in w for w in bad["warnings"])
 
 
+def test_identical_answers_tie_without_a_judge_call(llm_server):
+    cases, base, cand = runs([("refund within 30 days", "refund within 30 days")])
+    out = score_pairwise_sync(cases, base, cand, spec(llm_server))
+    assert out["per_case"] == {"c0": 0.5} and llm_server.stats()["count"] == 0
+    assert out["judge_usage"]["calls"] == 0
+
+
 def test_repeats_pair_by_index_and_cache(llm_server, tmp_path):
     cases, base, cand = runs([("x", "refund within 30 days")])
     base[0].samples.append(Sample(repeat=1, output="refund within 30 days"))
-    cand[0].samples.append(Sample(repeat=1, output="refund within 30 days"))
+    cand[0].samples.append(Sample(repeat=1, output="A refund within 30 days."))  # equally good
     with ResponseCache(tmp_path / "p.sqlite") as cache:
         out = score_pairwise_sync(cases, base, cand, spec(llm_server), cache=cache)
         assert out["per_case"] == {"c0": 0.75}  # a win and a tie

@@ -199,7 +199,12 @@ def test_judge_usage_summary_and_price(llm_server):
     expected_cost = (per_call["input_tokens"] * 1.0 + per_call["output_tokens"] * 2.0) / 1e6
     assert per_call["cost_usd"] == pytest.approx(expected_cost)
     assert usage["j"]["cost_usd"] == pytest.approx(6 * expected_cost)
-    assert usage["j"]["latency_ms"] > 0
+    assert usage["j"]["latency_ms"] > 0 and usage["j"]["cost_unknown"] == 0
+    assert usage["j"]["model"] == "openai/judge"
+    unpriced = [CaseResult(id="c1", samples=[Sample(output="refund")])]
+    score_results_sync(cases, unpriced, build_scorers([judge_spec(llm_server, "correctness")]))
+    assert unpriced[0].samples[0].scores["j"].details["judge"]["cost_usd"] is None  # unknown, not 0
+    assert judge_usage(unpriced)["j"]["cost_unknown"] == 1
 
 
 def test_tool_call_answers_are_shown_to_the_judge(llm_server):

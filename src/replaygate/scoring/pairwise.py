@@ -18,7 +18,7 @@ from replaygate.scoring.judge import SYSTEM, answer_text
 from replaygate.scoring.judge_client import MODEL_PARAMS, MalformedReply, ModelClient, Usage
 from replaygate.scoring.judgeprompts import esc, load_prompt, tagged
 from replaygate.scoring.registry import build_scorer, register
-from replaygate.scoring.runner import add_usage, USAGE_KEYS
+from replaygate.scoring.runner import add_usage, new_usage_total
 from replaygate.scoring.textutil import as_text
 
 DEFAULT_CRITERIA = ("Which answer better serves the user: correct, complete, relevant to the "
@@ -78,6 +78,8 @@ class Pairwise(Scorer):
     async def judge_pair(self, ctx: ScoringContext, case: Case, base: Sample, cand: Sample,
                          repeat: int, usage: Usage) -> tuple[float, str, str]:
         b, c = answer_text(base), answer_text(cand)
+        if b == c:  # nothing to prefer: no judge call (an A/A run costs nothing to judge)
+            return TIE, "tie", "tie"
         first, second = await asyncio.gather(
             self.client.ask_json(ctx, self.prompt, self.messages(case, b, c), repeat, parse_winner, usage),
             self.client.ask_json(ctx, self.prompt, self.messages(case, c, b), repeat, parse_winner, usage))
@@ -102,7 +104,7 @@ async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
         raise TypeError(f"score_pairwise needs a pairwise scorer, got {scorer.type!r}")
     ctx = ScoringContext(cache=cache, offline=offline, concurrency=concurrency)
     base_by_id = {r.id: r for r in base_results}
-    usage_total = {k: 0 for k in USAGE_KEYS} | {"cost_unknown": 0}
+    usage_total = {"model": scorer.client.model} | new_usage_total()
     per_case: dict[str, float] = {}
     details: dict[str, list[dict]] = {}
     errors: dict[str, str] = {}

@@ -7,7 +7,8 @@ from collections import defaultdict
 from replaygate.model import Case, CaseResult, ErrorInfo, Score
 from replaygate.scoring.base import SCORER_ERROR, Scorer, ScoringContext
 
-USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
+USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
+              "retried_malformed")
 
 
 async def score_results(cases: dict[str, Case], results: list[CaseResult], scorers: list[Scorer], *,
@@ -78,16 +79,22 @@ def judge_usage(results: list[CaseResult]) -> dict[str, dict]:
                 usage = (score.details or {}).get("judge")
                 if not usage:
                     continue
-                t = totals.setdefault(name, {k: 0 for k in USAGE_KEYS} | {"cost_unknown": 0})
+                t = totals.setdefault(name, {"model": usage.get("model")} | new_usage_total())
                 add_usage(t, usage)
     return totals
+
+
+def new_usage_total() -> dict:
+    """Sums of ``Usage.as_dict`` values; ``cost_unknown`` counts scores whose fresh calls had no
+    known price (their cost is left out of ``cost_usd``, which is then a lower bound)."""
+    return {k: 0 for k in USAGE_KEYS} | {"cost_unknown": 0}
 
 
 def add_usage(total: dict, usage: dict) -> None:
     for k in USAGE_KEYS:
         v = usage.get(k)
         if v is None:
-            if k == "cost_usd" and usage.get("calls", 0) > usage.get("cache_hits", 0):
-                total["cost_unknown"] = total.get("cost_unknown", 0) + 1
+            if k == "cost_usd":
+                total["cost_unknown"] += 1
             continue
-        total[k] = total.get(k, 0) + v
+        total[k] += v
