@@ -72,6 +72,11 @@ def test_python_scorer_from_file_and_module(tmp_path, monkeypatch):
     f.write_text(CHECKS)
     (greet,) = build_scorers([{"type": "python", "function": f"{f}:has_greeting", "args": {"word": "hi"}}])
     assert greet.score(Case(id="c"), Sample(output="Hi there")).passed
+    (greet2,) = build_scorers([{"type": "python", "file": str(f), "function": "has_greeting"}])
+    assert greet2.score(Case(id="c"), Sample(output="hello")).passed
+    with pytest.raises(ConfigError) as e:
+        build_scorers([{"type": "python", "file": str(f), "function": "x:has_greeting"}])
+    assert e.value.field == "scorers[0].function"
     monkeypatch.syspath_prepend(str(tmp_path))
     specs = [{"type": "python", "name": n, "function": f"checks:{n}"}
              for n in ("graded", "pair", "broken", "weird", "slow_ok")]
