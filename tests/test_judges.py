@@ -242,3 +242,25 @@ def test_embedding_similarity_cached(llm_server, tmp_path):
         again, _ = score_one(spec, c, "Bananas grow in tropical climates", cache=cache, offline=True)
         assert again.score == far.score and llm_server.stats()["by_path"]["/v1/embeddings"] == n
         assert again.details["judge"]["cache_hits"] == 2
+
+
+def test_judged_run_matches_the_run_schema_and_round_trips(llm_server):
+    import jsonschema
+    from importlib import resources
+
+    from replaygate.model import Run
+
+    c = case(context=CONTEXT)
+    results = [CaseResult(id="c1", samples=[Sample(output="Paris is the capital of France. It is old.",
+                                                    latency_ms=5.0)])]
+    scorers = build_scorers([judge_spec(llm_server, "groundedness"), {"name": "j2", "type": "equals"}])
+    score_results_sync({"c1": c}, results, scorers)
+    run = Run(variant={"name": "cand"}, cases=results, scorers=[s.info for s in scorers])
+    data = json.loads(json.dumps(run.to_dict()))
+    schema = json.loads(resources.files("replaygate.schemas").joinpath("run.schema.json").read_text())
+    jsonschema.validate(data, schema)
+    back = Run.from_dict(data)
+    s = back.cases[0].samples[0].scores["j"]
+    assert s.details["unsupported"] == ["It is old."] and s.details["judge"]["calls"] == 1
+    assert back.cases[0].samples[0].scores["j2"].error.type == "ScorerError"  # no reference
+    assert back.scorers[0].weight == 1.0
