@@ -15,7 +15,7 @@ from replaygate.scoring import Outcome, Scorer, build_scorers, register, score_r
     ([{"type": "contains", "valu": "a"}], "scorers[0].valu", "unknown key"),
     ([{"type": "contains", "threshold": 1.5}], "scorers[0].threshold", "1.5"),
     ([{"type": "regex"}], "scorers[0].value", "needs"),
-    ([{"type": "contains_all", "value": ["a", 3]}], "scorers[0].value", ""),
+    ([{"type": "contains_all", "value": ["a", {"b": 1}]}], "scorers[0].value", ""),
     ([{"type": "equals", "name": "a"}, {"type": "contains", "name": "a"}], "scorers[1].name", "duplicate"),
     ([{"type": "equals", "name": "has space"}], "scorers[0].name", ""),
     ([{"type": "equals", "name": "a.b"}], "scorers[0].name", ""),  # would break score.NAME.mean
