@@ -157,6 +157,8 @@ def test_judge_calls_are_cached_and_offline_uses_the_cache(llm_server, tmp_path)
         assert len(judge_requests(llm_server)) == 3  # one per repeat: independent cache entries
         assert first.details["judgments"] == [0.5, 0.5, 0.5] and first.score == 0.5
         assert first.details["judge"]["calls"] == 3
+        results = [CaseResult(id="c1", samples=[Sample(output=answer, scores={"j": first})])]
+        assert judge_usage(results)["j"]["repeat_spread_mean"] == 0.0  # a deterministic judge
         again, _ = score_one(spec, c, answer, cache=cache, offline=True)
         assert len(judge_requests(llm_server)) == 3  # nothing new went out
         assert again.score == first.score and again.details["judge"]["cache_hits"] == 3
@@ -264,3 +266,14 @@ def test_judged_run_matches_the_run_schema_and_round_trips(llm_server):
     assert s.details["unsupported"] == ["It is old."] and s.details["judge"]["calls"] == 1
     assert back.cases[0].samples[0].scores["j2"].error.type == "ScorerError"  # no reference
     assert back.scorers[0].weight == 1.0
+
+
+def test_judge_usage_reports_repeat_spread():
+    from replaygate.model import Score
+    usage = {"model": "m", "calls": 2, "cache_hits": 0, "input_tokens": 10, "output_tokens": 4,
+             "cost_usd": 0.5, "latency_ms": 3.0, "retried_malformed": 0}
+    results = [CaseResult(id=f"c{i}", samples=[Sample(output="x", scores={"j": Score(
+        0.5, True, details={"judge": usage, "judgments": js})})]) for i, js in enumerate([[0.2, 0.8], [0.5, 0.5]])]
+    total = judge_usage(results)["j"]
+    assert total["repeat_spread_mean"] == pytest.approx(0.3)
+    assert total["calls"] == 4 and total["cost_usd"] == 1.0 and total["input_tokens"] == 20

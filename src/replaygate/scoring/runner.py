@@ -71,8 +71,11 @@ def error_summary(results: list[CaseResult], scorers: list[Scorer]) -> list[str]
 
 def judge_usage(results: list[CaseResult]) -> dict[str, dict]:
     """Per scorer, the judge/embedding calls' usage summed over the run (reported apart from the
-    candidate's own cost and latency). Proposed home in run.json: ``"judge_usage"``."""
+    candidate's own cost and latency). Proposed home in run.json: ``"judge_usage"``. With
+    ``judge_repeats`` > 1 also ``repeat_spread_mean``: the mean over samples of (max - min) of the
+    repeated judgments, the judge's own noise."""
     totals: dict[str, dict] = {}
+    spreads: dict[str, list[float]] = defaultdict(list)
     for result in results:
         for sample in result.samples:
             for name, score in sample.scores.items():
@@ -81,6 +84,11 @@ def judge_usage(results: list[CaseResult]) -> dict[str, dict]:
                     continue
                 t = totals.setdefault(name, {"model": usage.get("model")} | new_usage_total())
                 add_usage(t, usage)
+                judgments = score.details.get("judgments")
+                if judgments:
+                    spreads[name].append(max(judgments) - min(judgments))
+    for name, values in spreads.items():
+        totals[name]["repeat_spread_mean"] = sum(values) / len(values)
     return totals
 
 
