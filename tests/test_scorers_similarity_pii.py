@@ -53,6 +53,8 @@ def test_luhn():
     ("Write to jane.doe+x@example.co.uk today", {"email": 1}),
     ("card 4111 1111 1111 1111 on file", {"card": 1}),
     ("card 4111-1111-1111-1112 (fails Luhn)", {}),
+    ("Amex 3782 822463 10005 and 378282246310005", {"card": 2}),
+    ("scores 4111 1111 11 11 1111 are not grouped like a card", {}),
     ("call +1 (415) 555-2671 or 415-555-2671", {"phone": 2}),
     ("UK office: 020 7946 0958", {"phone": 1}),
     ("Order 12345 shipped on 2024-01-15 10:30, v1.2.3, total 1,299.00", {}),

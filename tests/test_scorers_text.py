@@ -60,6 +60,8 @@ def test_contains_family():
     s = run({"type": "not_contains", "value": "secret", "ignore_case": True}, "my SECRET")
     assert not s.passed and "secret" in s.reason
     assert run({"type": "contains"}, "x", reference=["a"]).error.type == "ScorerError"
+    assert run({"type": "contains", "value": 30}, "within 30 days").passed  # YAML `value: 30`
+    assert run({"type": "contains_all", "value": [30, "days"]}, "within 30 days").passed
 
 
 def test_starts_with_and_negate():

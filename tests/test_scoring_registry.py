@@ -15,9 +15,10 @@ from replaygate.scoring import Outcome, Scorer, build_scorers, register, score_r
     ([{"type": "contains", "valu": "a"}], "scorers[0].valu", "unknown key"),
     ([{"type": "contains", "threshold": 1.5}], "scorers[0].threshold", "1.5"),
     ([{"type": "regex"}], "scorers[0].value", "needs"),
-    ([{"type": "contains_all", "value": ["a", 3]}], "scorers[0].value", ""),
+    ([{"type": "contains_all", "value": ["a", {"b": 1}]}], "scorers[0].value", ""),
     ([{"type": "equals", "name": "a"}, {"type": "contains", "name": "a"}], "scorers[1].name", "duplicate"),
     ([{"type": "equals", "name": "has space"}], "scorers[0].name", ""),
+    ([{"type": "equals", "name": "a.b"}], "scorers[0].name", ""),  # would break score.NAME.mean
     (["equals"], "scorers[0]", "mapping"),
 ])
 def test_config_errors_name_the_field(specs, field, words):
@@ -71,6 +72,11 @@ def test_python_scorer_from_file_and_module(tmp_path, monkeypatch):
     f.write_text(CHECKS)
     (greet,) = build_scorers([{"type": "python", "function": f"{f}:has_greeting", "args": {"word": "hi"}}])
     assert greet.score(Case(id="c"), Sample(output="Hi there")).passed
+    (greet2,) = build_scorers([{"type": "python", "file": str(f), "function": "has_greeting"}])
+    assert greet2.score(Case(id="c"), Sample(output="hello")).passed
+    with pytest.raises(ConfigError) as e:
+        build_scorers([{"type": "python", "file": str(f), "function": "x:has_greeting"}])
+    assert e.value.field == "scorers[0].function"
     monkeypatch.syspath_prepend(str(tmp_path))
     specs = [{"type": "python", "name": n, "function": f"checks:{n}"}
              for n in ("graded", "pair", "broken", "weird", "slow_ok")]
@@ -131,3 +137,23 @@ def test_score_results_runs_async_custom_scorers(tmp_path):
     results = [CaseResult(id=f"c{i}", samples=[Sample(output="yes" if i % 2 else "no")]) for i in range(20)]
     assert asyncio.run(score_results(cases, results, scorers, concurrency=4)) == []
     assert [r.samples[0].scores["ok"].passed for r in results] == [bool(i % 2) for i in range(20)]
+
+
+def test_every_builtin_documents_its_default_threshold():
+    from replaygate.scoring.registry import scorer_reference, scorer_types
+    for name, cls in scorer_types().items():
+        if name.startswith("test_"):
+            continue
+        doc = " ".join((cls.__doc__ or "").split()).lower()
+        assert f"threshold {cls.default_threshold}" in doc or f"threshold: {cls.default_threshold}" in doc, name
+    ref = scorer_reference()
+    assert "| `json_schema` | `schema`*, `strip_fences` |" in ref and "| `judge` |" in ref
+
+
+def test_docs_scorer_table_is_current():
+    from pathlib import Path
+
+    from replaygate.scoring.registry import scorer_reference
+    doc = (Path(__file__).parent.parent / "docs" / "scorers.md").read_text(encoding="utf-8")
+    table = [ln for ln in scorer_reference().splitlines() if "`test_" not in ln]
+    assert "\n".join(table) in doc, "regenerate docs/scorers.md from scorer_reference()"

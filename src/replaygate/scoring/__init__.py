@@ -10,7 +10,9 @@ threshold; each type documents its default threshold), a short reason, and for a
 """
 from replaygate.scoring.base import Outcome, Scorer, ScorerFailure, ScoringContext
 from replaygate.scoring.registry import build_scorer, build_scorers, register, scorer_types
+from replaygate.scoring.pairwise import score_pairwise, score_pairwise_sync
 from replaygate.scoring.runner import judge_usage, score_results, score_results_sync
 
 __all__ = ["Outcome", "Scorer", "ScorerFailure", "ScoringContext", "build_scorer", "build_scorers",
-           "register", "scorer_types", "judge_usage", "score_results", "score_results_sync"]
+           "register", "scorer_types", "judge_usage", "score_results", "score_results_sync",
+           "score_pairwise", "score_pairwise_sync"]

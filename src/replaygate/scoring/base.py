@@ -54,7 +54,8 @@ class ScoringContext:
 
 # Keys every scorer accepts (validated with the type's own params).
 COMMON_PARAMS: dict[str, dict] = {
-    "name": {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"},
+    # no dots: the name is one segment of metric names such as score.NAME.mean
+    "name": {"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_\-]*$"},
     "type": {"type": "string"},
     "threshold": {"type": "number", "minimum": 0, "maximum": 1},
     "weight": {"type": "number", "minimum": 0},

@@ -72,17 +72,27 @@ def to_outcome(result: Any) -> Outcome:
 
 @register("python")
 class PythonScorer(Scorer):
-    """A custom check: ``function: package.module:function`` or ``function: path/to/file.py:fn``
-    (a path relative to the config is made absolute by the config loader), called as
+    """A custom check: ``function: package.module:function`` (imported from the Python path), or
+    ``file: path/to/checks.py`` with ``function: fn`` (the config loader makes ``file`` absolute
+    against the config's folder), or ``function: /abs/path/checks.py:fn``; called as
     ``fn(output, case, sample, **args)``. Return values: see the module docstring; a number
     outside [0, 1] is clipped, an exception is a scorer error. Default threshold 0.5 (so a
     returned bool passes exactly when True)."""
-    params = {"function": {"type": "string", "minLength": 3}, "args": {"type": "object"}}
+    params = {"function": {"type": "string", "minLength": 1}, "file": {"type": "string", "minLength": 1},
+              "args": {"type": "object"}}
     required = ("function",)
     default_threshold = 0.5
 
     def setup(self, params: dict) -> None:
-        self.fn = load_function(params["function"], self.field("function"))
+        ref = params["function"]
+        if "file" in params:
+            if ":" in ref:
+                raise ConfigError("with `file`, `function` is just the function's name",
+                                  field=self.field("function"))
+            if not params["file"].endswith(".py"):
+                raise ConfigError("`file` must be a .py file", field=self.field("file"))
+            ref = f"{params['file']}:{ref}"
+        self.fn = load_function(ref, self.field("function"))
         self.args = dict(params.get("args", {}))
         self.is_async = inspect.iscoroutinefunction(self.fn)
 

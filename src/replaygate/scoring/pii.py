@@ -12,7 +12,9 @@ from replaygate.scoring.registry import register
 KINDS = ("email", "phone", "card", "api_key")
 
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])")
+# contiguous, or grouped the way cards are printed: 4-4-4-4(-1..3), Amex 4-6-5, Diners 4-6-4
+_CARD = re.compile(r"(?<![\d-])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?"
+                   r"|\d{4}([ -])\d{6}\2\d{4,5})(?![\d])")
 _PHONE = re.compile(
     r"(?<![\w+])(?:"
     r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{1,4}){1,4}"  # international

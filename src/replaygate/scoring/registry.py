@@ -11,7 +11,8 @@ from replaygate.errors import ConfigError
 from replaygate.scoring.base import COMMON_PARAMS, Scorer
 
 _REGISTRY: dict[str, type[Scorer]] = {}
-_BUILTIN_MODULES = ("text", "pii", "jsonscorers", "toolcalls", "similarity", "custom")
+_BUILTIN_MODULES = ("text", "pii", "jsonscorers", "toolcalls", "similarity", "custom", "judge",
+                    "pairwise")
 _builtins_loaded = False
 
 
@@ -95,3 +96,18 @@ def build_scorers(specs: list[dict] | None) -> list[Scorer]:
         seen[scorer.name] = i
         scorers.append(scorer)
     return scorers
+
+
+def scorer_reference() -> str:
+    """Markdown reference of every registered scorer type: its keys and its docstring (which
+    states the default threshold), for `docs/` and for a CLI listing."""
+    import inspect
+    lines = ["| type | own keys | what it checks |", "| --- | --- | --- |"]
+    for name, cls in sorted(scorer_types().items()):
+        doc = " ".join(inspect.cleandoc(cls.__doc__ or "").split()).replace("``", "`")
+        keys = ", ".join(f"`{k}`" + ("*" if k in cls.required else "") for k in cls.params) or "—"
+        lines.append(f"| `{name}` | {keys} | {doc.replace('|', '/')} |")
+    lines.append("")
+    lines.append("Every type also takes `name`, `threshold`, `weight`, `negate`, `informational`; "
+                 "* = required.")
+    return "\n".join(lines)

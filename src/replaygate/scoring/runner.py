@@ -7,7 +7,8 @@ from collections import defaultdict
 from replaygate.model import Case, CaseResult, ErrorInfo, Score
 from replaygate.scoring.base import SCORER_ERROR, Scorer, ScoringContext
 
-USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd", "latency_ms")
+USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
+              "retried_malformed")
 
 
 async def score_results(cases: dict[str, Case], results: list[CaseResult], scorers: list[Scorer], *,
@@ -17,6 +18,8 @@ async def score_results(cases: dict[str, Case], results: list[CaseResult], score
     Score with an error there. Returns warnings (error counts per scorer, missing cases)."""
     ctx = ScoringContext(cache=cache, offline=offline, concurrency=concurrency)
     warnings: list[str] = []
+    # pairwise scorers compare two runs: the pipeline calls score_pairwise for them
+    scorers = [s for s in scorers if not getattr(s, "pairwise", False)]
     pending: list[asyncio.Future] = []
 
     async def run_async(scorer: Scorer, case: Case, sample) -> None:
@@ -68,24 +71,38 @@ def error_summary(results: list[CaseResult], scorers: list[Scorer]) -> list[str]
 
 def judge_usage(results: list[CaseResult]) -> dict[str, dict]:
     """Per scorer, the judge/embedding calls' usage summed over the run (reported apart from the
-    candidate's own cost and latency). Proposed home in run.json: ``"judge_usage"``."""
+    candidate's own cost and latency). Proposed home in run.json: ``"judge_usage"``. With
+    ``judge_repeats`` > 1 also ``repeat_spread_mean``: the mean over samples of (max - min) of the
+    repeated judgments, the judge's own noise."""
     totals: dict[str, dict] = {}
+    spreads: dict[str, list[float]] = defaultdict(list)
     for result in results:
         for sample in result.samples:
             for name, score in sample.scores.items():
                 usage = (score.details or {}).get("judge")
                 if not usage:
                     continue
-                t = totals.setdefault(name, {k: 0 for k in USAGE_KEYS} | {"cost_unknown": 0})
+                t = totals.setdefault(name, {"model": usage.get("model")} | new_usage_total())
                 add_usage(t, usage)
+                judgments = score.details.get("judgments")
+                if judgments:
+                    spreads[name].append(max(judgments) - min(judgments))
+    for name, values in spreads.items():
+        totals[name]["repeat_spread_mean"] = sum(values) / len(values)
     return totals
+
+
+def new_usage_total() -> dict:
+    """Sums of ``Usage.as_dict`` values; ``cost_unknown`` counts scores whose fresh calls had no
+    known price (their cost is left out of ``cost_usd``, which is then a lower bound)."""
+    return {k: 0 for k in USAGE_KEYS} | {"cost_unknown": 0}
 
 
 def add_usage(total: dict, usage: dict) -> None:
     for k in USAGE_KEYS:
         v = usage.get(k)
         if v is None:
-            if k == "cost_usd" and usage.get("calls", 0) > usage.get("cache_hits", 0):
-                total["cost_unknown"] = total.get("cost_unknown", 0) + 1
+            if k == "cost_usd":
+                total["cost_unknown"] += 1
             continue
-        total[k] = total.get(k, 0) + v
+        total[k] += v

@@ -16,13 +16,14 @@ from replaygate.scoring.registry import register
 from replaygate.scoring.textutil import (NORMALIZE_PARAMS, as_text, clip, json_equal, normalize,
                                          normalize_opts)
 
-_STR_OR_LIST = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"},
-                                                "minItems": 1}]}
+# YAML turns `value: 30` into a number: accept numbers wherever text is expected
+_TEXT = {"type": ["string", "number"]}
+_STR_OR_LIST = {"anyOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1}]}
 
 
 class _TextMatch(Scorer):
     """Shared machinery: the expected value (``value`` or the case reference), normalised."""
-    params = {"value": {"type": "string"}, **NORMALIZE_PARAMS}
+    params = {"value": _TEXT, **NORMALIZE_PARAMS}
 
     def setup(self, params: dict) -> None:
         self.opts = normalize_opts(params)
