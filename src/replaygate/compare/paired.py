@@ -94,6 +94,8 @@ def repeats_info(b: MetricSeries, c: MetricSeries, to_b: np.ndarray, to_c: np.nd
     """Within-case variance and standard-error reduction due to repeats, per side."""
     out = {}
     for side, s, m in (("baseline", b, to_b), ("candidate", c, to_c)):
+        if s.case_index.size <= s.n_cases and np.all(np.bincount(s.case_index, minlength=1) <= 1):
+            continue  # one sample per case: nothing to cluster
         v, ci = align(s, m)
         cl = st.clustering(v, ci, n)
         if cl is None or cl.mean_repeats <= 1.0:
@@ -215,8 +217,7 @@ def compare_quantiles(names: list[str], base: dict[str, MetricSeries], cand: dic
         for mc in out.values():
             mc.warnings.append("no paired case has a value on both sides")
         return out
-    all_rb = st.weighted_quantile_reps(weights, vb, cb, qs)
-    all_rc = st.weighted_quantile_reps(weights, vc, cc, qs)
+    all_rb, all_rc = st.weighted_quantile_reps_many(weights, [(vb, cb, qs), (vc, cc, qs)])
     for k, (m, q) in enumerate(zip(names, qs)):
         mc = out[m]
         mc.baseline = st.quantile_point(vb, q)
