@@ -10,8 +10,8 @@ import pytest
 
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import Case
-from replaygate.sources.traces import (compile_where, import_traces, load_traces, read_cases_jsonl,
-                                       sample_cases, write_cases_jsonl)
+from replaygate.sources.traces import (ImportStats, compile_where, import_traces, iter_import,
+                                       load_traces, read_cases_jsonl, sample_cases, write_cases_jsonl)
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
 
@@ -119,6 +119,17 @@ def test_folder_import_and_summary_table():
                   "skipped: unsupported operation (embedding 1, embeddings 2)", "time range", "gpt-4o-mini"):
         assert label in table
     assert stats.to_dict()["cases"] == len(cases) == 11
+
+
+def test_streaming_import_gives_the_same_cases_and_stats():
+    cases, stats = import_traces([FIX])
+    streamed_stats = ImportStats()
+    streamed = list(iter_import([FIX], streamed_stats))
+    assert [c.to_dict() for c in streamed] == [c.to_dict() for c in cases]
+    assert streamed_stats.to_dict() == stats.to_dict()
+    # the legacy events file is joined even though it is read before and after its spans
+    assert any(c.metadata["convention"] == "otel-genai-events" and c.metadata["service"] == "legacy-bot"
+               for c in streamed)
 
 
 def test_include_errors_keeps_error_spans_with_recorded_error():
