@@ -179,6 +179,9 @@ def json_value(v: Any) -> Any:
     """OTLP/JSON AnyValue -> plain Python. Tolerates snake_case and ints as numbers."""
     if not isinstance(v, dict):
         return v  # a few emitters put bare values here
+    x = v.get("stringValue")
+    if x is not None:  # the common case first (hot path)
+        return x
     for k, x in v.items():
         conv = _JSON_VALUE.get(k)
         if conv is not None:
