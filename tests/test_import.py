@@ -158,6 +158,20 @@ def test_where_filters():
     assert load_traces([FIX], where={"provider": ["anthropic", "nobody"]}) == []
 
 
+def test_config_schema_accepts_the_where_shape():
+    import jsonschema
+
+    from replaygate import __file__ as pkg
+    schema = json.loads((Path(pkg).parent / "schemas" / "config.schema.json").read_text())
+    where_schema = {"$defs": schema["$defs"], **schema["$defs"]["datasetEntry"]["properties"]["where"]}
+    good = {"operation": "chat", "model": {"regex": "^gpt"}, "service": ["a", "b"], "provider": "openai",
+            "attributes": {"deployment.environment": "prod", "gen_ai.request.temperature": 0}}
+    jsonschema.validate(good, where_schema)
+    compile_where(good)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": {"glob": "x"}}, where_schema)
+
+
 @pytest.mark.parametrize("where, field", [
     ({"colour": "red"}, "where.colour"),
     ({"model": {"regex": "("}}, "where.model"),
