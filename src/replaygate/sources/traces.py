@@ -40,6 +40,7 @@ from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits
                                      SpanRecord, expand_paths, read_file)
 
 SKIP_UNSUPPORTED = "unsupported operation"
+SKIP_DUPLICATE = "duplicate span"
 
 
 @dataclass
@@ -130,6 +131,7 @@ class _Importer:
         self.stats = ImportStats()
         self.retrieved: dict[str, list[_Retrieved]] = defaultdict(list)
         self.log_events: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        self.seen: set[tuple[str, str]] = set()  # exporters retry: the same span may come twice
 
     def observe(self, rec: SpanRecord | LogRecordEvent, collect: bool = True) -> str | None:
         """Count the record and (if ``collect``) keep what the join needs; return the
@@ -156,8 +158,13 @@ class _Importer:
 
     def emit(self, span: SpanRecord, op: str) -> Case | None:
         stats = self.stats
+        key = (span.trace_id, span.span_id)
+        if key in self.seen:
+            stats.skipped[SKIP_DUPLICATE] += 1
+            return None
+        self.seen.add(key)
         stats.llm_calls += 1
-        joined = sorted(self.log_events.pop((span.trace_id, span.span_id), []),
+        joined = sorted(self.log_events.pop(key, []),
                         key=lambda e: e.time_ns)  # stable sort: keeps emission order
         events = span.events + joined if joined else span.events
         result = genai.extract(span, events, op, include_errors=self.include_errors)
