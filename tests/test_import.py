@@ -10,8 +10,8 @@ import pytest
 
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import Case
-from replaygate.sources.traces import (compile_where, import_traces, load_traces, read_cases_jsonl,
-                                       sample_cases, write_cases_jsonl)
+from replaygate.sources.traces import (ImportStats, compile_where, import_traces, iter_import,
+                                       load_traces, read_cases_jsonl, sample_cases, write_cases_jsonl)
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
 
@@ -118,7 +118,21 @@ def test_folder_import_and_summary_table():
     for label in ("spans read", "LLM calls found", "skipped: error span",
                   "skipped: unsupported operation (embedding 1, embeddings 2)", "time range", "gpt-4o-mini"):
         assert label in table
-    assert stats.to_dict()["cases"] == len(cases) == 11
+    # otel137.jsonl and otel137.pb hold the same spans: the second copy is counted, not imported
+    assert stats.skipped["duplicate span"] == 4
+    assert stats.to_dict()["cases"] == len(cases) == 9
+    assert len({c.id for c in cases}) == 9
+
+
+def test_streaming_import_gives_the_same_cases_and_stats():
+    cases, stats = import_traces([FIX])
+    streamed_stats = ImportStats()
+    streamed = list(iter_import([FIX], streamed_stats))
+    assert [c.to_dict() for c in streamed] == [c.to_dict() for c in cases]
+    assert streamed_stats.to_dict() == stats.to_dict()
+    # the legacy events file is joined even though it is read before and after its spans
+    assert any(c.metadata["convention"] == "otel-genai-events" and c.metadata["service"] == "legacy-bot"
+               for c in streamed)
 
 
 def test_include_errors_keeps_error_spans_with_recorded_error():
@@ -145,6 +159,20 @@ def test_where_filters():
     temp = load_traces([FIX], where={"attributes": {"gen_ai.request.temperature": 0}})  # 0 == 0.0
     assert [c.metadata["service"] for c in temp] == ["legacy-bot"]
     assert load_traces([FIX], where={"provider": ["anthropic", "nobody"]}) == []
+
+
+def test_config_schema_accepts_the_where_shape():
+    import jsonschema
+
+    from replaygate import __file__ as pkg
+    schema = json.loads((Path(pkg).parent / "schemas" / "config.schema.json").read_text())
+    where_schema = {"$defs": schema["$defs"], **schema["$defs"]["datasetEntry"]["properties"]["where"]}
+    good = {"operation": "chat", "model": {"regex": "^gpt"}, "service": ["a", "b"], "provider": "openai",
+            "attributes": {"deployment.environment": "prod", "gen_ai.request.temperature": 0}}
+    jsonschema.validate(good, where_schema)
+    compile_where(good)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"model": {"glob": "x"}}, where_schema)
 
 
 @pytest.mark.parametrize("where, field", [

@@ -119,6 +119,12 @@ def test_object_array_and_jsonl_forms_agree(tmp_path):
     assert ids["lines.jsonl"] == ids["array.json"] == ids["pretty.json"] == ["00000000000000a1", "00000000000000a2"]
 
 
+def test_utf8_bom_is_skipped(tmp_path):
+    f = tmp_path / "bom.json"
+    f.write_bytes(b"\xef\xbb\xbf" + json.dumps(_doc(_span_json())).encode())
+    assert [s.span_id for s in _spans(f)] == ["eee19b7ec3c1b174"]
+
+
 def _length_prefixed(messages) -> bytes:
     out = b""
     for m in messages:

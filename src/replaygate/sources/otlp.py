@@ -41,8 +41,8 @@ MiB = 1024 * 1024
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-TRACE_FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".pb", ".bin", ".otlp", ".proto",
-                       ".gz", ".zst", ".zstd")
+TRACE_FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".pb", ".bin", ".otlp", ".gz", ".zst", ".zstd")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,9 @@ def json_value(v: Any) -> Any:
     """OTLP/JSON AnyValue -> plain Python. Tolerates snake_case and ints as numbers."""
     if not isinstance(v, dict):
         return v  # a few emitters put bare values here
+    x = v.get("stringValue")
+    if x is not None:  # the common case first (hot path)
+        return x
     for k, x in v.items():
         conv = _JSON_VALUE.get(k)
         if conv is not None:
@@ -495,6 +498,9 @@ def read_file(path: str | Path, counts: DecodeCounts | None = None,
             raise InputError(f"cannot decompress: {e}", file=source) from None
         if not head:
             raise InputError("empty file", file=source)
+        if head.startswith(UTF8_BOM):
+            stream.read(len(UTF8_BOM))
+            head = head[len(UTF8_BOM):]
         if head.lstrip()[:1] in (b"{", b"[") or not head.strip():
             records = _read_json(stream, source, counts, limits)
         else:

@@ -31,7 +31,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import Case
@@ -40,6 +40,7 @@ from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits
                                      SpanRecord, expand_paths, read_file)
 
 SKIP_UNSUPPORTED = "unsupported operation"
+SKIP_DUPLICATE = "duplicate span"
 
 
 @dataclass
@@ -119,70 +120,130 @@ class _Retrieved:
     docs: list[str]
 
 
-def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: bool = False,
-                  limits: Limits = DEFAULT_LIMITS) -> tuple[list[Case], ImportStats]:
-    """Read trace/log files and folders; return the cases (in file order) and the stats.
+class _Importer:
+    """State shared by the one-pass and the streaming drivers.
 
-    Error spans are skipped and counted unless ``include_errors`` (then ``recorded.error`` is
-    set). Raises InputError for undecodable files."""
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    files = expand_paths(list(paths))
-    counts = DecodeCounts()
-    stats = ImportStats()
-    llm_spans: list[tuple[SpanRecord, str | None]] = []
-    retrieved: dict[str, list[_Retrieved]] = defaultdict(list)
-    log_events: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    ``observe`` takes what the join needs from any record (GenAI log events, retrieval
+    documents, span counts); ``emit`` turns one inference span into a case."""
 
-    for path in files:
-        for rec in read_file(path, counts, limits):
-            if isinstance(rec, LogRecordEvent):
-                if rec.event.name in genai.GENAI_EVENT_NAMES and rec.trace_id and rec.span_id:
-                    log_events[(rec.trace_id, rec.span_id)].append(rec.event)
-                continue
-            category, op = genai.classify(rec)
-            if category == genai.INFERENCE:
-                llm_spans.append((rec, op))
-            elif category == genai.RETRIEVAL:
-                stats.context_spans[category] += 1
-                docs = genai.retrieval_documents(rec)
-                if docs:
-                    retrieved[rec.trace_id].append(_Retrieved(rec.start_ns, docs))
-            elif category in (genai.TOOL, genai.AGENT):
-                stats.context_spans[category] += 1
-            elif category in (genai.EMBEDDINGS, genai.UNSUPPORTED):
-                stats.skipped[SKIP_UNSUPPORTED] += 1
-                stats.unsupported_operations[op or "?"] += 1
+    def __init__(self, include_errors: bool):
+        self.include_errors = include_errors
+        self.stats = ImportStats()
+        self.retrieved: dict[str, list[_Retrieved]] = defaultdict(list)
+        self.log_events: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        self.seen: set[tuple[str, str]] = set()  # exporters retry: the same span may come twice
 
-    cases: list[Case] = []
-    for i, (span, op) in enumerate(llm_spans):
-        llm_spans[i] = None  # type: ignore[call-overload]  # free the span once it is a case
-        stats.llm_calls += 1
+    def observe(self, rec: SpanRecord | LogRecordEvent, collect: bool = True) -> str | None:
+        """Count the record and (if ``collect``) keep what the join needs; return the
+        operation of an inference span, else None."""
+        stats = self.stats
+        if isinstance(rec, LogRecordEvent):
+            if collect and rec.event.name in genai.GENAI_EVENT_NAMES and rec.trace_id and rec.span_id:
+                self.log_events[(rec.trace_id, rec.span_id)].append(rec.event)
+            return None
+        category, op = genai.classify(rec)
+        if category == genai.INFERENCE:
+            return op or "chat"
+        if category == genai.RETRIEVAL:
+            stats.context_spans[category] += 1
+            docs = genai.retrieval_documents(rec) if collect else None
+            if docs:
+                self.retrieved[rec.trace_id].append(_Retrieved(rec.start_ns, docs))
+        elif category in (genai.TOOL, genai.AGENT):
+            stats.context_spans[category] += 1
+        elif category in (genai.EMBEDDINGS, genai.UNSUPPORTED):
+            stats.skipped[SKIP_UNSUPPORTED] += 1
+            stats.unsupported_operations[op or "?"] += 1
+        return None
+
+    def emit(self, span: SpanRecord, op: str) -> Case | None:
+        stats = self.stats
         key = (span.trace_id, span.span_id)
-        joined = sorted(log_events.pop(key, []), key=lambda e: e.time_ns)  # stable: keeps emit order
+        if key in self.seen:
+            stats.skipped[SKIP_DUPLICATE] += 1
+            return None
+        self.seen.add(key)
+        stats.llm_calls += 1
+        joined = sorted(self.log_events.pop(key, []),
+                        key=lambda e: e.time_ns)  # stable sort: keeps emission order
         events = span.events + joined if joined else span.events
-        result = genai.extract(span, events, op, include_errors=include_errors)
+        result = genai.extract(span, events, op, include_errors=self.include_errors)
         stats.conventions[result.convention] += 1
         if result.case is None:
             stats.skipped[result.skip or "unknown"] += 1
-            continue
+            return None
         case = result.case
-        case.context = _context_for(span, retrieved.get(span.trace_id))
-        cases.append(case)
+        case.context = _context_for(span, self.retrieved.get(span.trace_id))
+        stats.cases += 1
         stats.models[case.params.get("model", "?")] += 1
         if span.start_ns:
             stats.start_ns = span.start_ns if stats.start_ns is None else min(stats.start_ns, span.start_ns)
         if span.end_ns:
             stats.end_ns = span.end_ns if stats.end_ns is None else max(stats.end_ns, span.end_ns)
+        return case
 
-    for reason, n in counts.malformed.items():
-        stats.skipped[reason] += n
-    stats.unjoined_log_events = sum(len(v) for v in log_events.values())
-    stats.files = counts.files
-    stats.spans_read = counts.spans
-    stats.log_records_read = counts.log_records
-    stats.cases = len(cases)
-    return cases, stats
+    def finish(self, counts: DecodeCounts) -> ImportStats:
+        stats = self.stats
+        for reason, n in counts.malformed.items():
+            stats.skipped[reason] += n
+        stats.unjoined_log_events = sum(len(v) for v in self.log_events.values())
+        stats.files = counts.files
+        stats.spans_read = counts.spans
+        stats.log_records_read = counts.log_records
+        return stats
+
+
+def _files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    return expand_paths([paths] if isinstance(paths, (str, Path)) else list(paths))
+
+
+def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: bool = False,
+                  limits: Limits = DEFAULT_LIMITS) -> tuple[list[Case], ImportStats]:
+    """Read trace/log files and folders in one pass; return the cases (in file order) and the
+    stats. Memory holds the inference spans until the end (log events may come later); for
+    inputs too large for that use ``iter_import``.
+
+    Error spans are skipped and counted unless ``include_errors`` (then ``recorded.error`` is
+    set). Raises InputError for undecodable files."""
+    files = _files(paths)
+    imp = _Importer(include_errors)
+    counts = DecodeCounts()
+    pending: list[tuple[SpanRecord, str]] = []
+    for path in files:
+        for rec in read_file(path, counts, limits):
+            op = imp.observe(rec)
+            if op is not None:
+                pending.append((rec, op))  # type: ignore[arg-type]  # observe() saw a span
+    cases: list[Case] = []
+    for i, (span, op) in enumerate(pending):
+        pending[i] = None  # type: ignore[call-overload]  # free the span once it is a case
+        case = imp.emit(span, op)
+        if case is not None:
+            cases.append(case)
+    return cases, imp.finish(counts)
+
+
+def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
+                include_errors: bool = False, limits: Limits = DEFAULT_LIMITS) -> Iterator[Case]:
+    """Stream the cases with memory bounded by the join state (GenAI log events and retrieved
+    documents), not by the number of cases: a first pass collects the join state, a second
+    pass extracts each case as its span is read. ``stats`` is filled in place (complete when
+    the iterator is exhausted). Same cases, same order as ``import_traces``."""
+    files = _files(paths)
+    imp = _Importer(include_errors)
+    for path in files:  # pass 1: the join state only
+        for rec in read_file(path, None, limits):
+            imp.observe(rec)
+    imp.stats = stats  # pass 2 counts and extracts
+    counts = DecodeCounts()
+    for path in files:
+        for rec in read_file(path, counts, limits):
+            op = imp.observe(rec, collect=False)
+            if op is not None:
+                case = imp.emit(rec, op)  # type: ignore[arg-type]  # observe() saw a span
+                if case is not None:
+                    yield case
+    imp.finish(counts)
 
 
 def _context_for(span: SpanRecord, retrieved: list[_Retrieved] | None) -> list[str]:
