@@ -277,3 +277,10 @@ def test_judge_usage_reports_repeat_spread():
     total = judge_usage(results)["j"]
     assert total["repeat_spread_mean"] == pytest.approx(0.3)
     assert total["calls"] == 4 and total["cost_usd"] == 1.0 and total["input_tokens"] == 20
+
+
+def test_judge_params_keep_temperature_zero_unless_overridden(llm_server):
+    score_one(judge_spec(llm_server, "correctness", params={"max_tokens": 300}), case(reference="x"), "x")
+    score_one(judge_spec(llm_server, "correctness", params={"temperature": 0.7}), case(reference="x"), "x")
+    (a, b) = [r["body"] for r in judge_requests(llm_server)]
+    assert (a["temperature"], a["max_tokens"]) == (0, 300) and b["temperature"] == 0.7

@@ -8,6 +8,7 @@ A scorer type subclasses ``Scorer``, declares its own config keys as a JSON Sche
 """
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -45,8 +46,8 @@ class ScoringContext:
     _semaphore: Any = None
 
     @property
-    def semaphore(self):
-        import asyncio
+    def semaphore(self) -> asyncio.Semaphore:
+        # created on first use, inside the running event loop
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(max(1, self.concurrency))
         return self._semaphore

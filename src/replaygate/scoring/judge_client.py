@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -115,7 +116,8 @@ class ModelClient:
     @classmethod
     def from_spec(cls, spec: dict) -> "ModelClient":
         return cls(model=spec["model"], api_base=spec.get("api_base"), api_key_env=spec.get("api_key_env"),
-                   params=dict(spec.get("params", {"temperature": 0})), price=spec.get("price"),
+                   # a judge should be repeatable: temperature 0 unless the config says otherwise
+                   params={"temperature": 0, **spec.get("params", {})}, price=spec.get("price"),
                    timeout=float(spec.get("timeout", 60.0)), retries=int(spec.get("retries", 2)))
 
     def request(self, messages: list[dict]) -> dict:
@@ -194,7 +196,6 @@ class ModelClient:
         if missing:
             if ctx.offline:
                 raise ScorerFailure("embedding not in the cache (offline)", "CacheMiss")
-            import time
             start = time.perf_counter()
             vectors = await self._with_retries(ctx, lambda: llm.embed(
                 self.model, [texts[i] for i in missing], api_base=self.api_base,
