@@ -1,0 +1,162 @@
+"""Metric values of a Run (design.md "Metrics"), per case for paired comparison and as a summary.
+
+Every metric is kept at sample level together with the case each sample belongs to, so the
+comparison can average repeats within a case (cluster by case) and resample whole cases.
+
+Rules that keep a metric honest:
+
+* A sample passes (``quality.pass_rate``) when it has no error and every non-informational scorer
+  passed. A sample with an error, or whose scorer crashed or is missing, counts as failed and as
+  score 0 in ``score.*`` metrics: failing to answer can never improve a metric.
+* Latency, time to first token and tokens are measured on samples without an error (errors are
+  counted by ``errors.rate``); a case whose every sample failed has no latency.
+* Cost: an unknown price (``cost_usd`` None on a successful sample) makes ``cost.*`` unknown
+  (None, with the reason), never 0. Errored samples without a cost are left out and said so.
+* Summary values are means over cases of per-case means (equal to sample means when every case
+  has the same number of repeats); quantiles are taken over samples; ``cost.total`` is the sum.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import Run
+
+LATENCY_QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+TTFT_QUANTILES = {"p50": 0.50, "p95": 0.95}
+
+# kinds: "rate" = per-case share of 0/1 sample flags; "mean" = per-case mean of sample values;
+# "quantile" = quantile over samples; "total" = sum over samples (compared as n * mean per case).
+KINDS = ("rate", "mean", "quantile", "total")
+
+
+@dataclass
+class MetricSeries:
+    """One metric of one run at sample level, with the case of every sample."""
+    name: str
+    kind: str
+    higher_is_better: bool
+    values: np.ndarray  # per sample, float; NaN where the sample has no value for this metric
+    case_index: np.ndarray  # per sample: index into the run's case list
+    n_cases: int
+    q: float | None = None  # quantile level, for kind "quantile"
+    unknown: str | None = None  # why the metric cannot be computed (values then unused)
+    note: str | None = None  # what was left out and why, when something was
+
+    def case_means(self) -> np.ndarray:
+        """Per-case mean over the case's samples with a value (NaN for cases without one)."""
+        ok = np.isfinite(self.values)
+        cnt = np.bincount(self.case_index[ok], minlength=self.n_cases).astype(float)
+        tot = np.bincount(self.case_index[ok], weights=self.values[ok], minlength=self.n_cases)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
+
+    def case_sums(self) -> np.ndarray:
+        ok = np.isfinite(self.values)
+        return np.bincount(self.case_index[ok], weights=self.values[ok], minlength=self.n_cases)
+
+    def value(self) -> float | None:
+        """The run-level value of the metric (None when unknown or nothing was measured)."""
+        if self.unknown is not None:
+            return None
+        v = self.values[np.isfinite(self.values)]
+        if v.size == 0:
+            return None
+        if self.kind == "quantile":
+            return float(np.quantile(v, self.q, method="inverted_cdf"))
+        if self.kind == "total":
+            return float(v.sum())
+        m = self.case_means()
+        return float(np.nanmean(m))
+
+
+def direction(metric: str) -> bool:
+    """True when higher is better: quality, scores and pairwise wins; latency, cost, tokens and
+    errors are better lower."""
+    return metric.split(".", 1)[0] in ("quality", "score", "pairwise")
+
+
+def scorer_names(run: Run) -> list[str]:
+    names = [s.name for s in run.scorers]
+    seen = set(names)
+    for case in run.cases:
+        for s in case.samples:
+            for k in s.scores:
+                if k not in seen:
+                    seen.add(k)
+                    names.append(k)
+    return names
+
+
+def case_metrics(run: Run) -> dict[str, MetricSeries]:
+    """Every metric of design.md for ``run``, keyed by metric name, at sample level."""
+    info = {s.name: s for s in run.scorers}
+    names = scorer_names(run)
+    counting = [n for n in names if not (n in info and info[n].informational)]
+    case_idx: list[int] = []
+    lat, ttft, tin, tout, cost, err = [], [], [], [], [], []
+    score = {n: [] for n in names}
+    passed = {n: [] for n in names}
+    quality: list[float] = []
+    nan = math.nan
+    for ci, case in enumerate(run.cases):
+        for s in case.samples:
+            case_idx.append(ci)
+            bad = s.error is not None
+            err.append(1.0 if bad else 0.0)
+            lat.append(nan if bad or s.latency_ms is None else s.latency_ms)
+            ttft.append(nan if bad or s.ttft_ms is None else s.ttft_ms)
+            tin.append(nan if bad or s.input_tokens is None else s.input_tokens)
+            tout.append(nan if bad or s.output_tokens is None else s.output_tokens)
+            # None stays None here (unknown price): resolved below, never turned into 0
+            cost.append(s.cost_usd if s.cost_usd is not None else (None if not bad else "err"))
+            ok = not bad
+            for n in names:
+                sc = s.scores.get(n)
+                good = (not bad) and sc is not None and sc.error is None and sc.passed is True
+                passed[n].append(1.0 if good else 0.0)
+                score[n].append(sc.score if (not bad and sc is not None and sc.score is not None) else 0.0)
+                if n in counting and not good:
+                    ok = False
+            quality.append(1.0 if ok else 0.0)
+    n_cases = len(run.cases)
+    ci_arr = np.asarray(case_idx, dtype=np.int64)
+
+    def series(name, kind, values, q=None, unknown=None, note=None):
+        return MetricSeries(name, kind, direction(name), np.asarray(values, dtype=float), ci_arr,
+                            n_cases, q=q, unknown=unknown, note=note)
+
+    out: dict[str, MetricSeries] = {}
+    if counting:
+        out["quality.pass_rate"] = series("quality.pass_rate", "rate", quality)
+    else:
+        out["quality.pass_rate"] = series("quality.pass_rate", "rate", quality,
+                                          unknown="no scorer counts towards quality (none configured, or all informational)")
+    for n in names:
+        out[f"score.{n}.mean"] = series(f"score.{n}.mean", "mean", score[n])
+        out[f"score.{n}.pass_rate"] = series(f"score.{n}.pass_rate", "rate", passed[n])
+    out["latency.mean"] = series("latency.mean", "mean", lat)
+    for label, q in LATENCY_QUANTILES.items():
+        out[f"latency.{label}"] = series(f"latency.{label}", "quantile", lat, q=q)
+    if any(not math.isnan(t) for t in ttft):
+        for label, q in TTFT_QUANTILES.items():
+            out[f"ttft.{label}"] = series(f"ttft.{label}", "quantile", ttft, q=q)
+    missing = sum(1 for c in cost if c is None)
+    skipped = sum(1 for c in cost if c == "err")
+    costs = [nan if not isinstance(c, (int, float)) else float(c) for c in cost]
+    unknown = (f"cost unknown for {missing} of {len(cost)} samples (no price for the model; set the variant's price)"
+               if missing else None)
+    note = f"{skipped} errored samples without a cost left out" if skipped else None
+    out["cost.mean"] = series("cost.mean", "mean", costs, unknown=unknown, note=note)
+    out["cost.total"] = series("cost.total", "total", costs, unknown=unknown, note=note)
+    out["tokens.input.mean"] = series("tokens.input.mean", "mean", tin)
+    out["tokens.output.mean"] = series("tokens.output.mean", "mean", tout)
+    out["errors.rate"] = series("errors.rate", "rate", err)
+    return out
+
+
+def summarize(run: Run) -> dict[str, float | None]:
+    """Run-level value of every metric, for ``Run.summary`` (None = unknown or not measured)."""
+    return {name: s.value() for name, s in case_metrics(run).items()}
