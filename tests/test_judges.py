@@ -163,6 +163,8 @@ def test_judge_calls_are_cached_and_offline_uses_the_cache(llm_server, tmp_path)
         assert len(judge_requests(llm_server)) == 3  # nothing new went out
         assert again.score == first.score and again.details["judge"]["cache_hits"] == 3
         assert again.details["judge"]["calls"] == 0 and again.details["judge"]["cost_usd"] == 0.0
+        refreshed, _ = score_one(spec, c, answer, cache=cache, refresh=True)
+        assert refreshed.details["judge"]["calls"] == 3 and len(judge_requests(llm_server)) == 6
         other_model, _ = score_one(judge_spec(llm_server, "groundedness", model="judge@latency=1"),
                                    c, answer, cache=cache)
         assert other_model.details["judge"]["calls"] == 1  # the judge model is part of the key

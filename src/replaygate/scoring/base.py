@@ -37,10 +37,12 @@ class Outcome:
 
 @dataclass
 class ScoringContext:
-    """What async scorers need besides the case and the sample: the response cache, offline mode,
-    a shared concurrency limit for model calls."""
+    """What async scorers need besides the case and the sample: the response cache and its mode
+    (offline: read only, a miss is an error; refresh: call again and overwrite), a shared
+    concurrency limit for model calls."""
     cache: Any = None  # replaygate.replay.cache.ResponseCache or None
     offline: bool = False
+    refresh: bool = False
     concurrency: int = 8
     warnings: list[str] = field(default_factory=list)
     _semaphore: Any = None

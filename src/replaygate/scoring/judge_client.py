@@ -153,7 +153,7 @@ class ModelClient:
         else from the model, with one correction turn on a malformed reply."""
         from replaygate.replay.cache import request_key
         key = _key("judge", {"prompt": prompt.id, "request": request_key(self.request(messages), repeat)})
-        if ctx.cache is not None:
+        if ctx.cache is not None and not ctx.refresh:
             hit = ctx.cache.get(key)
             if hit is not None:
                 try:
@@ -188,7 +188,7 @@ class ModelClient:
         keys = [_key("embedding", {"model": self.model, "api_base": self.api_base, "text": t}) for t in texts]
         out: list[list[float] | None] = [None] * len(texts)
         for i, k in enumerate(keys):
-            hit = ctx.cache.get(k) if ctx.cache is not None else None
+            hit = ctx.cache.get(k) if ctx.cache is not None and not ctx.refresh else None
             if hit is not None:
                 out[i] = hit["embedding"]
                 usage.cache_hits += 1
