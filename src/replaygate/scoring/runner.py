@@ -47,6 +47,10 @@ async def score_results(cases: dict[str, Case], results: list[CaseResult], score
         await asyncio.gather(*pending)
     warnings.extend(ctx.warnings)
     warnings.extend(error_summary(results, scorers))
+    for name, total in judge_usage(results).items():
+        if total["cost_unknown"]:
+            warnings.append(f"scorer {name!r}: no price known for model {total['model']!r}: its judge "
+                            "cost is null (set `price` on the scorer)")
     return warnings
 
 
