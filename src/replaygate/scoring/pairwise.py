@@ -156,6 +156,9 @@ async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
         first_id = next(iter(errors))
         warnings.append(f"pairwise {scorer.name!r}: {len(errors)} cases could not be judged "
                         f"(first: {first_id}: {errors[first_id]})")
+    if usage_total["cost_unknown"]:
+        warnings.append(f"pairwise {scorer.name!r}: no price known for model {scorer.client.model!r}: "
+                        "its judge cost is null (set `price` on the scorer)")
     if skipped:
         warnings.append(f"pairwise {scorer.name!r}: {len(skipped)} cases not compared "
                         "(see `skipped`)")
