@@ -125,3 +125,21 @@ def test_quickstart_runs_offline_from_committed_cache(tmp_path):
     r = invoke("gate", "-c", dst / "replaygate.yaml", "--offline")
     assert r.exit_code == 1, r.output
     assert "gates failed: quality.pass_rate" in r.output
+
+
+def test_calibrate_measures_noise_of_a_noisy_baseline(project, llm_server, tmp_path):
+    cfg = project("answers")
+    text = cfg.read_text().replace("model: openai/answers,", "model: openai/noisy-10,")
+    cfg.write_text(text)
+    llm_server.configure(seed=3)
+    r = invoke("calibrate", "-c", cfg, "--format", "json", "-o", tmp_path / "cal.json")
+    assert r.exit_code == 0, r.output
+    cal = json.loads((tmp_path / "cal.json").read_text())
+    assert cal["n_cases"] == N and cal["repeats"] == 1 and "even vs odd" in cal["source"]
+    flip = cal["noise"]["quality.pass_rate"]["flip_rate"]
+    assert 0.10 < flip < 0.27  # two independent 10% error draws disagree 18% of the time
+    rec = {g["metric"]: g for g in cal["recommendations"]}
+    assert "quality.pass_rate" in rec
+    # a recorded or stored baseline never varies: calibrating it is refused with a clear message
+    r = invoke("calibrate", "-c", cfg, "--variant", "nope")
+    assert r.exit_code == 2 and "no variant named 'nope'" in r.output

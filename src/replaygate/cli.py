@@ -278,6 +278,28 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
 
 
 @cli.command()
+@_config_option
+@click.option("--variant", help="Variant to calibrate (default: the config's baseline).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here instead of stdout.")
+@_run_options
+@click.pass_context
+def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh, concurrency, repeats, seed):
+    """A/A run: the baseline against itself. Measures noise (flip rate, score and latency spread)
+    and recommends cases and repeats so each gate can detect its tolerance at 80% power."""
+    from .compare.calibrate import render_calibration
+    from .config import load_config
+    from .pipeline import calibrate as do_calibrate
+    from .pipeline import dumps
+
+    cfg = load_config(config_path)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    result, _ = do_calibrate(cfg, settings, variant)
+    text = dumps(result) if fmt == "json" else render_calibration(result) + "\n"
+    _emit(text, output)
+
+
+@cli.command()
 @click.argument("document", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")

@@ -191,11 +191,22 @@ def validate_document(data: Any, schema: str, path: str | Path) -> None:
                          file=str(path), field=format_path(tuple(e.absolute_path)) or None)
 
 
+def json_default(o: Any) -> Any:
+    """numpy scalars (bool_, float64, int64) from the statistics become plain JSON values."""
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
+
+
 def write_json(obj: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(dumps(obj), encoding="utf-8")
     tmp.replace(path)  # atomic: a reader never sees half a run file
 
 
@@ -227,3 +238,23 @@ def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, R
                     settings=settings)
     comparison = compare(base, cand, cfg, seed=settings.seed if settings.seed is not None else cfg["seed"])
     return comparison, base, cand
+
+
+def calibrate(cfg: Config, settings: RunSettings | None = None, variant: str | None = None) -> tuple[dict, Run]:
+    """A/A calibration of a variant (default: the baseline). It is replayed with repeats >= 2;
+    the repeat index is part of the cache key, so repeat 0 reuses a normal run's cached answers,
+    repeat 1 is a fresh, independent call (cached in turn, so a rerun is free), and even vs odd
+    repeats form the A/A pair."""
+    from .compare.calibrate import calibrate as _calibrate
+
+    settings = settings or RunSettings()
+    name = variant or cfg["baseline"]
+    v = cfg.variant(name)
+    if v.get("recorded") or v.get("run"):
+        raise InputError(f"variant {name!r} replays stored outputs, which never vary: calibrate a "
+                         "variant that calls a model or your pipeline (--variant NAME)",
+                         file=str(cfg.path))
+    repeats = max(2, settings.repeats or cfg["repeats"])
+    run = run_variant(cfg, name, RunSettings(**{**settings.__dict__, "repeats": repeats}))
+    seed = settings.seed if settings.seed is not None else cfg["seed"]
+    return _calibrate(run, None, cfg["gates"], cfg["decision"], seed=seed), run
