@@ -30,7 +30,7 @@ def test_quality_counts_every_non_informational_scorer_and_fails_errors():
     # the informational scorer is reported but does not decide quality
     assert m["score.style.pass_rate"].value() == 0.0
     assert m["score.must.mean"].value() == 0.25  # error and crash count as score 0
-    assert m["errors.rate"].value() == 0.25
+    assert m["errors.rate"].value() == 0.5  # design.md: a scorer crash is an error too
 
 
 def test_repeats_are_averaged_within_a_case_first():

@@ -91,7 +91,8 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     samples = [s for case in run.cases for s in case.samples]
     ci_arr = np.repeat(np.arange(len(run.cases), dtype=np.int64), [len(c.samples) for c in run.cases])
     names = sorted(set().union(*(s.scores for s in samples)) - set(info))
-    names = [s.name for s in run.scorers] + names
+    # pairwise judges score a pair of runs, not a sample: their metric is pairwise.NAME.win_rate
+    names = [s.name for s in run.scorers if s.type != "pairwise"] + names
     counting = [n for n in names if not (n in info and info[n].informational)]
     nan = math.nan
     bad = np.fromiter((s.error is not None for s in samples), dtype=bool, count=len(samples))
@@ -145,7 +146,10 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     out["cost.total"] = series("cost.total", "total", costs, unknown=unknown, note=note)
     out["tokens.input.mean"] = series("tokens.input.mean", "mean", column("input_tokens"))
     out["tokens.output.mean"] = series("tokens.output.mean", "mean", column("output_tokens"))
-    out["errors.rate"] = series("errors.rate", "rate", bad)
+    # design.md: a scorer crash is an error too (its sample also fails quality.pass_rate)
+    scorer_crash = np.fromiter((any(sc.error is not None for sc in s.scores.values()) for s in samples),
+                               dtype=bool, count=len(samples))
+    out["errors.rate"] = series("errors.rate", "rate", bad | scorer_crash)
     return out
 
 

@@ -125,18 +125,19 @@ def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
 def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult],
              scorers: list, warnings: list[str], *, complete: bool, settings: RunSettings) -> Run:
     from .metrics import summarize
-    from .scoring import score_results_sync
+    from .scoring import judge_usage, score_results_sync
 
     by_id = {c.id: c for c in cases}
     scoring_cache = _scoring_cache(cfg, settings)
     warnings = list(warnings) + list(score_results_sync(
         by_id, results, scorers, cache=scoring_cache,
         concurrency=settings.concurrency or cfg["concurrency"],
-        offline=settings.cache_mode == "offline") or [])
+        offline=settings.cache_mode == "offline", refresh=settings.cache_mode == "refresh") or [])
     run = Run(variant=_variant_record(cfg.variant(name)), environment=environment(cfg),
               complete=complete, cases=results, scorers=[s.info for s in scorers],
               warnings=sorted(set(warnings)))
     run.environment["repeats"] = settings.repeats or cfg["repeats"]
+    run.judge_usage = judge_usage(results)
     run.summary = summarize(run)
     return run
 
