@@ -143,3 +143,24 @@ def test_calibrate_measures_noise_of_a_noisy_baseline(project, llm_server, tmp_p
     # a recorded or stored baseline never varies: calibrating it is refused with a clear message
     r = invoke("calibrate", "-c", cfg, "--variant", "nope")
     assert r.exit_code == 2 and "no variant named 'nope'" in r.output
+
+
+def test_pairwise_judge_win_rate_is_a_gateable_paired_metric(project, llm_server, tmp_path):
+    cfg = project("wrong-15")
+    text = cfg.read_text().replace(
+        "scorers:\n",
+        f'scorers:\n  - {{name: pref, type: pairwise, model: openai/judge, api_base: "{llm_server.api_base}"}}\n'
+    ).replace("gates:\n", "gates:\n  - {metric: pairwise.pref.win_rate, min: 0.47}\n")
+    cfg.write_text(text)
+    r = invoke("gate", "-c", cfg, "--format", "json", "-o", tmp_path / "cmp.json", "--save-runs", tmp_path / "runs")
+    assert r.exit_code == 1, r.output
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    win = cmp["metrics"]["pairwise.pref.win_rate"]
+    # the judge prefers the answer naming the code word: baseline wins the ~15% wrong cases, ties elsewhere
+    assert 0.39 < win["candidate"] < 0.46 and win["baseline"] == pytest.approx(1 - win["candidate"])
+    gate = next(g for g in cmp["gates"] if g["metric"] == "pairwise.pref.win_rate")
+    assert gate["verdict"] == "fail" and gate["ci"][1] < 0.47
+    cand = json.loads((tmp_path / "runs/candidate.json").read_text())
+    # identical answers tie without a call; every differing pair is judged in both orders
+    assert cand["judge_usage"]["pref"]["calls"] == 2 * cmp["n_regressions"]
+    assert "score.pref.mean" not in cand["summary"]

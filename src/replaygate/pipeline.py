@@ -219,6 +219,39 @@ def compare(base: Run, cand: Run, cfg: Config | None, seed: int = 0) -> dict:
     return compare_runs(base, cand, gates=gates, decision=decision, seed=seed)
 
 
+def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: list,
+                settings: RunSettings) -> None:
+    """Pairwise judges see both answers of a case; their per-case win value (1 candidate
+    better, 0.5 tie, 0 baseline better) goes on the candidate's samples and 1 - value on the
+    baseline's, which makes `pairwise.NAME.win_rate` an ordinary paired metric."""
+    from .metrics import summarize
+    from .model import Score
+    from .scoring import score_pairwise_sync
+
+    pairwise = [s for s in scorers if getattr(s, "pairwise", False)]
+    if not pairwise:
+        return
+    by_id = {c.id: c for c in cases}
+    for scorer in pairwise:
+        res = score_pairwise_sync(by_id, base.cases, cand.cases, scorer, cache=_scoring_cache(cfg, settings),
+                                  concurrency=settings.concurrency or cfg["concurrency"],
+                                  offline=settings.cache_mode == "offline",
+                                  refresh=settings.cache_mode == "refresh")
+        for run, flip in ((cand, False), (base, True)):
+            for case in run.cases:
+                value = res["per_case"].get(case.id)
+                if value is None:
+                    continue
+                v = 1.0 - value if flip else value
+                for sample in case.samples:
+                    sample.scores[scorer.name] = Score(score=v, passed=None, reason="pairwise win value")
+            run.warnings = sorted(set(run.warnings) | set(res.get("warnings") or []))
+        cand.judge_usage[scorer.name] = res.get("judge_usage")
+        for cid, msg in (res.get("errors") or {}).items():
+            cand.warnings.append(f"pairwise {scorer.name}: case {cid}: {msg}")
+    base.summary, cand.summary = summarize(base), summarize(cand)
+
+
 def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, Run]:
     """Run baseline and candidate interleaved, score both, compare and apply the gates.
     An incomplete replay raises RunIncomplete (exit 3) with the partial runs attached."""
@@ -237,6 +270,7 @@ def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, R
                     settings=settings)
     cand = make_run(cfg, cand_name, cases, results[cand_name], scorers, warnings, complete=True,
                     settings=settings)
+    judge_pairs(cfg, cases, base, cand, scorers, settings)
     comparison = compare(base, cand, cfg, seed=settings.seed if settings.seed is not None else cfg["seed"])
     return comparison, base, cand
 
