@@ -137,6 +137,9 @@ class Score:
     passed: bool | None
     reason: str = ""
     error: ErrorInfo | None = None
+    # scorer-specific extras: unsupported claims, per-judgment values, judge usage (calls, tokens,
+    # cost, latency: reported apart from the candidate's own)
+    details: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Score":
@@ -161,6 +164,7 @@ class Sample:
     cached: bool = False  # served from the response cache
     error: ErrorInfo | None = None
     scores: dict[str, Score] = field(default_factory=dict)
+    context: list[str] | None = None  # documents a `callable` variant retrieved (for groundedness)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Sample":
@@ -192,6 +196,7 @@ class ScorerInfo:
     type: str
     informational: bool = False
     threshold: float | None = None
+    weight: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScorerInfo":

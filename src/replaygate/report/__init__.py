@@ -1,0 +1,36 @@
+"""Renderers: a run or comparison dict in, text out. No I/O here; the CLI writes the text."""
+from __future__ import annotations
+
+from typing import Any
+
+FORMATS = ("table", "json", "md", "junit")
+
+
+def kind_of(doc: dict) -> str:
+    """'comparison' or 'run', from the document's shape."""
+    if "verdict" in doc and "metrics" in doc:
+        return "comparison"
+    if "cases" in doc and "variant" in doc:
+        return "run"
+    raise ValueError("neither a run nor a comparison document")
+
+
+def render(doc: dict, fmt: str, **opts: Any) -> str:
+    kind = kind_of(doc)
+    if fmt == "json":
+        from ..pipeline import dumps
+
+        return dumps(doc)
+    if fmt == "table":
+        from . import terminal
+
+        return terminal.render_comparison(doc, **opts) if kind == "comparison" else terminal.render_run(doc)
+    if fmt == "md":
+        from . import markdown
+
+        return markdown.render_comparison(doc, **opts) if kind == "comparison" else markdown.render_run(doc)
+    if fmt == "junit":
+        from . import junit
+
+        return junit.render_comparison(doc) if kind == "comparison" else junit.render_run(doc)
+    raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")

@@ -1,0 +1,36 @@
+"""Dataset sources: golden files and OTLP traces become Cases."""
+from __future__ import annotations
+
+from ..errors import InputError
+from ..model import Case
+
+
+def load_dataset(entries: list[dict]) -> list[Case]:
+    """Cases of every config `dataset:` entry (paths already absolute), ids unique across entries."""
+    cases: list[Case] = []
+    origin: dict[str, str] = {}
+    for entry in entries:
+        if "golden" in entry:
+            from .golden import load_golden
+
+            found, label = load_golden(entry["golden"]), entry["golden"]
+        elif "cases" in entry:  # the output of `replaygate import`
+            from .traces import compile_where, read_cases_jsonl, sample_cases
+
+            match = compile_where(entry.get("where"))
+            found = [c for c in read_cases_jsonl(entry["cases"]) if match(c)]
+            if entry.get("sample"):
+                found = sample_cases(found, entry["sample"]["n"], entry["sample"].get("seed", 0))
+            label = entry["cases"]
+        else:
+            from .traces import load_traces
+
+            found, label = load_traces(entry["traces"], where=entry.get("where"),
+                                       sample=entry.get("sample")), ", ".join(entry["traces"])
+        for c in found:
+            if c.id in origin:
+                raise InputError(f"case id {c.id!r} appears in both {origin[c.id]} and {label}",
+                                 file=label)
+            origin[c.id] = label
+        cases.extend(found)
+    return cases

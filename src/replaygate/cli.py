@@ -1,0 +1,336 @@
+"""Command line: a thin skin over `replaygate.pipeline`. Parses flags, calls the library, writes
+output, and maps errors to the exit codes of design.md (0 pass, 1 regression, 2 input, 3 incomplete).
+Heavy modules are imported inside the commands so `replaygate --help` stays fast."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import EXIT_INCOMPLETE, EXIT_INPUT, ReplaygateError
+
+FORMATS = ["table", "json", "md", "junit"]
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ReplaygateError as e:
+            click.echo(f"replaygate: error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("replaygate: interrupted", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as e:  # a bug in replaygate: short message, traceback only with -v
+            if ctx.obj and ctx.obj.get("verbose"):
+                raise
+            click.echo(f"replaygate: internal error: {type(e).__name__}: {e} (rerun with -v for details)",
+                       err=True)
+            sys.exit(EXIT_INCOMPLETE)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="replaygate")
+@click.option("-v", "--verbose", is_flag=True, help="More output; tracebacks on internal errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the verdict.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """replaygate: the regression gate for LLM applications.
+
+    Replays traces or a golden set against a candidate, scores every answer, compares it with
+    a baseline using paired statistics, and exits 1 when a gate says the candidate regressed.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj.update(verbose=verbose, quiet=quiet)
+
+
+def _config_option(f):
+    return click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+                        default="replaygate.yaml", show_default=True, help="Config file.")(f)
+
+
+def _run_options(f):
+    f = click.option("--offline", is_flag=True, help="Serve only from the cache; a miss is an error (exit 3).")(f)
+    f = click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")(f)
+    f = click.option("--refresh", is_flag=True, help="Call the model again and overwrite cached responses.")(f)
+    f = click.option("--concurrency", type=click.IntRange(1, 4096), help="Calls in flight (overrides the config).")(f)
+    f = click.option("--repeats", type=click.IntRange(1, 100), help="Samples per case (overrides the config).")(f)
+    f = click.option("--seed", type=int, help="Seed for sampling and bootstrap (overrides the config).")(f)
+    return f
+
+
+def _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed):
+    from .pipeline import RunSettings
+
+    chosen = [n for n, on in (("--offline", offline), ("--no-cache", no_cache), ("--refresh", refresh)) if on]
+    if len(chosen) > 1:
+        raise click.UsageError(f"{' and '.join(chosen)} cannot be used together")
+    mode = "offline" if offline else "off" if no_cache else "refresh" if refresh else "rw"
+    verbose = ctx.obj.get("verbose")
+    progress = sys.stderr.isatty() and not ctx.obj.get("quiet") or bool(verbose)
+    return RunSettings(cache_mode=mode, concurrency=concurrency, repeats=repeats,
+                       progress=progress, seed=seed)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        p = Path(output)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+    else:
+        click.echo(text, nl=False)
+
+
+def _step_summary(doc: dict) -> None:
+    """Append the Markdown report to the GitHub Actions job summary when running there."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    from .report import render
+
+    with open(target, "a", encoding="utf-8") as fh:
+        fh.write(render(doc, "md"))
+
+
+@cli.command()
+@click.option("-o", "--output", default="replaygate.yaml", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(output: str, force: bool) -> None:
+    """Write a commented starter config (and an example golden file)."""
+    from .starter import STARTER_CONFIG, STARTER_GOLDEN
+
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not force:
+        raise click.UsageError(f"{path} exists; use --force to overwrite")
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    golden = path.parent / "golden.jsonl"
+    if not golden.exists():
+        golden.write_text(STARTER_GOLDEN, encoding="utf-8")
+    click.echo(f"wrote {path}" + (f" and {golden}" if golden.exists() else ""))
+    click.echo(f"next: replaygate validate -c {path}")
+
+
+@cli.command()
+@_config_option
+def validate(config_path: str) -> None:
+    """Check a config against the schema; every problem with file, line and field."""
+    from .config import load_config
+    from .pipeline import build_scorers
+
+    cfg = load_config(config_path)
+    build_scorers(cfg)
+    n = len(cfg["variants"])
+    click.echo(f"{config_path}: valid ({n} variants, {len(cfg['scorers'])} scorers, {len(cfg['gates'])} gates)")
+
+
+@cli.command("import")
+@click.argument("traces", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="cases.jsonl to write.")
+@click.option("--where", "where_json", help='Filter as JSON, e.g. \'{"operation": "chat", "model": "gpt-4o-mini"}\'.')
+@click.option("--sample", "sample_n", type=click.IntRange(1), help="Keep a seeded sample of N cases (stratified by model).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--include-errors", is_flag=True, help="Keep calls whose span has error status.")
+@click.pass_context
+def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors):
+    """Read OTLP trace (and log) files or folders; write replayable cases as JSONL."""
+    import json
+
+    from .errors import InputError
+    from .sources.traces import compile_where, import_traces, sample_cases, write_cases_jsonl
+
+    where = None
+    if where_json:
+        try:
+            where = json.loads(where_json)
+        except json.JSONDecodeError as e:
+            raise InputError(f"--where is not JSON: {e.msg}") from None
+    match = compile_where(where)
+    cases, stats = import_traces(list(traces), include_errors=include_errors)
+    kept = [c for c in cases if match(c)]
+    if sample_n:
+        kept = sample_cases(kept, sample_n, seed)
+    n = write_cases_jsonl(kept, output)
+    if not ctx.obj.get("quiet"):
+        click.echo(stats.render())
+        if where or sample_n:
+            click.echo(f"kept after --where/--sample: {n} of {len(cases)}")
+    click.echo(f"wrote {n} cases to {output}", err=True)
+    if n == 0:
+        raise InputError("no replayable LLM call found (see the table for what was skipped and why)",
+                         file=", ".join(traces))
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:4318", show_default=True, help="HOST:PORT to listen on.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="OTLP/JSON lines file to append to.")
+def record(listen, output):
+    """OTLP/HTTP receiver: point OTEL_EXPORTER_OTLP_ENDPOINT at it and record traces (Ctrl-C stops)."""
+    from .errors import InputError
+    from .sources.receiver import serve
+
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--listen must be HOST:PORT, got {listen!r}")
+    host = host.strip("[]") or "127.0.0.1"
+
+    def ready(h, p):
+        click.echo(f"recording OTLP/HTTP on http://{h}:{p} (POST /v1/traces, /v1/logs) -> {output}", err=True)
+        click.echo(f"  export OTEL_EXPORTER_OTLP_ENDPOINT=http://{h}:{p}", err=True)
+
+    try:
+        counts = serve(host, int(port), output, ready=ready)
+    except OSError as e:
+        raise InputError(f"cannot listen on {listen}: {e.strerror or e}") from None
+    click.echo(f"stopped: {counts}", err=True)
+
+
+@cli.command("run")
+@_config_option
+@click.option("--variant", required=True, help="Name of the variant to run.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Run JSON to write.")
+@_run_options
+@click.pass_context
+def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concurrency, repeats, seed):
+    """Replay one variant, score it and write the run JSON (exit 0 when every case was replayed)."""
+    from .config import load_config
+    from .errors import RunIncomplete
+    from .pipeline import run_variant, write_json
+    from .report import render
+
+    cfg = load_config(config_path)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    try:
+        run = run_variant(cfg, variant, settings)
+    except RunIncomplete as e:
+        partial = getattr(e, "run", None)
+        if partial is not None:
+            write_json(partial.to_dict(), output)
+            click.echo(f"replaygate: partial run written to {output} (complete: false)", err=True)
+        raise
+    write_json(run.to_dict(), output)
+    if not ctx.obj.get("quiet"):
+        click.echo(render(run.to_dict(), "table"), nl=False)
+    click.echo(f"wrote {output}", err=True)
+
+
+@cli.command()
+@click.argument("baseline", type=click.Path(dir_okay=False))
+@click.argument("candidate", type=click.Path(dir_okay=False))
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config with gates and decision (optional).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+@click.option("--seed", type=int, default=None, help="Bootstrap seed.")
+def compare(baseline, candidate, config_path, fmt, output, seed):
+    """Diff two run files, apply the config's gates; exit 1 when a gate fails."""
+    from .config import load_config
+    from .pipeline import compare as do_compare
+    from .pipeline import load_run
+    from .report import render
+
+    cfg = load_config(config_path, check_files=False) if config_path else None
+    base, cand = load_run(baseline), load_run(candidate)
+    doc = do_compare(base, cand, cfg, seed=seed if seed is not None else (cfg["seed"] if cfg else 0))
+    _emit(render(doc, fmt), output)
+    _step_summary(doc)
+    sys.exit(doc["exit_code"])
+
+
+@cli.command()
+@_config_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+@click.option("--save-runs", type=click.Path(file_okay=False), help="Also write baseline.json and candidate.json here.")
+@_run_options
+@click.pass_context
+def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, concurrency, repeats, seed):
+    """Run baseline and candidate, compare and gate (the CI command). Exit 0 pass, 1 regression."""
+    from .config import load_config
+    from .errors import RunIncomplete
+    from .pipeline import gate as do_gate
+    from .pipeline import write_json
+    from .report import render
+
+    cfg = load_config(config_path)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    try:
+        doc, base, cand = do_gate(cfg, settings)
+    except RunIncomplete as e:
+        if save_runs and getattr(e, "runs", None):
+            for name, r in zip(("baseline", "candidate"), e.runs):
+                write_json(r.to_dict(), Path(save_runs) / f"{name}.json")
+        raise
+    if save_runs:
+        write_json(base.to_dict(), Path(save_runs) / "baseline.json")
+        write_json(cand.to_dict(), Path(save_runs) / "candidate.json")
+    for w in sorted(set(base.warnings) | set(cand.warnings)):
+        click.echo(f"warning: {w}", err=True)
+    _emit(render(doc, fmt), output)
+    _step_summary(doc)
+    sys.exit(doc["exit_code"])
+
+
+@cli.command()
+@_config_option
+@click.option("--variant", help="Variant to calibrate (default: the config's baseline).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here instead of stdout.")
+@_run_options
+@click.pass_context
+def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh, concurrency, repeats, seed):
+    """A/A run: the baseline against itself. Measures noise (flip rate, score and latency spread)
+    and recommends cases and repeats so each gate can detect its tolerance at 80% power."""
+    from .compare.calibrate import render_calibration
+    from .config import load_config
+    from .pipeline import calibrate as do_calibrate
+    from .pipeline import dumps
+
+    cfg = load_config(config_path)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    result, _ = do_calibrate(cfg, settings, variant)
+    text = dumps(result) if fmt == "json" else render_calibration(result) + "\n"
+    _emit(text, output)
+
+
+@cli.command()
+@click.argument("document", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+def report(document, fmt, output):
+    """Render a run or comparison JSON as table, md, junit or json."""
+    import json
+
+    from .errors import InputError
+    from .pipeline import validate_document
+    from .report import kind_of, render
+
+    path = Path(document)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("file not found", file=document) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"not a JSON document: {e}", file=document) from None
+    try:
+        kind = kind_of(doc) if isinstance(doc, dict) else None
+    except ValueError:
+        kind = None
+    if kind is None:
+        raise InputError("neither a run nor a comparison file", file=document)
+    validate_document(doc, f"{kind}.schema.json", path)
+    _emit(render(doc, fmt), output)
+
+
+def main() -> None:
+    cli(prog_name="replaygate")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

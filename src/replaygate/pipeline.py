@@ -1,0 +1,260 @@
+"""The library API behind the CLI: config in, Run / comparison out.
+
+Each function wires the stages in their one-way order
+(sources -> replay -> scoring -> metrics -> compare) and knows nothing of click.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigProblems, format_path, line_of
+from .errors import ConfigError, InputError, RunIncomplete
+from .model import Case, CaseResult, Run
+
+
+@dataclass
+class RunSettings:
+    """Flags that override the config for one invocation."""
+    cache_mode: str = "rw"  # rw | off | offline | refresh
+    concurrency: int | None = None
+    repeats: int | None = None
+    progress: bool = False
+    seed: int | None = None
+
+
+def _config_error(cfg: Config, err: ConfigError) -> ConfigError:
+    """Attach the config's file and line to an error raised with only a field path."""
+    if err.file is None and err.field:
+        path = _parse_field(err.field)
+        err.file = str(cfg.path)
+        err.line = line_of(cfg.lines, path)
+    return err
+
+
+def _parse_field(field: str) -> tuple:
+    out: list = []
+    for part in field.replace("]", "").split("."):
+        name, *idx = part.split("[")
+        if name:
+            out.append(name)
+        out.extend(int(i) for i in idx)
+    return tuple(out)
+
+
+def build_scorers(cfg: Config) -> list:
+    """Every scorer of the config; all bad entries reported at once, with their lines.
+    (Duplicate names are already refused by the config loader.)"""
+    from .scoring.registry import build_scorer
+
+    scorers, problems = [], []
+    for i, spec in enumerate(cfg["scorers"]):
+        try:
+            scorers.append(build_scorer(spec, f"scorers[{i}]"))
+        except ConfigError as e:
+            problems.append(_config_error(cfg, e))
+    if problems:
+        raise ConfigProblems(problems)
+    return scorers
+
+
+def load_cases(cfg: Config) -> list[Case]:
+    from .sources import load_dataset
+
+    return load_dataset(cfg["dataset"])
+
+
+def replay_options(cfg: Config, settings: RunSettings):
+    from .replay.engine import ReplayOptions
+
+    return ReplayOptions(
+        concurrency=settings.concurrency or cfg["concurrency"],
+        repeats=settings.repeats or cfg["repeats"],
+        timeout_s=float(cfg["timeout"]),
+        max_retries=int(cfg["max_retries"]),
+        cache_mode=settings.cache_mode if cfg.cache_path else "off",
+        cache_path=cfg.cache_path,
+        rpm=cfg.get("rpm"),
+        tpm=cfg.get("tpm"),
+        max_error_rate=cfg.get("max_error_rate"),
+        progress=settings.progress,
+        seed=settings.seed if settings.seed is not None else cfg["seed"],
+    )
+
+
+def environment(cfg: Config | None = None) -> dict[str, Any]:
+    from .vcs import repo_info
+
+    env: dict[str, Any] = {
+        "replaygate_version": __version__,
+        "python": platform.python_version(),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if cfg is not None:
+        env["config"] = str(cfg.path)
+        env.update(repo_info(cfg.base_dir))
+    return env
+
+
+def _variant_record(variant: dict) -> dict:
+    """The variant as stored in the run file: its config, never a secret (only api_key_env)."""
+    return json.loads(json.dumps(variant, default=str))
+
+
+def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
+                    cases: list[Case] | None = None) -> tuple[dict[str, list[CaseResult]], list[str], bool]:
+    """Replay several variants interleaved case by case. Returns results, warnings, complete."""
+    from .replay.engine import replay_sync
+
+    cases = load_cases(cfg) if cases is None else cases
+    variants = {n: cfg.variant(n) for n in names}
+    opts = replay_options(cfg, settings)
+    warnings: list[str] = []
+    try:
+        return replay_sync(cases, variants, opts, warnings=warnings), warnings, True
+    except RunIncomplete as e:
+        e.warnings = warnings  # type: ignore[attr-defined]
+        raise
+
+
+def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult],
+             scorers: list, warnings: list[str], *, complete: bool, settings: RunSettings) -> Run:
+    from .metrics import summarize
+    from .scoring import score_results_sync
+
+    by_id = {c.id: c for c in cases}
+    scoring_cache = _scoring_cache(cfg, settings)
+    warnings = list(warnings) + list(score_results_sync(
+        by_id, results, scorers, cache=scoring_cache,
+        concurrency=settings.concurrency or cfg["concurrency"],
+        offline=settings.cache_mode == "offline") or [])
+    run = Run(variant=_variant_record(cfg.variant(name)), environment=environment(cfg),
+              complete=complete, cases=results, scorers=[s.info for s in scorers],
+              warnings=sorted(set(warnings)))
+    run.environment["repeats"] = settings.repeats or cfg["repeats"]
+    run.summary = summarize(run)
+    return run
+
+
+def _scoring_cache(cfg: Config, settings: RunSettings):
+    if cfg.cache_path is None or settings.cache_mode == "off":
+        return None
+    from .replay.cache import ResponseCache
+
+    return ResponseCache(cfg.cache_path)
+
+
+def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> Run:
+    """Replay and score one variant. On an incomplete replay, raises RunIncomplete with
+    `.run` set to the partial Run (complete=False) so the caller can still write it."""
+    settings = settings or RunSettings()
+    scorers = build_scorers(cfg)
+    cases = load_cases(cfg)
+    try:
+        results, warnings, complete = replay_variants(cfg, [name], settings, cases)
+    except RunIncomplete as e:
+        partial = e.partial[name]  # type: ignore[attr-defined]
+        e.run = make_run(cfg, name, cases, partial, scorers, getattr(e, "warnings", []),  # type: ignore[attr-defined]
+                         complete=False, settings=settings)
+        raise
+    return make_run(cfg, name, cases, results[name], scorers, warnings, complete=complete,
+                    settings=settings)
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("run file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read run file: {e}", file=str(path)) from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
+    validate_document(data, "run.schema.json", path)
+    return Run.from_dict(data)
+
+
+def validate_document(data: Any, schema: str, path: str | Path) -> None:
+    from .config import schema_errors
+
+    errs = schema_errors(data, schema)
+    if errs:
+        e = errs[0]
+        more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
+        raise InputError(f"not a valid {schema.split('.')[0]} file: {e.message}{more}",
+                         file=str(path), field=format_path(tuple(e.absolute_path)) or None)
+
+
+def json_default(o: Any) -> Any:
+    """numpy scalars (bool_, float64, int64) from the statistics become plain JSON values."""
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
+
+
+def write_json(obj: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dumps(obj), encoding="utf-8")
+    tmp.replace(path)  # atomic: a reader never sees half a run file
+
+
+def compare(base: Run, cand: Run, cfg: Config | None, seed: int = 0) -> dict:
+    from .compare import compare_runs
+
+    gates = cfg["gates"] if cfg else []
+    decision = cfg["decision"] if cfg else {"mode": "significant", "confidence": 0.95, "holm": True}
+    return compare_runs(base, cand, gates=gates, decision=decision, seed=seed)
+
+
+def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, Run]:
+    """Run baseline and candidate interleaved, score both, compare and apply the gates.
+    An incomplete replay raises RunIncomplete (exit 3) with the partial runs attached."""
+    settings = settings or RunSettings()
+    base_name, cand_name = cfg["baseline"], cfg["candidate"]
+    scorers = build_scorers(cfg)
+    cases = load_cases(cfg)
+    try:
+        results, warnings, _ = replay_variants(cfg, [base_name, cand_name], settings, cases)
+    except RunIncomplete as e:
+        partial = e.partial  # type: ignore[attr-defined]
+        e.runs = [make_run(cfg, n, cases, partial[n], scorers, getattr(e, "warnings", []),  # type: ignore[attr-defined]
+                           complete=False, settings=settings) for n in (base_name, cand_name)]
+        raise
+    base = make_run(cfg, base_name, cases, results[base_name], scorers, warnings, complete=True,
+                    settings=settings)
+    cand = make_run(cfg, cand_name, cases, results[cand_name], scorers, warnings, complete=True,
+                    settings=settings)
+    comparison = compare(base, cand, cfg, seed=settings.seed if settings.seed is not None else cfg["seed"])
+    return comparison, base, cand
+
+
+def calibrate(cfg: Config, settings: RunSettings | None = None, variant: str | None = None) -> tuple[dict, Run]:
+    """A/A calibration of a variant (default: the baseline). It is replayed with repeats >= 2;
+    the repeat index is part of the cache key, so repeat 0 reuses a normal run's cached answers,
+    repeat 1 is a fresh, independent call (cached in turn, so a rerun is free), and even vs odd
+    repeats form the A/A pair."""
+    from .compare.calibrate import calibrate as _calibrate
+
+    settings = settings or RunSettings()
+    name = variant or cfg["baseline"]
+    v = cfg.variant(name)
+    if v.get("recorded") or v.get("run"):
+        raise InputError(f"variant {name!r} replays stored outputs, which never vary: calibrate a "
+                         "variant that calls a model or your pipeline (--variant NAME)",
+                         file=str(cfg.path))
+    repeats = max(2, settings.repeats or cfg["repeats"])
+    run = run_variant(cfg, name, RunSettings(**{**settings.__dict__, "repeats": repeats}))
+    seed = settings.seed if settings.seed is not None else cfg["seed"]
+    return _calibrate(run, None, cfg["gates"], cfg["decision"], seed=seed), run

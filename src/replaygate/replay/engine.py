@@ -1,0 +1,431 @@
+"""The replay scheduler: variants x cases x repeats -> CaseResults (unscored).
+
+- ``concurrency`` worker coroutines pull calls from one ordered list, so with several variants the
+  baseline and candidate calls of a case are sent next to each other (provider drift hits both).
+- Optional ``rpm`` / ``tpm`` token buckets; per-call timeout; retries with exponential backoff and
+  jitter that honour ``Retry-After``, only for retryable errors; an error budget.
+- The response cache is read before and written after every call, so a killed run resumes
+  without repeating a paid call.
+- One untimed warm-up call per model endpoint before the first timed call, so client start-up
+  (imports, TLS) is not in the latency.
+- Stops with ``RunIncomplete`` (exit 3) on an auth failure, an exceeded error budget, an offline
+  cache miss or Ctrl-C; the exception carries ``.partial`` (the results so far, in the normal
+  shape, unfinished samples as ``NotRun`` errors) and ``.warnings``.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunIncomplete
+from ..model import Case, CaseResult, Sample
+from .variants import (CallableVariant, ModelVariant, RecordedVariant, RunVariant, UnreplayableCase,
+                       build_variant, error_sample, response_sample)
+
+CACHE_MODES = ("rw", "off", "offline", "refresh")
+WARMUP_TEXT = "replaygate warm-up"
+INTERRUPTED = "interrupted (Ctrl-C) before every call finished"
+OTHER_WORKER_STOPPED = "stopped because another worker process stopped the run"
+AUTO_POOL_MIN_CALLS = 400
+AUTO_POOL_MIN_CONCURRENCY = 32
+
+
+@dataclass
+class ReplayOptions:
+    concurrency: int = 16
+    repeats: int = 1
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    cache_mode: str = "rw"  # rw | off | offline | refresh
+    cache_path: str | Path | None = None
+    rpm: float | None = None
+    tpm: float | None = None
+    max_error_rate: float | None = None  # share of failed calls that stops the run
+    min_calls_for_budget: int = 20  # the budget is judged only after this many calls
+    progress: bool | None = False  # None: when stderr is a terminal
+    seed: int | None = None  # for retry jitter
+    warmup: bool = True
+    backoff_s: float = 0.5  # first retry delay; doubles per attempt, +-50% jitter
+    backoff_max_s: float = 30.0
+    # processes sharing the model calls: litellm costs milliseconds of CPU a call, so one process
+    # caps the rate; None = several for large, wide runs (>= 400 calls at concurrency >= 32)
+    workers: int | None = 1
+
+
+class TokenBucket:
+    """``rate`` units per second, bursts up to ``capacity`` (one second's worth by default).
+    Waiters are served in order; a request larger than the capacity waits for a full bucket."""
+
+    def __init__(self, rate: float, capacity: float | None = None):
+        self.rate = float(rate)
+        self.capacity = max(1.0, float(capacity if capacity is not None else rate))
+        self.level = self.capacity
+        self.stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+    async def take(self, n: float = 1.0) -> None:
+        async with self._lock:
+            need = min(n, self.capacity)
+            while True:
+                self._refill()
+                if self.level >= need:
+                    self.level -= n
+                    return
+                await asyncio.sleep((need - self.level) / self.rate)
+
+    def adjust(self, delta: float) -> None:
+        """Charge (or refund) the difference between the estimate and the real use."""
+        self._refill()
+        self.level = min(self.capacity, self.level - delta)
+
+
+def estimate_tokens(request: dict) -> int:
+    """Rough request size for the tpm bucket (4 characters a token + the output cap)."""
+    chars = 0
+    for m in request.get("messages") or []:
+        c = m.get("content")
+        chars += len(c) if isinstance(c, str) else sum(len(p.get("text", "")) for p in c or [])
+    params = request.get("params") or {}
+    out = params.get("max_tokens") or params.get("max_completion_tokens") or 0
+    return chars // 4 + 1 + int(out)
+
+
+def _source(case: Case) -> dict:
+    src = case.metadata.get("source")
+    if isinstance(src, dict):
+        return dict(src)
+    keys = ("file", "row", "line", "trace_id", "span_id", "span_name", "service")
+    return {k: case.metadata[k] for k in keys if k in case.metadata}
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled = total, enabled
+        self.done = self.errors = self.hits = 0
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def update(self, sample: Sample, force: bool = False) -> None:
+        self.done += 1
+        self.errors += sample.error is not None
+        self.hits += sample.cached
+        self.show(force)
+
+    def show(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self._last < 0.25):
+            return
+        self._last = now
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta_s = f"{eta:.0f}s" if eta != float("inf") else "?"
+        sys.stderr.write(f"\rreplay {self.done}/{self.total}  errors {self.errors}  cached {self.hits}"
+                         f"  {rate:.1f}/s  ETA {eta_s}   ")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.show(force=True)
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+class _Engine:
+    def __init__(self, cases: list[Case], variants: dict[str, dict], opts: ReplayOptions,
+                 warnings: list[str]):
+        if opts.cache_mode not in CACHE_MODES:
+            raise ValueError(f"cache_mode must be one of {CACHE_MODES}, got {opts.cache_mode!r}")
+        self.cases, self.opts, self.warnings = cases, opts, warnings
+        self.variants = {name: build_variant({**spec, "name": name}) for name, spec in variants.items()}
+        self.cache = None
+        self.rng = random.Random(opts.seed)
+        self.samples: dict[str, list[list[Sample | None]]] = {}
+        self.cache = None
+        if opts.cache_mode != "off" and opts.cache_path is not None:
+            from .cache import ResponseCache
+
+            self.cache = ResponseCache(opts.cache_path)
+        self.rpm = TokenBucket(opts.rpm / 60.0) if opts.rpm else None
+        self.tpm = TokenBucket(opts.tpm / 60.0) if opts.tpm else None
+        self.stop_reason: str | None = None
+        self.incomplete_reason: str | None = None
+        self.calls = self.failed = 0
+        self.min_calls = opts.min_calls_for_budget
+        self._warm: dict[tuple, asyncio.Lock] = {}
+        self._warm_done: set[tuple] = set()
+        self._priced: set[str] = set()
+        self.specs = variants
+        self.external_stop = None  # a multiprocessing.Event when this engine is a pool worker
+        self.counters = None  # shared [done, errors, cached] when this engine is a pool worker
+
+    # ---------------------------------------------------------------- bookkeeping
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    def _price(self, sample: Sample, model: str | None, price: dict | None) -> None:
+        if sample.error is not None or sample.cost_usd is not None:
+            return
+        from .pricing import cost_usd
+
+        sample.cost_usd = cost_usd(model, sample.input_tokens, sample.output_tokens,
+                                   sample.cached_tokens, price=price)
+        if sample.cost_usd is None and sample.input_tokens is not None and model not in self._priced:
+            self._priced.add(model)
+            self.warn(f"no price known for model {model!r}: cost_usd is null "
+                      f"(set `price` on the variant)")
+
+    def _account(self, sample: Sample) -> None:
+        """Error budget over finished live calls."""
+        self.calls += 1
+        self.failed += sample.error is not None
+        rate = self.opts.max_error_rate
+        if rate is not None and self.calls >= self.min_calls and self.failed / self.calls > rate:
+            self._stop(f"error budget exceeded: {self.failed} of {self.calls} calls failed "
+                       f"(max_error_rate {rate})")
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.external_stop is not None and reason != OTHER_WORKER_STOPPED:
+            self.external_stop.set()  # the other worker processes stop too
+
+    # ---------------------------------------------------------------- one call
+    async def _warmup(self, v: ModelVariant) -> None:
+        key = (v.model, v.api_base, v.api_key_env)
+        if not self.opts.warmup or key in self._warm_done:
+            return
+        lock = self._warm.setdefault(key, asyncio.Lock())
+        async with lock:
+            if key in self._warm_done:
+                return
+            from .llm import LLMError, chat
+
+            req = {"model": v.model, "messages": [{"role": "user", "content": WARMUP_TEXT}],
+                   "params": {"max_tokens": 1}, "api_base": v.api_base, "api_key_env": v.api_key_env}
+            try:
+                await chat(req, timeout=min(self.opts.timeout_s, 30.0))
+            except LLMError:
+                pass  # the timed calls report any real problem
+            self._warm_done.add(key)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after * self.rng.uniform(1.0, 1.1)
+        base = min(self.opts.backoff_max_s, self.opts.backoff_s * (2 ** attempt))
+        return base * self.rng.uniform(0.5, 1.5)
+
+    async def _call(self, v: ModelVariant, req: dict, repeat: int) -> tuple[dict | None, Sample | None]:
+        from .llm import LLMError, chat
+
+        est = estimate_tokens(req) if self.tpm else 0
+        attempt = 0
+        while True:
+            if self.rpm:
+                await self.rpm.take(1)
+            if self.tpm:
+                await self.tpm.take(est)
+            try:
+                resp = await chat(req, timeout=self.opts.timeout_s, stream=v.stream)
+            except LLMError as e:
+                if e.auth:
+                    self._stop(f"authentication failed for variant {v.name!r} "
+                               f"({v.model}): {e.message[:300]}")
+                if not e.retryable or attempt >= self.opts.max_retries or self.stop_reason:
+                    tries = f" after {attempt + 1} attempts" if attempt else ""
+                    return None, error_sample(repeat, e.type, f"{e.message}{tries}")
+                await asyncio.sleep(self._backoff(attempt, e.retry_after))
+                attempt += 1
+                continue
+            if self.tpm:
+                used = (resp.get("input_tokens") or 0) + (resp.get("output_tokens") or 0)
+                self.tpm.adjust(used - est)
+            return resp, None
+
+    async def _model_sample(self, v: ModelVariant, case: Case, repeat: int) -> tuple[Sample, bool]:
+        """(sample, was_live_call)."""
+        from .cache import request_key
+
+        try:
+            req = v.request(case)
+        except UnreplayableCase as e:
+            return error_sample(repeat, "UnreplayableCase", str(e)), False
+        key = request_key(req, repeat)
+        mode = self.opts.cache_mode
+        if self.cache is not None and mode in ("rw", "offline"):
+            hit = self.cache.get(key)
+            if hit is not None:
+                s = response_sample(hit, repeat, cached=True)
+                self._price(s, v.model, v.price)
+                return s, False
+        if mode == "offline":
+            self.incomplete_reason = self.incomplete_reason or \
+                "offline mode: some requests are not in the response cache"
+            return error_sample(repeat, "CacheMiss", f"no cached response for case {case.id} "
+                                f"(variant {v.name}, repeat {repeat}) and --offline forbids calls"), False
+        await self._warmup(v)
+        resp, err = await self._call(v, req, repeat)
+        if err is not None:
+            return err, True
+        if self.cache is not None:
+            self.cache.put(key, resp)  # committed now: a killed run resumes from here
+        s = response_sample(resp, repeat, cached=False)
+        self._price(s, v.model, v.price)
+        return s, True
+
+    async def _one(self, v, case: Case, repeat: int) -> Sample:
+        if isinstance(v, ModelVariant):
+            sample, live = await self._model_sample(v, case, repeat)
+        else:
+            sample, live = await v.call(case, repeat), True
+            if v.price:
+                self._price(sample, v.target, v.price)
+        if live:
+            self._account(sample)
+        return sample
+
+    # ---------------------------------------------------------------- the run
+    def _static(self) -> list[tuple[str, int, int]]:
+        """Fill samples of no-call variants; return the ordered live work items."""
+        work = []
+        for name, v in self.variants.items():
+            self.samples[name] = [[None] * (1 if isinstance(v, (RecordedVariant, RunVariant))
+                                            else self.opts.repeats) for _ in self.cases]
+        for ci, case in enumerate(self.cases):
+            for name, v in self.variants.items():
+                if isinstance(v, RecordedVariant):
+                    s = v.sample(case)
+                    self._price(s, case.params.get("model"), v.price)
+                    self.samples[name][ci][0] = s
+                elif isinstance(v, RunVariant):
+                    self.samples[name][ci] = v.samples(case)
+            for r in range(self.opts.repeats):
+                for name, v in self.variants.items():
+                    if isinstance(v, (ModelVariant, CallableVariant)):
+                        work.append((name, ci, r))
+        return work
+
+    def _worker_count(self, work: list) -> int:
+        """Processes to spread the calls over. Only model calls are spread (a user callable may
+        keep state in its process); ``workers=None`` picks several for large, wide runs."""
+        if any(isinstance(self.variants[name], CallableVariant) for name, _, _ in work[:1000]):
+            return 1
+        k = self.opts.workers
+        if k is None:
+            big = len(work) >= AUTO_POOL_MIN_CALLS and self.opts.concurrency >= AUTO_POOL_MIN_CONCURRENCY
+            k = min(os.cpu_count() or 1, 4) if big else 1
+        cases = len({ci for _, ci, _ in work})
+        return max(1, min(int(k), cases, self.opts.concurrency))
+
+    def _stopped(self) -> bool:
+        if self.stop_reason is None and self.external_stop is not None and self.external_stop.is_set():
+            self.stop_reason = OTHER_WORKER_STOPPED
+        return self.stop_reason is not None
+
+    async def _run_local(self, work: list, progress: "_Progress") -> None:
+        items = iter(work)
+
+        async def worker() -> None:
+            for name, ci, r in items:  # shared iterator: calls go out in list order
+                if self._stopped():
+                    return
+                sample = await self._one(self.variants[name], self.cases[ci], r)
+                self.samples[name][ci][r] = sample
+                progress.update(sample)
+                if self.counters is not None:  # progress seen by the parent of a pool worker
+                    with self.counters.get_lock():
+                        self.counters[0] += 1
+                        self.counters[1] += sample.error is not None
+                        self.counters[2] += sample.cached
+
+        n = max(1, min(self.opts.concurrency, len(work)))
+        tasks = [asyncio.ensure_future(worker()) for _ in range(n)]
+        try:
+            await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            for t in tasks:
+                t.cancel()
+            self._stop(INTERRUPTED)
+
+    async def run(self) -> dict[str, list[CaseResult]]:
+        work = self._static()
+        self.min_calls = max(1, min(self.opts.min_calls_for_budget, len(work)))
+        enabled = sys.stderr.isatty() if self.opts.progress is None else bool(self.opts.progress)
+        progress = _Progress(len(work), enabled and bool(work))
+        workers = self._worker_count(work) if work else 1
+        try:
+            if workers > 1:
+                from .pool import run_pool
+
+                await run_pool(self, work, workers, progress)
+            else:
+                await self._run_local(work, progress)
+        finally:
+            progress.finish()
+            if self.cache is not None:
+                self.cache.close()
+        results = self._results()
+        reason = self.stop_reason or self.incomplete_reason
+        if reason:
+            err = RunIncomplete(reason)
+            err.partial = results  # type: ignore[attr-defined]
+            err.warnings = self.warnings  # type: ignore[attr-defined]
+            raise err
+        return results
+
+    def _results(self) -> dict[str, list[CaseResult]]:
+        out: dict[str, list[CaseResult]] = {}
+        why = self.stop_reason or "not run"
+        for name, per_case in self.samples.items():
+            rows = []
+            for case, samples in zip(self.cases, per_case):
+                filled = [s if s is not None else error_sample(r, "NotRun", why)
+                          for r, s in enumerate(samples)]
+                rows.append(CaseResult(id=case.id, source=_source(case), input=case.last_user_text(),
+                                       expected=case.reference, samples=filled))
+            out[name] = rows
+        return out
+
+
+async def replay(cases: list[Case], variants: dict[str, dict], opts: ReplayOptions | None = None,
+                 *, warnings: list[str] | None = None) -> dict[str, list[CaseResult]]:
+    """Replay every case under every variant (interleaved case by case). Returns
+    ``{variant name: [CaseResult in case order]}`` with unscored samples. Warnings (unknown
+    prices, ...) are appended to ``warnings``. Raises ``RunIncomplete`` with ``.partial``."""
+    engine = _Engine(cases, variants, opts or ReplayOptions(), warnings if warnings is not None else [])
+    return await engine.run()
+
+
+def replay_sync(cases: list[Case], variants: dict[str, dict], opts: ReplayOptions | None = None,
+                *, warnings: list[str] | None = None) -> dict[str, list[CaseResult]]:
+    """``replay`` in a fresh event loop. Ctrl-C cancels the run, which then raises
+    ``RunIncomplete`` carrying the partial results."""
+    return asyncio.run(replay(cases, variants, opts, warnings=warnings))
+
+
+def result_summary(results: dict[str, list[CaseResult]]) -> dict[str, Any]:
+    """Counts per variant (samples, errors by type, cache hits): for logs and tests."""
+    out = {}
+    for name, rows in results.items():
+        errors: dict[str, int] = {}
+        hits = n = 0
+        for row in rows:
+            for s in row.samples:
+                n += 1
+                hits += s.cached
+                if s.error is not None:
+                    errors[s.error.type] = errors.get(s.error.type, 0) + 1
+        out[name] = {"samples": n, "cached": hits, "errors": errors}
+    return out

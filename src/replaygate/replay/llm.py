@@ -1,0 +1,269 @@
+"""The one place that talks to litellm (imported lazily, offline and quiet).
+
+Public, stable for the engine and the LLM judges:
+
+``request`` shape (what ``chat`` sends and what ``cache.request_key`` hashes)::
+
+    {"model": "openai/gpt-4o-mini",          # any litellm model string
+     "messages": [{"role": ..., "content": ...}, ...],   # OpenAI wire form
+     "tools": [...],                          # optional, OpenAI tool definitions
+     "params": {"temperature": 0, ...},       # optional, passed to litellm as keyword arguments
+     "api_base": "http://...",                # optional
+     "api_key_env": "OPENAI_API_KEY"}         # optional: NAME of the env var; the key is read here,
+                                              # never stored in the request, the cache or a message
+
+``await chat(request, timeout=30, stream=False) -> dict`` (the normalised response)::
+
+    {"output": str|None, "tool_calls": [{"id", "name", "arguments"}], "finish_reason",
+     "input_tokens", "output_tokens", "cached_tokens", "ttft_ms" (streamed only), "latency_ms",
+     "model"}
+
+``await embed(model, texts, api_base=None, api_key=None, timeout=30, api_key_env=None)
+-> list[list[float]]``.
+
+Both raise ``LLMError`` (``.type``, ``.status``, ``.retryable``, ``.retry_after``, ``.auth``) for
+any provider failure. litellm's own retries are off (``max_retries=0``): the engine retries.
+Latency is timed here with ``time.perf_counter`` from send to the full response (not litellm's
+``_response_ms``).
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+_LITELLM = None
+
+
+def set_offline_env() -> None:
+    """litellm reads these at import: use the bundled cost map, never fetch anything."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def litellm_module():
+    """Import litellm once, after making it offline (local cost map) and quiet."""
+    global _LITELLM
+    if _LITELLM is None:
+        set_offline_env()
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        litellm.drop_params = False
+        _LITELLM = litellm
+    return _LITELLM
+
+
+class LLMError(Exception):
+    """A classified provider failure. ``retryable``: 429, 5xx, timeout, connection error."""
+
+    def __init__(self, type: str, message: str, *, status: int | None = None,
+                 retryable: bool = False, retry_after: float | None = None, auth: bool = False):
+        super().__init__(message)
+        self.type = type
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.auth = auth
+
+    def __str__(self) -> str:
+        return f"{self.type}: {self.message}"
+
+
+_NOT_RETRYABLE_STATUS = {400, 401, 403, 404, 409, 413, 422}
+# litellm raises a bare APIError for some statuses; name those by status for reports
+_NAME_BY_STATUS = {400: "BadRequestError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+                   404: "NotFoundError", 429: "RateLimitError", 500: "InternalServerError",
+                   502: "BadGatewayError", 503: "ServiceUnavailableError"}
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = None
+    resp = getattr(exc, "response", None)
+    if resp is not None:
+        headers = getattr(resp, "headers", None)
+    headers = headers or getattr(exc, "litellm_response_headers", None)
+    if not headers:
+        return None
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None  # an HTTP-date: fall back to our backoff
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "***")
+    return text[:2000]
+
+
+def classify(exc: BaseException, secret: str | None = None) -> LLMError:
+    """Map a litellm / httpx / asyncio exception to an ``LLMError``."""
+    if isinstance(exc, LLMError):
+        return exc
+    name = type(exc).__name__
+    message = _scrub(str(exc) or name, secret)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or name in ("Timeout", "APITimeoutError"):
+        return LLMError("Timeout", message, status=408, retryable=True)
+    status = getattr(exc, "status_code", None)
+    if name in ("APIError", "OpenAIError") and status in _NAME_BY_STATUS:
+        name = _NAME_BY_STATUS[status]
+    if name == "APIConnectionError":
+        # litellm also wraps non-HTTP failures here; a connection problem is worth a retry
+        return LLMError(name, message, status=None, retryable=True)
+    if name in ("AuthenticationError", "PermissionDeniedError") or status in (401, 403):
+        return LLMError(name, message, status=status, retryable=False, auth=True)
+    if name == "RateLimitError" or status == 429:
+        return LLMError("RateLimitError", message, status=429, retryable=True,
+                        retry_after=_retry_after(exc))
+    if isinstance(status, int):
+        retryable = status >= 500 or status == 408
+        if status in _NOT_RETRYABLE_STATUS:
+            retryable = False
+        return LLMError(name, message, status=status, retryable=retryable)
+    if isinstance(exc, (ConnectionError, OSError)):
+        return LLMError(name, message, retryable=True)
+    return LLMError(name, message, retryable=False)
+
+
+def _api_key(api_key_env: str | None) -> str | None:
+    if not api_key_env:
+        return None
+    key = os.environ.get(api_key_env)
+    if not key:
+        raise LLMError("AuthenticationError", f"environment variable {api_key_env} is not set",
+                       status=401, auth=True)
+    return key
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if obj is None:
+        return default
+    if isinstance(obj, dict):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _usage(usage: Any) -> tuple[int | None, int | None, int | None]:
+    if usage is None:
+        return None, None, None
+    details = _get(usage, "prompt_tokens_details")
+    cached = _get(details, "cached_tokens")
+    if cached is None:
+        cached = _get(usage, "cache_read_input_tokens")
+    return _get(usage, "prompt_tokens"), _get(usage, "completion_tokens"), cached
+
+
+def _tool_calls(raw: Any) -> list[dict]:
+    out = []
+    for tc in raw or []:
+        fn = _get(tc, "function")
+        out.append({"id": _get(tc, "id"), "name": _get(fn, "name") or "",
+                    "arguments": _get(fn, "arguments") or ""})
+    return out
+
+
+def _call_kwargs(request: dict, timeout: float) -> tuple[dict, str | None]:
+    key = _api_key(request.get("api_key_env"))
+    kw: dict[str, Any] = dict(request.get("params") or {})
+    kw.pop("model", None)
+    kw.update(model=request["model"], messages=request["messages"], timeout=timeout, max_retries=0)
+    if request.get("tools"):
+        kw["tools"] = request["tools"]
+    if request.get("api_base"):
+        kw["api_base"] = request["api_base"]
+    if key:
+        kw["api_key"] = key
+    elif request.get("api_base"):
+        # a local OpenAI-compatible server needs no key, but the OpenAI client insists on one
+        kw["api_key"] = "sk-none"
+    return kw, key
+
+
+async def chat(request: dict, *, timeout: float, stream: bool = False) -> dict:
+    """Send one chat completion; return the normalised response (see module docstring)."""
+    litellm = litellm_module()
+    kw, key = _call_kwargs(request, timeout)
+    if stream:
+        kw["stream"] = True
+        kw["stream_options"] = {"include_usage": True}
+    start = time.perf_counter()
+    try:
+        # our own deadline over the whole response too: litellm's timeout does not bound a stream
+        if stream:
+            result = await asyncio.wait_for(_streamed(litellm, kw, start), timeout)
+        else:
+            result = _from_response(await asyncio.wait_for(litellm.acompletion(**kw), timeout))
+    except LLMError:
+        raise
+    except Exception as exc:  # every provider failure is classified, never propagated raw
+        raise classify(exc, key) from None
+    result["latency_ms"] = (time.perf_counter() - start) * 1000.0
+    return result
+
+
+def _from_response(resp: Any) -> dict:
+    choice = resp.choices[0] if resp.choices else None
+    msg = _get(choice, "message")
+    inp, out, cached = _usage(_get(resp, "usage"))
+    return {"output": _get(msg, "content"), "tool_calls": _tool_calls(_get(msg, "tool_calls")),
+            "finish_reason": _get(choice, "finish_reason"), "input_tokens": inp, "output_tokens": out,
+            "cached_tokens": cached, "ttft_ms": None, "model": _get(resp, "model")}
+
+
+async def _streamed(litellm, kw: dict, start: float) -> dict:
+    resp = await litellm.acompletion(**kw)
+    parts: list[str] = []
+    calls: dict[int, dict] = {}
+    ttft = None
+    finish = model = usage = None
+    async for chunk in resp:
+        model = _get(chunk, "model") or model
+        usage = _get(chunk, "usage") or usage
+        for choice in _get(chunk, "choices") or []:
+            delta = _get(choice, "delta")
+            text = _get(delta, "content")
+            deltas = _get(delta, "tool_calls") or []
+            if ttft is None and (text or deltas):
+                ttft = (time.perf_counter() - start) * 1000.0
+            if text:
+                parts.append(text)
+            for i, tc in enumerate(deltas):
+                idx = _get(tc, "index", i) or 0
+                slot = calls.setdefault(idx, {"id": None, "name": "", "arguments": ""})
+                fn = _get(tc, "function")
+                slot["id"] = _get(tc, "id") or slot["id"]
+                slot["name"] += _get(fn, "name") or ""
+                slot["arguments"] += _get(fn, "arguments") or ""
+            finish = _get(choice, "finish_reason") or finish
+    inp, out, cached = _usage(usage)
+    return {"output": "".join(parts) if parts or not calls else None,
+            "tool_calls": [calls[i] for i in sorted(calls)], "finish_reason": finish,
+            "input_tokens": inp, "output_tokens": out, "cached_tokens": cached,
+            "ttft_ms": ttft, "model": model}
+
+
+async def embed(model: str, texts: list[str], *, api_base: str | None = None,
+                api_key: str | None = None, timeout: float = 30.0,
+                api_key_env: str | None = None) -> list[list[float]]:
+    """Embedding vectors for ``texts`` (same order). ``api_key`` or ``api_key_env`` (a name)."""
+    litellm = litellm_module()
+    key = api_key or _api_key(api_key_env)
+    kw: dict[str, Any] = {"model": model, "input": list(texts), "timeout": timeout, "max_retries": 0}
+    if api_base:
+        kw["api_base"] = api_base
+    if key:
+        kw["api_key"] = key
+    elif api_base:
+        kw["api_key"] = "sk-none"
+    try:
+        resp = await litellm.aembedding(**kw)
+    except Exception as exc:
+        raise classify(exc, key) from None
+    data = sorted(resp.data, key=lambda d: _get(d, "index", 0))
+    return [list(_get(d, "embedding")) for d in data]

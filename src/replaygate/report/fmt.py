@@ -1,0 +1,73 @@
+"""Number formatting shared by the renderers: units follow the metric's family."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def is_rate(metric: str) -> bool:
+    return metric.endswith(("pass_rate", "win_rate")) or metric == "errors.rate"
+
+
+def value(metric: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if not isinstance(v, (int, float)):
+        return str(v)
+    if is_rate(metric):
+        return f"{100 * v:.1f}%"
+    if metric.startswith(("latency.", "ttft.")):
+        return f"{v:,.0f} ms" if abs(v) >= 100 else f"{v:.1f} ms"
+    if metric.startswith("cost."):
+        return f"${v:.3g}" if abs(v) < 1 else f"${v:,.2f}"
+    if metric.startswith("tokens."):
+        return f"{v:,.1f}"
+    return f"{v:.3f}"
+
+
+def delta(metric: str, d: Any, base: Any = None) -> str:
+    if d is None or (isinstance(d, float) and math.isnan(d)):
+        return "n/a"
+    if is_rate(metric):
+        s = f"{100 * d:+.1f} pts"
+    elif metric.startswith(("latency.", "ttft.")):
+        s = f"{d:+.1f} ms"
+    elif metric.startswith("cost."):
+        s = f"{d:+.3g} $"
+    else:
+        s = f"{d:+.3f}"
+    if isinstance(base, (int, float)) and base and not is_rate(metric):
+        s += f" ({100 * d / base:+.1f}%)"
+    return s
+
+
+def interval(metric: str, ci: Any, kind: str | None = None) -> str:
+    if not ci or ci[0] is None or ci[1] is None:
+        return "n/a"
+    lo, hi = ci
+    if kind == "ratio":
+        return f"[{lo:.3f}×, {hi:.3f}×]"
+    if is_rate(metric):
+        return f"[{100 * lo:+.1f}, {100 * hi:+.1f}] pts"
+    return f"[{lo:+.4g}, {hi:+.4g}]"
+
+
+def pvalue(p: Any) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    if p < 1e-4:
+        return f"{p:.1e}"
+    return f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
+
+
+def gate_interval(metric: str, gate: dict) -> str:
+    """A gate's interval in the scale it was decided on: a relative change for "N%" rules,
+    the metric's own units otherwise."""
+    ci = gate.get("ci")
+    if not ci or ci[0] is None or ci[1] is None:
+        return "n/a"
+    if gate.get("scale") == "relative":
+        return f"[{100 * ci[0]:+.1f}%, {100 * ci[1]:+.1f}%]"
+    if gate.get("scale") == "value":
+        return f"[{value(metric, ci[0])}, {value(metric, ci[1])}]"
+    return interval(metric, ci, gate.get("ci_kind"))

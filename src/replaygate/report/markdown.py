@@ -1,0 +1,92 @@
+"""Markdown for pull-request comments and $GITHUB_STEP_SUMMARY.
+
+Model text is untrusted: in table cells it is escaped so it cannot break the table, inject HTML
+or links; in blocks it sits inside a code fence longer than any backtick run it contains.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+from . import fmt
+from .terminal import verdict_line
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
+
+
+def escape(text: Any) -> str:
+    """Inline-safe markdown: no tables broken, no HTML, no links, one line."""
+    s = "" if text is None else str(text)
+    s = s.replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", s)
+
+
+def fence(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{lang}\n{text}\n{ticks}"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+_ICON = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive"}
+
+
+def render_comparison(doc: dict, max_cases: int = 5) -> str:
+    out = ["## replaygate: " + _ICON.get(doc.get("verdict"), escape(doc.get("verdict"))), ""]
+    out.append(escape(verdict_line(doc)))
+    out.append("")
+    if doc.get("gates"):
+        rows = []
+        for g in doc["gates"]:
+            m = g.get("metric", "")
+            rows.append([escape(f"{m} {g.get('rule', '')}"), escape(g.get("mode", "")),
+                         escape(fmt.value(m, g.get("baseline"))), escape(fmt.value(m, g.get("candidate"))),
+                         escape(fmt.delta(m, g.get("delta"), g.get("baseline"))),
+                         escape(fmt.gate_interval(m, g)),
+                         _ICON.get(g.get("verdict"), escape(g.get("verdict")))])
+        out.append(_table(["gate", "mode", "baseline", "candidate", "delta", "interval", "verdict"], rows))
+        out.append("")
+    rows = []
+    for name, m in doc.get("metrics", {}).items():
+        rows.append([escape(name), escape(fmt.value(name, m.get("baseline"))),
+                     escape(fmt.value(name, m.get("candidate"))),
+                     escape(fmt.delta(name, m.get("delta"), m.get("baseline"))),
+                     escape(fmt.interval(name, m.get("ci"), m.get("ci_kind"))),
+                     escape(fmt.pvalue(m.get("p_value"))), escape(m.get("n", ""))])
+    out.append("<details><summary>All metrics ({} paired cases)</summary>\n".format(doc.get("n_paired", 0)))
+    out.append(_table(["metric", "baseline", "candidate", "delta", "interval", "p", "n"], rows))
+    out.append("\n</details>\n")
+    regs = doc.get("regressions", [])
+    if regs:
+        out.append(f"### Worst regressions ({min(len(regs), max_cases)} of {len(regs)})\n")
+        for r in regs[:max_cases]:
+            out.append(f"**{escape(r.get('case'))}** — {escape(r.get('metric', ''))}")
+            b, c = r.get("baseline_output"), r.get("candidate_output")
+            if isinstance(b, str) and isinstance(c, str):
+                diff = "\n".join(difflib.unified_diff(b.splitlines(), c.splitlines(), "baseline",
+                                                      "candidate", lineterm=""))
+                out.append(fence(diff or "(outputs identical)", "diff"))
+            else:
+                out.append(f"baseline: {escape(r.get('baseline'))} → candidate: {escape(r.get('candidate'))}")
+            out.append("")
+    for w in doc.get("warnings", []):
+        out.append(f"> ⚠️ {escape(w)}")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_run(doc: dict) -> str:
+    v = doc.get("variant", {})
+    out = [f"## replaygate run: {escape(v.get('name', '?'))}", ""]
+    if not doc.get("complete", True):
+        out += ["**Incomplete run**: some cases were not replayed.", ""]
+    rows = [[escape(k), escape(fmt.value(k, val))] for k, val in doc.get("summary", {}).items()]
+    out.append(_table(["metric", "value"], rows))
+    for w in doc.get("warnings", []):
+        out.append(f"\n> ⚠️ {escape(w)}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,135 @@
+"""Terminal tables (tabulate) for people reading a CI log."""
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+from . import fmt
+
+
+def _metric_rows(doc: dict) -> list[list[str]]:
+    rows = []
+    for name, m in doc.get("metrics", {}).items():
+        rows.append([
+            name,
+            fmt.value(name, m.get("baseline")),
+            fmt.value(name, m.get("candidate")),
+            fmt.delta(name, m.get("delta"), m.get("baseline")),
+            fmt.interval(name, m.get("ci"), m.get("ci_kind")),
+            fmt.pvalue(m.get("p_value")),
+            m.get("n", ""),
+        ])
+    return rows
+
+
+def gate_rows(doc: dict) -> list[list[str]]:
+    rows = []
+    for g in doc.get("gates", []):
+        metric = g.get("metric", "")
+        rows.append([
+            f"{metric} {g.get('rule', '')}".strip(),
+            g.get("mode", ""),
+            fmt.value(metric, g.get("baseline")),
+            fmt.value(metric, g.get("candidate")),
+            fmt.delta(metric, g.get("delta"), g.get("baseline")),
+            fmt.gate_interval(metric, g),
+            str(g.get("verdict", "")).upper(),
+        ])
+    return rows
+
+
+def verdict_line(doc: dict) -> str:
+    gates = doc.get("gates", [])
+    failed = [g["metric"] for g in gates if g.get("verdict") == "fail"]
+    inconclusive = [g["metric"] for g in gates if g.get("verdict") == "inconclusive"]
+    verdict = str(doc.get("verdict", "")).upper()
+    parts = [f"Verdict: {verdict} (exit {doc.get('exit_code', '?')})"]
+    if not gates:
+        parts.append("no gates configured")
+    elif failed:
+        parts.append(f"{len(failed)} of {len(gates)} gates failed: {', '.join(failed)}")
+    else:
+        parts.append(f"all {len(gates)} gates passed" if not inconclusive
+                     else f"no gate failed; inconclusive (too few cases to tell): {', '.join(inconclusive)}")
+    return " — ".join(parts)
+
+
+def render_comparison(doc: dict, **_: Any) -> str:
+    out = []
+    n = doc.get("n_paired", 0)
+    only_b, only_c = len(doc.get("only_in_baseline", [])), len(doc.get("only_in_candidate", []))
+    out.append(f"Compared {n} paired cases ({only_b} only in baseline, {only_c} only in candidate)")
+    out.append("")
+    out.append(tabulate(_metric_rows(doc),
+                        headers=["metric", "baseline", "candidate", "delta", "interval", "p", "n"],
+                        disable_numparse=True))
+    if doc.get("gates"):
+        out.append("")
+        out.append(_gate_heading(doc))
+        out.append(tabulate(gate_rows(doc),
+                            headers=["gate", "mode", "baseline", "candidate", "delta", "interval", "verdict"],
+                            disable_numparse=True))
+        reasons = [f"  {g['metric']}: {g['reason']}" for g in doc["gates"] if g.get("reason")]
+        if reasons:
+            out.extend(["", "Why:", *reasons])
+    regs = doc.get("regressions", [])
+    if regs:
+        out.append("")
+        out.append(f"Cases that regressed ({len(regs)}; worst first):")
+        for r in regs[:10]:
+            why = "; ".join(f"{f.get('scorer')}: {f.get('reason')}" for f in r.get("failed") or [])
+            out.append(f"  {r.get('case')}: {_short(why or r.get('metric', ''), 50)}")
+            if "candidate_output" in r:
+                out.append(f"      candidate: {_short(r.get('candidate_output'), 90)}")
+        if len(regs) > 10:
+            out.append(f"  ... and {len(regs) - 10} more (the json report lists them all)")
+    for w in doc.get("warnings", []):
+        out.append(f"warning: {w}")
+    out.append("")
+    out.append(verdict_line(doc))
+    return "\n".join(out) + "\n"
+
+
+def _gate_heading(doc: dict) -> str:
+    d = doc.get("decision", {})
+    conf = d.get("confidence")
+    heading = "Gates"
+    bits = []
+    if d.get("mode"):
+        bits.append(f"default mode {d['mode']}")
+    if conf:
+        bits.append(f"{100 * conf:g}% intervals")
+    holm = doc.get("holm") or d.get("holm")
+    if holm:
+        bits.append("Holm-adjusted across gates")
+    return heading + (f" ({', '.join(bits)})" if bits else "")
+
+
+def _short(v: Any, width: int = 60) -> str:
+    s = v if isinstance(v, str) else repr(v)
+    s = "".join(ch if ch.isprintable() else " " for ch in s)  # no terminal escapes from model text
+    s = s.replace("\n", " ")
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def render_run(doc: dict) -> str:
+    variant = doc.get("variant", {})
+    cases = doc.get("cases", [])
+    n_samples = sum(len(c.get("samples", [])) for c in cases)
+    errors = sum(1 for c in cases for s in c.get("samples", []) if s.get("error"))
+    head = (f"Run of variant {variant.get('name', '?')!s}: {len(cases)} cases, {n_samples} samples, "
+            f"{errors} errors{'' if doc.get('complete', True) else ' — INCOMPLETE'}")
+    rows = [[k, fmt.value(k, v)] for k, v in doc.get("summary", {}).items()]
+    out = [head, "", tabulate(rows, headers=["metric", "value"], disable_numparse=True)]
+    error_types: dict[str, int] = {}
+    for c in cases:
+        for s in c.get("samples", []):
+            if s.get("error"):
+                t = s["error"].get("type", "Error")
+                error_types[t] = error_types.get(t, 0) + 1
+    if error_types:
+        out += ["", "Errors: " + ", ".join(f"{k} × {v}" for k, v in sorted(error_types.items()))]
+    for w in doc.get("warnings", []):
+        out.append(f"warning: {w}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,172 @@
+"""Golden datasets: JSONL, YAML (a list) or CSV, one case per row.
+
+Row keys (design.md): ``id`` (optional; else the row number), ``input`` (the user message) or
+``messages`` (chat messages), ``vars``, ``expected``, ``context`` (list of documents), ``metadata``.
+CSV columns ``vars.NAME`` / ``metadata.NAME`` fill those maps; a ``context`` cell may hold a JSON list.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from ..errors import InputError
+from ..model import Case, Message, ToolCall
+
+_KEYS = {"id", "input", "messages", "vars", "expected", "context", "metadata", "tools", "params"}
+_ROLES = {"system", "user", "assistant", "tool", "developer"}
+
+
+def load_golden(path: str | Path) -> list[Case]:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        rows = _jsonl_rows(path)
+    elif suffix in (".yaml", ".yml"):
+        rows = _yaml_rows(path)
+    elif suffix == ".csv":
+        rows = _csv_rows(path)
+    elif suffix == ".json":
+        rows = _json_rows(path)
+    else:
+        raise InputError("unknown golden file type (use .jsonl, .yaml, .yml, .csv or .json)",
+                         file=str(path))
+    cases: list[Case] = []
+    seen: dict[str, int] = {}
+    for n, (line, row) in enumerate(rows, start=1):
+        case = row_to_case(row, n, path, line)
+        if case.id in seen:
+            raise InputError(f"duplicate case id {case.id!r} (first on line {seen[case.id]})",
+                             file=str(path), line=line)
+        seen[case.id] = line
+        cases.append(case)
+    if not cases:
+        raise InputError("the golden file has no rows", file=str(path))
+    return cases
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read: {e}", file=str(path)) from None
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    for i, line in enumerate(_read(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield i, json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", file=str(path), line=i) from None
+
+
+def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    try:
+        data = json.loads(_read(path))
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
+    if not isinstance(data, list):
+        raise InputError("a .json golden file must hold a list of rows", file=str(path))
+    yield from ((None, r) for r in data)
+
+
+def _yaml_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    text = _read(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise InputError(f"invalid YAML: {e.problem}", file=str(path),
+                         line=mark.line + 1 if mark else None) from None
+    if data is None:
+        return
+    if not isinstance(data, list):
+        raise InputError("a YAML golden file must be a list of rows", file=str(path), line=1)
+    for item_node, row in zip(node.value, data):
+        yield item_node.start_mark.line + 1, row
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
+    reader = csv.DictReader(_read(path).splitlines(keepends=True))
+    if not reader.fieldnames:
+        return
+    for row in reader:
+        out: dict[str, Any] = {}
+        for k, v in row.items():
+            if k is None:
+                raise InputError("row has more cells than the header", file=str(path),
+                                 line=reader.line_num)
+            if v is None or v == "":
+                continue
+            if k.startswith("vars.") or k.startswith("metadata."):
+                group, _, name = k.partition(".")
+                out.setdefault(group, {})[name] = v
+            elif k in ("context", "messages", "metadata", "vars") and v.lstrip()[:1] in "[{":
+                try:
+                    out[k] = json.loads(v)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"column {k!r}: invalid JSON: {e.msg}", file=str(path),
+                                     line=reader.line_num) from None
+            else:
+                out[k] = v
+        yield reader.line_num, out
+
+
+def _message(m: Any, where: str, path: Path, line: int | None) -> Message:
+    if not isinstance(m, dict) or m.get("role") not in _ROLES:
+        raise InputError(f"{where}: each message needs a role ({', '.join(sorted(_ROLES))}) "
+                         "and content", file=str(path), line=line)
+    calls = []
+    for t in m.get("tool_calls") or []:
+        fn = t.get("function", t) if isinstance(t, dict) else {}
+        if not isinstance(fn, dict) or "name" not in fn:
+            raise InputError(f"{where}: tool call without a name", file=str(path), line=line)
+        args = fn.get("arguments", "{}")
+        calls.append(ToolCall(name=fn["name"], id=t.get("id"),
+                              arguments=args if isinstance(args, str) else json.dumps(args)))
+    return Message(role=m["role"], content=m.get("content"), tool_calls=calls,
+                   tool_call_id=m.get("tool_call_id"), name=m.get("name"))
+
+
+def row_to_case(row: Any, n: int, path: Path, line: int | None) -> Case:
+    where = f"row {n}"
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: a row must be a mapping", file=str(path), line=line)
+    unknown = set(row) - _KEYS
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+                         f"(allowed: {', '.join(sorted(_KEYS))})", file=str(path), line=line)
+    if ("input" in row) == ("messages" in row):
+        raise InputError(f"{where}: give either 'input' or 'messages'", file=str(path), line=line)
+    if "messages" in row:
+        if not isinstance(row["messages"], list) or not row["messages"]:
+            raise InputError(f"{where}: 'messages' must be a non-empty list", file=str(path), line=line)
+        messages = [_message(m, where, path, line) for m in row["messages"]]
+    else:
+        if not isinstance(row["input"], (str, int, float)):
+            raise InputError(f"{where}: 'input' must be a string", file=str(path), line=line)
+        messages = [Message(role="user", content=str(row["input"]))]
+    context = row.get("context") or []
+    if isinstance(context, str):
+        context = [context]
+    if not isinstance(context, list):
+        raise InputError(f"{where}: 'context' must be a list of documents", file=str(path), line=line)
+    for key in ("vars", "metadata", "params"):
+        if not isinstance(row.get(key, {}), dict):
+            raise InputError(f"{where}: '{key}' must be a mapping", file=str(path), line=line)
+    case_id = str(row["id"]) if row.get("id") not in (None, "") else f"row{n:05d}"
+    source = {"file": str(path), "row": n}
+    if line is not None:
+        source["line"] = line
+    return Case(id=case_id, messages=messages, tools=list(row.get("tools") or []),
+                params=dict(row.get("params") or {}), vars=dict(row.get("vars") or {}),
+                reference=row.get("expected"), context=[str(c) for c in context],
+                metadata={**dict(row.get("metadata") or {}), "source": source})
