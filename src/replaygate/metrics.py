@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -78,6 +79,14 @@ def direction(metric: str) -> bool:
     return metric.split(".", 1)[0] in ("quality", "score", "pairwise")
 
 
+_SCORES = attrgetter("scores")
+
+
+def _column(samples: list, attr: str) -> np.ndarray:
+    # numpy turns None into NaN for a float array: an unknown stays unknown, never 0
+    return np.array(list(map(attrgetter(attr), samples)), dtype=float)
+
+
 def scorer_names(run: Run) -> list[str]:
     """Scorers of the run header, then any other scorer name found in the samples."""
     names = [s.name for s in run.scorers]
@@ -90,26 +99,25 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     info = {s.name: s for s in run.scorers}
     samples = [s for case in run.cases for s in case.samples]
     ci_arr = np.repeat(np.arange(len(run.cases), dtype=np.int64), [len(c.samples) for c in run.cases])
-    names = sorted(set().union(*(s.scores for s in samples)) - set(info))
+    dicts = list(map(_SCORES, samples))
     # pairwise judges score a pair of runs, not a sample: their metric is pairwise.NAME.win_rate
-    names = [s.name for s in run.scorers if s.type != "pairwise"] + names
+    names = [s.name for s in run.scorers if s.type != "pairwise"]
+    names += sorted(set().union(*dicts) - set(info))
     counting = [n for n in names if not (n in info and info[n].informational)]
-    nan = math.nan
-    bad = np.fromiter((s.error is not None for s in samples), dtype=bool, count=len(samples))
-
-    def column(attr: str) -> np.ndarray:
-        # errored samples have no latency / tokens: errors are counted by errors.rate instead
-        col = np.array([nan if (v := getattr(s, attr)) is None else v for s in samples], dtype=float)
-        col[bad] = nan
-        return col
+    bad = np.array([s.error is not None for s in samples], dtype=bool)
+    lat, ttft, tin, tout, costs = (_column(samples, a) for a in
+                                   ("latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd"))
+    for col in (lat, ttft, tin, tout):
+        col[bad] = np.nan  # errored samples have no latency / tokens: errors.rate counts them
 
     score, passed = {}, {}
     for n in names:
-        got = [s.scores.get(n) for s in samples]
-        passed[n] = np.fromiter((sc is not None and sc.passed is True and sc.error is None for sc in got),
-                                dtype=bool, count=len(got)) & ~bad
-        score[n] = np.array([0.0 if sc is None or sc.score is None else sc.score for sc in got], dtype=float)
-        score[n][bad] = 0.0  # failing to answer never improves a score
+        got = [d.get(n) for d in dicts]
+        # a pass needs passed is True and no scorer error; a missing score is not a pass
+        passed[n] = np.array([sc is not None and sc.passed is True and sc.error is None for sc in got],
+                             dtype=bool) & ~bad
+        sc_val = np.array([None if sc is None else sc.score for sc in got], dtype=float)
+        score[n] = np.where(np.isnan(sc_val) | bad, 0.0, sc_val)  # failing never improves a score
     quality = ~bad
     for n in counting:
         quality &= passed[n]
@@ -126,15 +134,12 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     for n in names:
         out[f"score.{n}.mean"] = series(f"score.{n}.mean", "mean", score[n])
         out[f"score.{n}.pass_rate"] = series(f"score.{n}.pass_rate", "rate", passed[n])
-    lat = column("latency_ms")
     out["latency.mean"] = series("latency.mean", "mean", lat)
     for label, q in LATENCY_QUANTILES.items():
         out[f"latency.{label}"] = series(f"latency.{label}", "quantile", lat, q=q)
-    ttft = column("ttft_ms")
     if np.isfinite(ttft).any():
         for label, q in TTFT_QUANTILES.items():
             out[f"ttft.{label}"] = series(f"ttft.{label}", "quantile", ttft, q=q)
-    costs = np.array([nan if (c := s.cost_usd) is None else c for s in samples], dtype=float)
     no_cost = np.isnan(costs)
     # None stays unknown (never 0); an errored call without a cost is left out and said so
     missing = int((no_cost & ~bad).sum())
@@ -148,14 +153,13 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
         if info_.type == "pairwise":
             # per-case win values set by the pipeline after judging both runs (1 - value on the
             # baseline side), so the pair's difference is 2 * win_rate - 1 and stays paired
-            vals = [nan if (sc := s.scores.get(info_.name)) is None or sc.score is None else sc.score
-                    for s in samples]
+            vals = [math.nan if (sc := d.get(info_.name)) is None or sc.score is None else sc.score
+                    for d in dicts]
             out[f"pairwise.{info_.name}.win_rate"] = series(f"pairwise.{info_.name}.win_rate", "mean", vals)
-    out["tokens.input.mean"] = series("tokens.input.mean", "mean", column("input_tokens"))
-    out["tokens.output.mean"] = series("tokens.output.mean", "mean", column("output_tokens"))
+    out["tokens.input.mean"] = series("tokens.input.mean", "mean", tin)
+    out["tokens.output.mean"] = series("tokens.output.mean", "mean", tout)
     # design.md: a scorer crash is an error too (its sample also fails quality.pass_rate)
-    scorer_crash = np.fromiter((any(sc.error is not None for sc in s.scores.values()) for s in samples),
-                               dtype=bool, count=len(samples))
+    scorer_crash = np.array([any(sc.error is not None for sc in d.values()) for d in dicts], dtype=bool)
     out["errors.rate"] = series("errors.rate", "rate", bad | scorer_crash)
     return out
 
