@@ -254,23 +254,38 @@ class _Engine:
                 self.tpm.adjust(used - est)
             return resp, None
 
-    async def _model_sample(self, v: ModelVariant, case: Case, repeat: int) -> tuple[Sample, bool]:
-        """(sample, was_live_call)."""
+    def _prepare(self, work: list[tuple[str, int, int]]) -> None:
+        """Build every model request and its cache key up front, and read all cache hits in a
+        few queries (not one blocking query per call on the event loop)."""
         from .cache import request_key
 
-        try:
-            req = v.request(case)
-        except UnreplayableCase as e:
-            return error_sample(repeat, "UnreplayableCase", str(e)), False
-        key = request_key(req, repeat)
-        mode = self.opts.cache_mode
-        if self.cache is not None and mode in ("rw", "offline"):
-            hit = self.cache.get(key)
-            if hit is not None:
-                s = response_sample(hit, repeat, cached=True)
-                self._price(s, v.model, v.price)
-                return s, False
-        if mode == "offline":
+        self.prepared: dict[tuple[str, int, int], tuple[dict, str] | str] = {}
+        for name, ci, r in work:
+            v = self.variants[name]
+            if isinstance(v, ModelVariant):
+                try:
+                    req = v.request(self.cases[ci])
+                    self.prepared[(name, ci, r)] = (req, request_key(req, r))
+                except UnreplayableCase as e:
+                    self.prepared[(name, ci, r)] = str(e)
+        self.hits: dict[str, dict] = {}
+        if self.cache is not None and self.opts.cache_mode in ("rw", "offline"):
+            keys = [p[1] for p in self.prepared.values() if isinstance(p, tuple)]
+            self.hits = self.cache.get_many(keys)
+
+    async def _model_sample(self, v: ModelVariant, case: Case, ci: int,
+                            repeat: int) -> tuple[Sample, bool]:
+        """(sample, was_live_call)."""
+        prep = self.prepared[(v.name, ci, repeat)]
+        if isinstance(prep, str):
+            return error_sample(repeat, "UnreplayableCase", prep), False
+        req, key = prep
+        hit = self.hits.get(key)
+        if hit is not None:
+            s = response_sample(hit, repeat, cached=True)
+            self._price(s, v.model, v.price)
+            return s, False
+        if self.opts.cache_mode == "offline":
             self.incomplete_reason = self.incomplete_reason or \
                 "offline mode: some requests are not in the response cache"
             return error_sample(repeat, "CacheMiss", f"no cached response for case {case.id} "
@@ -285,9 +300,10 @@ class _Engine:
         self._price(s, v.model, v.price)
         return s, True
 
-    async def _one(self, v, case: Case, repeat: int) -> Sample:
+    async def _one(self, v, ci: int, repeat: int) -> Sample:
+        case = self.cases[ci]
         if isinstance(v, ModelVariant):
-            sample, live = await self._model_sample(v, case, repeat)
+            sample, live = await self._model_sample(v, case, ci, repeat)
         else:
             sample, live = await v.call(case, repeat), True
             if v.price:
@@ -335,13 +351,14 @@ class _Engine:
         return self.stop_reason is not None
 
     async def _run_local(self, work: list, progress: "_Progress") -> None:
+        self._prepare(work)
         items = iter(work)
 
         async def worker() -> None:
             for name, ci, r in items:  # shared iterator: calls go out in list order
                 if self._stopped():
                     return
-                sample = await self._one(self.variants[name], self.cases[ci], r)
+                sample = await self._one(self.variants[name], ci, r)
                 self.samples[name][ci][r] = sample
                 progress.update(sample)
                 if self.counters is not None:  # progress seen by the parent of a pool worker
