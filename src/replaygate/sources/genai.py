@@ -712,9 +712,22 @@ def _is_content_key(k: str) -> bool:
     return True
 
 
+_content_key_memo: dict[str, bool] = {}  # attribute names repeat across spans
+
+
 def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
     """The span's attributes minus message content (kept small for `where` filters)."""
-    return {k: v for k, v in a.items() if not _is_content_key(k)}
+    memo = _content_key_memo
+    out = {}
+    for k, v in a.items():
+        hit = memo.get(k)
+        if hit is None:
+            hit = _is_content_key(k)
+            if len(memo) < 50_000:  # indexed keys (gen_ai.prompt.N...) must not grow it forever
+                memo[k] = hit
+        if not hit:
+            out[k] = v
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
