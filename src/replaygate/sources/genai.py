@@ -18,6 +18,7 @@ importer can use them as context or count them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -712,22 +713,57 @@ def _is_content_key(k: str) -> bool:
     return True
 
 
-_content_key_memo: dict[str, bool] = {}  # attribute names repeat across spans
+# Credentials recorded by instrumentations (OpenLLMetry's llm.headers, captured HTTP headers)
+# must not reach cases.jsonl or run files: such keys are dropped, key-like values masked.
+_SECRET_KEY = re.compile(r"api[_.-]?key|authori[sz]ation|secret|passw(or)?d|cookie|headers?\b|credential",
+                         re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{16,}|(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{12,})")
+REDACTED = "[REDACTED]"
+
+_dropped_key_memo: dict[str, bool] = {}  # attribute names repeat across spans
+
+
+def _drop_key(k: str) -> bool:
+    return _is_content_key(k) or _SECRET_KEY.search(k) is not None
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value) if ("sk-" in value or "earer" in value
+                                                      or "asic" in value) else value
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
 
 
 def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
-    """The span's attributes minus message content (kept small for `where` filters)."""
-    memo = _content_key_memo
+    """The attributes minus message content and credentials (kept small for `where` filters)."""
+    memo = _dropped_key_memo
     out = {}
     for k, v in a.items():
-        hit = memo.get(k)
-        if hit is None:
-            hit = _is_content_key(k)
+        drop = memo.get(k)
+        if drop is None:
+            drop = _drop_key(k)
             if len(memo) < 50_000:  # indexed keys (gen_ai.prompt.N...) must not grow it forever
-                memo[k] = hit
-        if not hit:
-            out[k] = v
+                memo[k] = drop
+        if not drop:
+            out[k] = redact(v)
     return out
+
+
+_resource_memo: dict[int, tuple[dict, dict]] = {}
+
+
+def _resource_view(resource: dict[str, Any]) -> dict[str, Any]:
+    """The redacted resource, computed once per resource object (spans of a batch share it)."""
+    hit = _resource_memo.get(id(resource))
+    if hit is not None and hit[0] is resource:
+        return hit[1]
+    view = filterable_attributes(resource)
+    if len(_resource_memo) > 1024:
+        _resource_memo.clear()
+    _resource_memo[id(resource)] = (resource, view)
+    return view
 
 
 # ---------------------------------------------------------------------------------------------
@@ -808,7 +844,7 @@ def extract(span: SpanRecord, events: list[Event], operation: str | None = None,
         "start_time_unix_nano": span.start_ns,
         "usage": {k: v for k, v in usage.items() if v is not None},
         "attributes": filterable_attributes(a),
-        "resource": span.resource,
+        "resource": _resource_view(span.resource),
     }
     template = _first(a.get("llm.prompt_template.template"), a.get("traceloop.prompt.template"))
     if template is not None:
