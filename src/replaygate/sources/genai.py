@@ -400,7 +400,7 @@ def _tools(a: dict[str, Any]) -> list[dict]:
         raw = maybe_json(raw)
         if isinstance(raw, dict):
             raw = [raw]
-        if raw:
+        if raw and isinstance(raw, list):
             return [t for t in (_tool_def(x) for x in raw) if t]
     return []
 
@@ -788,14 +788,23 @@ def _detect_label(span: SpanRecord) -> str:
     return "otel-genai-1.37" if "gen_ai.provider.name" in a else "otel-genai"
 
 
+_SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError)
+
+
 def extract(span: SpanRecord, events: list[Event], operation: str | None = None,
             include_errors: bool = False) -> Extraction:
-    """Case for one inference span, or the reason it was skipped."""
-    a = span.attributes
+    """Case for one inference span, or the reason it was skipped. Attribute values of an
+    unexpected shape make the span count as malformed instead of failing the import."""
     try:
-        content = find_content(span, events)
-    except (TypeError, AttributeError, ValueError, KeyError):
+        return _extract(span, events, operation, include_errors)
+    except _SHAPE_ERRORS:
         return Extraction(None, _detect_label(span), SKIP_MALFORMED)
+
+
+def _extract(span: SpanRecord, events: list[Event], operation: str | None,
+             include_errors: bool) -> Extraction:
+    a = span.attributes
+    content = find_content(span, events)
     is_error = span.status_code == 2 or a.get("error.type") is not None
     if content is None or not content.messages:
         label = (content.convention if content else _detect_label(span)) + " (no content)"
@@ -877,7 +886,15 @@ def _openinference_documents(a: dict[str, Any]) -> list[str]:
 
 
 def retrieval_documents(span: SpanRecord) -> list[str]:
-    """Document texts a retrieval (or reranker) span returned, in any convention."""
+    """Document texts a retrieval (or reranker) span returned, in any convention. Raises
+    ValueError when the documents have an unexpected shape."""
+    try:
+        return _retrieval_documents(span)
+    except _SHAPE_ERRORS as e:
+        raise ValueError(f"retrieval documents of unexpected shape: {e}") from None
+
+
+def _retrieval_documents(span: SpanRecord) -> list[str]:
     a = span.attributes
     if any(k.startswith(("reranker.output_documents.", "retrieval.documents.")) for k in a):
         docs = _openinference_documents(a)

@@ -309,8 +309,13 @@ def _json_records(value: Any, source: str, line: int | None, counts: DecodeCount
         if not isinstance(obj, dict) or not any(k in obj for k in _OTLP_TOP_KEYS):
             raise InputError("not OTLP/JSON: expected an object with resourceSpans or resourceLogs",
                              file=source, line=line)
-        yield from _json_spans(obj, source, counts)
-        yield from _json_logs(obj, source, counts)
+        try:
+            yield from _json_spans(obj, source, counts)
+            yield from _json_logs(obj, source, counts)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            # bad spans are counted inside; this is a broken resource/scope level
+            raise InputError(f"malformed OTLP/JSON structure ({type(e).__name__}: {e})",
+                             file=source, line=line) from None
 
 
 _OTLP_TOP_KEYS = ("resourceSpans", "resource_spans", "resourceLogs", "resource_logs")
