@@ -771,7 +771,7 @@ def _resource_view(resource: dict[str, Any]) -> dict[str, Any]:
 
 SKIP_NO_CONTENT = "no content captured"
 SKIP_ERROR = "error span"
-SKIP_MALFORMED = "malformed"
+SKIP_MALFORMED = "malformed content"
 
 
 @dataclass
