@@ -205,3 +205,9 @@ def test_credentials_never_reach_case_metadata():
     assert case.metadata["attributes"]["gen_ai.openai.api_base"] == "https://proxy.example/?k=[REDACTED]"
     assert case.metadata["attributes"]["gen_ai.usage.input_tokens"] == 3  # "token" is not a secret
     assert case.metadata["resource"]["proxy.auth"] == "[REDACTED]"
+
+
+@pytest.mark.parametrize("raw, expected", [("11", 11), (11.0, 11), ("1e400", None), ("NaN", None),
+                                           (True, None), ("x", None), (None, None)])
+def test_counts_are_coerced_to_finite_ints(raw, expected):
+    assert genai._usage({"gen_ai.usage.input_tokens": raw})["input_tokens"] == expected

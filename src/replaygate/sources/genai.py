@@ -18,6 +18,7 @@ importer can use them as context or count them.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -130,12 +131,16 @@ def _listify(node: Any) -> Any:
 
 
 def _num(x: Any, conv=float) -> Any:
+    """A finite number from a value of any AnyValue type (Spring AI sends numbers as text)."""
     if x is None or isinstance(x, bool):
         return None
     try:
-        return conv(float(str(x))) if conv is int else conv(x)
+        f = float(x if isinstance(x, (int, float)) else str(x))
     except (TypeError, ValueError):
         return None
+    if not math.isfinite(f):
+        return None
+    return int(f) if conv is int else f
 
 
 def _first(*values: Any) -> Any:
