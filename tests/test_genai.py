@@ -189,3 +189,25 @@ def test_retrieval_documents_in_each_convention():
     assert genai.retrieval_documents(oi) == ["A", "B"]
     assert genai.retrieval_documents(otel) == ["C"]
     assert genai.retrieval_documents(ollm) == ["D"]
+
+
+def test_credentials_never_reach_case_metadata():
+    key = "sk-proj-" + "A1b2C3d4" * 4
+    s = span({"gen_ai.request.model": "m", "gen_ai.prompt.0.content": "q",
+              "llm.headers": f"{{'Authorization': 'Bearer {key}'}}",
+              "http.request.header.x-api-key": [key], "openai.api_key": key,
+              "gen_ai.openai.api_base": f"https://proxy.example/?k={key}",
+              "gen_ai.usage.input_tokens": 3})
+    s.resource["proxy.auth"] = f"Basic {key}"
+    case = genai.extract(s, [], "chat").case
+    dumped = json.dumps(case.to_dict())
+    assert key not in dumped
+    assert case.metadata["attributes"]["gen_ai.openai.api_base"] == "https://proxy.example/?k=[REDACTED]"
+    assert case.metadata["attributes"]["gen_ai.usage.input_tokens"] == 3  # "token" is not a secret
+    assert case.metadata["resource"]["proxy.auth"] == "[REDACTED]"
+
+
+@pytest.mark.parametrize("raw, expected", [("11", 11), (11.0, 11), ("1e400", None), ("NaN", None),
+                                           (True, None), ("x", None), (None, None)])
+def test_counts_are_coerced_to_finite_ints(raw, expected):
+    assert genai._usage({"gen_ai.usage.input_tokens": raw})["input_tokens"] == expected

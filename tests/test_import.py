@@ -250,3 +250,25 @@ def test_missing_and_empty_inputs(tmp_path):
     tmp_path.mkdir()
     with pytest.raises(InputError, match="no trace files"):
         import_traces([tmp_path])
+
+
+def test_bad_spans_are_counted_while_good_ones_import(tmp_path):
+    def sp(span_id, messages, **extra):
+        attrs = [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                 {"key": "gen_ai.request.model", "value": {"stringValue": "m"}},
+                 {"key": "gen_ai.input.messages", "value": messages}]
+        return {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": span_id, "name": "chat m",
+                "startTimeUnixNano": "1", "endTimeUnixNano": "2", "attributes": attrs, **extra}
+    good = {"stringValue": json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}])}
+    doc = {"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [
+        sp("00000000000000a1", good),
+        sp("00000000000000a2", {"doubleValue": 5.0}),  # messages of the wrong type
+        sp("00000000000000a3", good, kind="SPAN_KIND_NONSENSE"),  # bad enum
+        sp("zz", good),  # bad id
+        sp("00000000000000a4", good)]}]}]}
+    f = tmp_path / "mixed.json"
+    f.write_text(json.dumps(doc))
+    cases, stats = import_traces([f])
+    assert [c.id.split(":")[1] for c in cases] == ["00000000000000a1", "00000000000000a4"]
+    assert stats.skipped == Counter({"malformed span": 2, "malformed content": 1})
+    assert stats.spans_read == 5 and stats.llm_calls == 3

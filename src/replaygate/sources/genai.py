@@ -18,6 +18,8 @@ importer can use them as context or count them.
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -129,12 +131,16 @@ def _listify(node: Any) -> Any:
 
 
 def _num(x: Any, conv=float) -> Any:
+    """A finite number from a value of any AnyValue type (Spring AI sends numbers as text)."""
     if x is None or isinstance(x, bool):
         return None
     try:
-        return conv(float(str(x))) if conv is int else conv(x)
+        f = float(x if isinstance(x, (int, float)) else str(x))
     except (TypeError, ValueError):
         return None
+    if not math.isfinite(f):
+        return None
+    return int(f) if conv is int else f
 
 
 def _first(*values: Any) -> Any:
@@ -399,7 +405,7 @@ def _tools(a: dict[str, Any]) -> list[dict]:
         raw = maybe_json(raw)
         if isinstance(raw, dict):
             raw = [raw]
-        if raw:
+        if raw and isinstance(raw, list):
             return [t for t in (_tool_def(x) for x in raw) if t]
     return []
 
@@ -712,9 +718,57 @@ def _is_content_key(k: str) -> bool:
     return True
 
 
+# Credentials recorded by instrumentations (OpenLLMetry's llm.headers, captured HTTP headers)
+# must not reach cases.jsonl or run files: such keys are dropped, key-like values masked.
+_SECRET_KEY = re.compile(r"api[_.-]?key|authori[sz]ation|secret|passw(or)?d|cookie|headers?\b|credential",
+                         re.IGNORECASE)
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{16,}|(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{12,})")
+REDACTED = "[REDACTED]"
+
+_dropped_key_memo: dict[str, bool] = {}  # attribute names repeat across spans
+
+
+def _drop_key(k: str) -> bool:
+    return _is_content_key(k) or _SECRET_KEY.search(k) is not None
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value) if ("sk-" in value or "earer" in value
+                                                      or "asic" in value) else value
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
 def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
-    """The span's attributes minus message content (kept small for `where` filters)."""
-    return {k: v for k, v in a.items() if not _is_content_key(k)}
+    """The attributes minus message content and credentials (kept small for `where` filters)."""
+    memo = _dropped_key_memo
+    out = {}
+    for k, v in a.items():
+        drop = memo.get(k)
+        if drop is None:
+            drop = _drop_key(k)
+            if len(memo) < 50_000:  # indexed keys (gen_ai.prompt.N...) must not grow it forever
+                memo[k] = drop
+        if not drop:
+            out[k] = redact(v)
+    return out
+
+
+_resource_memo: dict[int, tuple[dict, dict]] = {}
+
+
+def _resource_view(resource: dict[str, Any]) -> dict[str, Any]:
+    """The redacted resource, computed once per resource object (spans of a batch share it)."""
+    hit = _resource_memo.get(id(resource))
+    if hit is not None and hit[0] is resource:
+        return hit[1]
+    view = filterable_attributes(resource)
+    if len(_resource_memo) > 1024:
+        _resource_memo.clear()
+    _resource_memo[id(resource)] = (resource, view)
+    return view
 
 
 # ---------------------------------------------------------------------------------------------
@@ -722,7 +776,7 @@ def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
 
 SKIP_NO_CONTENT = "no content captured"
 SKIP_ERROR = "error span"
-SKIP_MALFORMED = "malformed"
+SKIP_MALFORMED = "malformed content"
 
 
 @dataclass
@@ -739,14 +793,23 @@ def _detect_label(span: SpanRecord) -> str:
     return "otel-genai-1.37" if "gen_ai.provider.name" in a else "otel-genai"
 
 
+_SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError, OverflowError)
+
+
 def extract(span: SpanRecord, events: list[Event], operation: str | None = None,
             include_errors: bool = False) -> Extraction:
-    """Case for one inference span, or the reason it was skipped."""
-    a = span.attributes
+    """Case for one inference span, or the reason it was skipped. Attribute values of an
+    unexpected shape make the span count as malformed instead of failing the import."""
     try:
-        content = find_content(span, events)
-    except (TypeError, AttributeError, ValueError, KeyError):
+        return _extract(span, events, operation, include_errors)
+    except _SHAPE_ERRORS:
         return Extraction(None, _detect_label(span), SKIP_MALFORMED)
+
+
+def _extract(span: SpanRecord, events: list[Event], operation: str | None,
+             include_errors: bool) -> Extraction:
+    a = span.attributes
+    content = find_content(span, events)
     is_error = span.status_code == 2 or a.get("error.type") is not None
     if content is None or not content.messages:
         label = (content.convention if content else _detect_label(span)) + " (no content)"
@@ -795,7 +858,7 @@ def extract(span: SpanRecord, events: list[Event], operation: str | None = None,
         "start_time_unix_nano": span.start_ns,
         "usage": {k: v for k, v in usage.items() if v is not None},
         "attributes": filterable_attributes(a),
-        "resource": span.resource,
+        "resource": _resource_view(span.resource),
     }
     template = _first(a.get("llm.prompt_template.template"), a.get("traceloop.prompt.template"))
     if template is not None:
@@ -828,7 +891,15 @@ def _openinference_documents(a: dict[str, Any]) -> list[str]:
 
 
 def retrieval_documents(span: SpanRecord) -> list[str]:
-    """Document texts a retrieval (or reranker) span returned, in any convention."""
+    """Document texts a retrieval (or reranker) span returned, in any convention. Raises
+    ValueError when the documents have an unexpected shape."""
+    try:
+        return _retrieval_documents(span)
+    except _SHAPE_ERRORS as e:
+        raise ValueError(f"retrieval documents of unexpected shape: {e}") from None
+
+
+def _retrieval_documents(span: SpanRecord) -> list[str]:
     a = span.attributes
     if any(k.startswith(("reranker.output_documents.", "retrieval.documents.")) for k in a):
         docs = _openinference_documents(a)

@@ -122,6 +122,8 @@ def normalize_id(value: Any, nbytes: int) -> str | None:
     elif isinstance(value, str):
         if len(value) == 2 * nbytes:
             raw = bytes.fromhex(value)  # ValueError when not hex
+            if len(raw) == nbytes:  # the OTLP/JSON fast path
+                return value.lower() if any(raw) else None
         else:
             try:
                 raw = base64.b64decode(value, validate=True)
@@ -254,24 +256,32 @@ def _json_spans(obj: dict, source: str, counts: DecodeCounts) -> Iterator[SpanRe
                     counts.malformed["malformed span"] += 1
 
 
+_SNAKE_SPAN_KEYS = {"trace_id": "traceId", "span_id": "spanId", "parent_span_id": "parentSpanId",
+                    "start_time_unix_nano": "startTimeUnixNano",
+                    "end_time_unix_nano": "endTimeUnixNano"}
+
+
 def _json_span(sp: dict, resource: dict, scope: str, source: str) -> SpanRecord:
-    trace_id = normalize_id(_g(sp, "traceId", "trace_id"), 16)
-    span_id = normalize_id(_g(sp, "spanId", "span_id"), 8)
+    if "traceId" not in sp:  # snake_case emitters: rename once, then one code path
+        sp = {_SNAKE_SPAN_KEYS.get(k, k): v for k, v in sp.items()}
+    trace_id = normalize_id(sp.get("traceId"), 16)
+    span_id = normalize_id(sp.get("spanId"), 8)
     if trace_id is None or span_id is None:
         raise ValueError("missing trace or span id")
     status = sp.get("status") or {}
+    code = status.get("code")
+    kind = sp.get("kind")
+    raw_events = sp.get("events")
     events = [Event(ev.get("name", ""), int(_g(ev, "timeUnixNano", "time_unix_nano", 0)),
                     json_attrs(ev.get("attributes")))
-              for ev in sp.get("events") or []]
+              for ev in raw_events] if raw_events else []
     return SpanRecord(
-        trace_id=trace_id, span_id=span_id,
-        parent_span_id=normalize_id(_g(sp, "parentSpanId", "parent_span_id"), 8),
-        name=sp.get("name", ""), kind=_enum(sp.get("kind"), _SPAN_KIND),
-        start_ns=int(_g(sp, "startTimeUnixNano", "start_time_unix_nano", 0)),
-        end_ns=int(_g(sp, "endTimeUnixNano", "end_time_unix_nano", 0)),
-        attributes=json_attrs(sp.get("attributes")), events=events,
-        status_code=_enum(status.get("code"), _STATUS_CODE), status_message=status.get("message", ""),
-        resource=resource, scope=scope, source=source)
+        trace_id, span_id, normalize_id(sp.get("parentSpanId"), 8), sp.get("name", ""),
+        kind if type(kind) is int else _enum(kind, _SPAN_KIND),
+        int(sp.get("startTimeUnixNano", 0)), int(sp.get("endTimeUnixNano", 0)),
+        json_attrs(sp.get("attributes")), events,
+        code if type(code) is int else _enum(code, _STATUS_CODE), status.get("message", ""),
+        resource, scope, source)
 
 
 def _json_logs(obj: dict, source: str, counts: DecodeCounts) -> Iterator[LogRecordEvent]:
@@ -299,8 +309,13 @@ def _json_records(value: Any, source: str, line: int | None, counts: DecodeCount
         if not isinstance(obj, dict) or not any(k in obj for k in _OTLP_TOP_KEYS):
             raise InputError("not OTLP/JSON: expected an object with resourceSpans or resourceLogs",
                              file=source, line=line)
-        yield from _json_spans(obj, source, counts)
-        yield from _json_logs(obj, source, counts)
+        try:
+            yield from _json_spans(obj, source, counts)
+            yield from _json_logs(obj, source, counts)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            # bad spans are counted inside; this is a broken resource/scope level
+            raise InputError(f"malformed OTLP/JSON structure ({type(e).__name__}: {e})",
+                             file=source, line=line) from None
 
 
 _OTLP_TOP_KEYS = ("resourceSpans", "resource_spans", "resourceLogs", "resource_logs")

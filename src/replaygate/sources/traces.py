@@ -41,6 +41,7 @@ from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits
 
 SKIP_UNSUPPORTED = "unsupported operation"
 SKIP_DUPLICATE = "duplicate span"
+SKIP_BAD_RETRIEVAL = "malformed retrieval span (no context taken)"
 
 
 @dataclass
@@ -146,7 +147,11 @@ class _Importer:
             return op or "chat"
         if category == genai.RETRIEVAL:
             stats.context_spans[category] += 1
-            docs = genai.retrieval_documents(rec) if collect else None
+            try:
+                docs = genai.retrieval_documents(rec) if collect else None
+            except ValueError:
+                stats.skipped[SKIP_BAD_RETRIEVAL] += 1
+                docs = None
             if docs:
                 self.retrieved[rec.trace_id].append(_Retrieved(rec.start_ns, docs))
         elif category in (genai.TOOL, genai.AGENT):
@@ -234,6 +239,8 @@ def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
     for path in files:  # pass 1: the join state only
         for rec in read_file(path, None, limits):
             imp.observe(rec)
+    if imp.stats.skipped[SKIP_BAD_RETRIEVAL]:  # only pass 1 reads the documents
+        stats.skipped[SKIP_BAD_RETRIEVAL] += imp.stats.skipped[SKIP_BAD_RETRIEVAL]
     imp.stats = stats  # pass 2 counts and extracts
     counts = DecodeCounts()
     for path in files:
