@@ -24,7 +24,9 @@ GET  /_stats                ``{"count", "by_path", "requests": [{"t", "path", "m
 POST /_reset                clears stats, per-prompt failure counters and config.
 POST /_config               JSON merged into the config: ``answers`` {prompt: answer},
                             ``wrong_answer`` (text), ``options`` (default options for every model,
-                            same keys as below), ``seed`` (for ``noisy-P``).
+                            same keys as below), ``seed`` (for ``noisy-P``), ``aliases``
+                            {model name: MODEL in the grammar below}, so an example config can
+                            use realistic names (``support-small`` -> ``wrong-15@latency=90``).
 
 Model-name grammar (the part after litellm's ``openai/`` prefix)
 ---------------------------------------------------------------
@@ -38,6 +40,9 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
       const:TEXT    always TEXT
       tool:NAME     a tool call NAME with arguments {"query": <last user message>}
       json          a JSON object {"answer": <last user message>, "words": <word count>}
+      judge         an LLM judge whose verdicts are a known function of the tagged sections of
+                    the first user message (<question>, <answer>, <reference>, <context> with
+                    <doc index="i">, <answer_a>, <answer_b>; HTML-escaped): see ``judge_reply``
       anything else behaves as ``echo``
     OPTION:
       latency=MS      fixed delay before answering
@@ -50,6 +55,10 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
       ttft=MS         streaming: delay before the first chunk
       chunk_delay=MS  streaming: delay between chunks
       cached=N        report N cached prompt tokens (capped at the input tokens)
+      malformed=N     judge: the first N requests with the same first user message get prose,
+                      not JSON
+      first           judge: pairwise verdicts always pick answer A (a position-biased judge)
+      fenced          judge: wrap the JSON reply in a Markdown code fence
 e.g. ``openai/echo@latency=100,jitter=20`` or ``openai/answers@fail=2``.
 """
 from __future__ import annotations
@@ -120,6 +129,59 @@ def embed_text(text: str) -> list[float]:
     return [v / norm for v in vec]
 
 
+def _section(prompt: str, tag: str) -> str | None:
+    import html
+    m = re.search(rf"<{tag}>(.*?)</{tag}>", prompt, re.DOTALL)
+    return None if m is None else html.unescape(m.group(1)).strip()
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def _coverage(text: str, target: str) -> float:
+    want = _words(target)
+    return len(want & _words(text)) / len(want) if want else 1.0
+
+
+def judge_reply(prompt: str, opts: dict[str, str]) -> dict:
+    """The ``judge`` persona's verdict, by what the prompt asks for:
+
+    - pairwise (``<answer_a>``): the answer covering more distinct words of <reference> (else of
+      <question>) wins, equal is "tie"; option ``first`` always answers "A".
+    - claims (the prompt mentions ``"claims"``): <answer> (else <reference>) split into sentences
+      at . ! ?; a claim is supported when every one of its words occurs in <context>.
+    - verdicts (mentions ``"verdicts"``): each <doc index="i"> is relevant when it holds at least
+      half of the distinct words of <reference> (else <question>).
+    - otherwise a score: round(10 * share of the distinct words of <reference> (else <question>)
+      found in <answer>), an integer 0..10.
+    """
+    import html
+    question = _section(prompt, "question") or ""
+    target = _section(prompt, "reference") or question
+    if "<answer_a>" in prompt:
+        a = _coverage(_section(prompt, "answer_a") or "", target)
+        b = _coverage(_section(prompt, "answer_b") or "", target)
+        winner = "A" if "first" in opts or a > b else ("B" if b > a else "tie")
+        return {"reason": f"coverage A={a:.2f} B={b:.2f}", "winner": winner}
+    context = _section(prompt, "context") or ""
+    if '"claims"' in prompt:
+        source = _section(prompt, "answer")
+        source = source if source is not None else (_section(prompt, "reference") or "")
+        known = _words(re.sub(r"<[^>]+>", " ", context))
+        claims = [c.strip() for c in re.split(r"(?<=[.!?])\s+", source) if c.strip()]
+        return {"claims": [{"claim": c, "supported": _words(c) <= known,
+                            "reason": "all words in context" if _words(c) <= known else "not in context"}
+                           for c in claims]}
+    if '"verdicts"' in prompt:
+        docs = re.findall(r'<doc index="(\d+)">(.*?)</doc>', context, re.DOTALL)
+        want = _words(target)
+        return {"verdicts": [{"index": int(i), "relevant": len(want & _words(html.unescape(d))) * 2 >= len(want),
+                              "reason": "word overlap"} for i, d in docs]}
+    cov = _coverage(_section(prompt, "answer") or "", target)
+    return {"reason": f"covers {cov:.2f} of the expected words", "score": round(10 * cov)}
+
+
 def _pct_hash(text: str) -> int:
     return int(hashlib.sha256(text.encode()).hexdigest(), 16) % 100
 
@@ -187,10 +249,21 @@ def make_app():
     state = Behaviour()
 
     def opts_for(model: str) -> tuple[str, dict[str, str]]:
-        behaviour, opts = parse_model(model or "")
+        name = (model or "").split("/", 1)[-1]
+        behaviour, opts = parse_model(state.config.get("aliases", {}).get(name, model or ""))
         merged = {k: str(v) for k, v in state.config["options"].items()}
         merged.update(opts)
         return behaviour, merged
+
+    def judge_text(messages: list[dict], opts: dict[str, str]) -> str:
+        first = next((content_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
+        key = ("judge-malformed", first)
+        n = state.counters.get(key, 0)
+        state.counters[key] = n + 1
+        if opts.get("malformed") and n < int(opts["malformed"]):
+            return "Sure! I think the answer is quite good overall."
+        text = json.dumps(judge_reply(first, opts))
+        return f"```json\n{text}\n```" if "fenced" in opts else text
 
     async def delay(opts: dict[str, str]) -> None:
         ms = float(opts.get("latency") or 0) + float(opts.get("hang") or 0)
@@ -241,7 +314,10 @@ def make_app():
         err = failure(entry, model, prompt, opts)
         if err is not None:
             return err
-        text, tool_calls = state.answer(behaviour, messages)
+        if behaviour == "judge":
+            text, tool_calls = judge_text(messages, opts), []
+        else:
+            text, tool_calls = state.answer(behaviour, messages)
         in_tok = sum(count_words(content_text(m.get("content"))) for m in messages)
         out_tok = count_words(text or "") + sum(count_words(t["function"]["arguments"]) for t in tool_calls)
         usage = {"prompt_tokens": in_tok, "completion_tokens": out_tok, "total_tokens": in_tok + out_tok}

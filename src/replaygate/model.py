@@ -137,6 +137,9 @@ class Score:
     passed: bool | None
     reason: str = ""
     error: ErrorInfo | None = None
+    # scorer-specific extras: unsupported claims, per-judgment values, judge usage (calls, tokens,
+    # cost, latency: reported apart from the candidate's own)
+    details: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "Score":
@@ -193,6 +196,7 @@ class ScorerInfo:
     type: str
     informational: bool = False
     threshold: float | None = None
+    weight: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "ScorerInfo":
@@ -208,6 +212,9 @@ class Run:
     scorers: list[ScorerInfo] = field(default_factory=list)
     summary: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # judge / embedding calls made by scorers, per scorer: reported apart from the variant's own
+    # cost and latency
+    judge_usage: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:

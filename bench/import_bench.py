@@ -1,0 +1,199 @@
+"""Trace import speed: spans/s for protobuf and JSON input vs the raw protobuf decode rate.
+
+    PYTHONPATH=src python bench/import_bench.py            # ~100k spans, well under a minute
+    PYTHONPATH=src python bench/import_bench.py --big      # 1M spans (~1 GB of JSON)
+
+Generates a realistic agent workload (per trace: an agent span, a retrieval span with two
+documents, a chat span with v1.37 content as JSON strings, a tool span; about 1 KB of
+attributes per chat span) as a collector-style length-prefixed protobuf stream and as OTLP/JSON
+Lines with the same content, then times:
+
+* raw decode: ``TracesData.FromString`` per frame and a walk over the spans (the floor);
+* import: ``import_traces()`` end to end (decode, flatten attributes, classify, extract cases);
+* stream: ``iter_import()`` + ``write_cases_jsonl()`` (two passes, cases never all in memory);
+
+each import runs in a fresh subprocess so its peak RSS is reported too (bounded memory: the
+input is streamed per frame / per line; what stays in memory is the cases, not the input).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
+
+SPANS_PER_TRACE = 4
+TRACES_PER_BATCH = 128  # 512 spans per request, like a BatchSpanProcessor export
+T0 = 1_767_225_600_000_000_000
+
+
+def _attrs(trace_no: int, kind: str) -> list[tuple[str, object]]:
+    if kind == "agent":
+        return [("gen_ai.operation.name", "invoke_agent"), ("gen_ai.agent.name", "support")]
+    if kind == "retrieval":
+        docs = [{"id": f"d{trace_no}", "score": 0.9, "content": f"Policy text number {trace_no} " * 4},
+                {"id": "d2", "score": 0.5, "content": "Shipping is free over 50 EUR."}]
+        return [("gen_ai.operation.name", "retrieval"), ("gen_ai.data_source.id", "kb"),
+                ("gen_ai.retrieval.documents", json.dumps(docs))]
+    if kind == "tool":
+        return [("gen_ai.operation.name", "execute_tool"), ("gen_ai.tool.name", "lookup_order")]
+    model = ("gpt-4o-mini", "gpt-4o", "claude-sonnet")[trace_no % 3]
+    msgs = [{"role": "user", "parts": [{"type": "text", "content": f"Question {trace_no}: can I get a refund "
+                                                                    "for an order I placed last week?"}]}]
+    out = [{"role": "assistant", "finish_reason": "stop",
+            "parts": [{"type": "text", "content": f"Answer {trace_no}: yes, within 30 days. " * 3}]}]
+    return [("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
+            ("gen_ai.request.model", model), ("gen_ai.request.temperature", 0.2),
+            ("gen_ai.request.max_tokens", 256), ("gen_ai.response.id", f"chatcmpl-{trace_no}"),
+            ("gen_ai.response.finish_reasons", ["stop"]), ("gen_ai.usage.input_tokens", 120),
+            ("gen_ai.usage.output_tokens", 40),
+            ("gen_ai.system_instructions", json.dumps([{"type": "text", "content": "You are a support agent."}])),
+            ("gen_ai.input.messages", json.dumps(msgs)), ("gen_ai.output.messages", json.dumps(out))]
+
+
+def _pb_value(v) -> AnyValue:
+    if isinstance(v, str):
+        return AnyValue(string_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    av = AnyValue()
+    av.array_value.values.extend(_pb_value(x) for x in v)
+    return av
+
+
+def _json_value(v) -> dict:
+    if isinstance(v, str):
+        return {"stringValue": v}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    return {"arrayValue": {"values": [_json_value(x) for x in v]}}
+
+
+def make_batch(first_trace: int) -> tuple[bytes, str]:
+    """One request as protobuf bytes and as an OTLP/JSON line with the same content."""
+    pb_spans, js_spans = [], []
+    for t in range(first_trace, first_trace + TRACES_PER_BATCH):
+        trace_id = (t + 1).to_bytes(16, "big")
+        root = ((t + 1) << 4).to_bytes(8, "big")
+        start = T0 + t * 1_000_000_000
+        for k, kind in enumerate(("agent", "retrieval", "chat", "tool")):
+            span_id = (((t + 1) << 4) + k).to_bytes(8, "big")
+            s, e = start + k * 10_000_000, start + k * 10_000_000 + 400_000_000
+            attrs = _attrs(t, kind)
+            pb_spans.append(Span(trace_id=trace_id, span_id=span_id,
+                                 parent_span_id=b"" if k == 0 else root, name=f"{kind} span", kind=3,
+                                 start_time_unix_nano=s, end_time_unix_nano=e,
+                                 attributes=[KeyValue(key=key, value=_pb_value(v)) for key, v in attrs]))
+            sp = {"traceId": trace_id.hex(), "spanId": span_id.hex(), "name": f"{kind} span", "kind": 3,
+                  "startTimeUnixNano": str(s), "endTimeUnixNano": str(e),
+                  "attributes": [{"key": key, "value": _json_value(v)} for key, v in attrs]}
+            if k:
+                sp["parentSpanId"] = root.hex()
+            js_spans.append(sp)
+    res = [KeyValue(key="service.name", value=AnyValue(string_value="bench"))]
+    msg = TracesData(resource_spans=[ResourceSpans(
+        resource={"attributes": res}, scope_spans=[ScopeSpans(scope={"name": "bench"}, spans=pb_spans)])])
+    js = {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bench"}}]},
+                             "scopeSpans": [{"scope": {"name": "bench"}, "spans": js_spans}]}]}
+    return msg.SerializeToString(), json.dumps(js, separators=(",", ":"))
+
+
+def generate(n_spans: int, pb_path: Path, js_path: Path) -> int:
+    batches = max(1, n_spans // (SPANS_PER_TRACE * TRACES_PER_BATCH))
+    with open(pb_path, "wb") as pb, open(js_path, "w") as js:
+        for b in range(batches):
+            data, line = make_batch(b * TRACES_PER_BATCH)
+            pb.write(struct.pack(">I", len(data)) + data)
+            js.write(line + "\n")
+    return batches * SPANS_PER_TRACE * TRACES_PER_BATCH
+
+
+def raw_decode(pb_path: Path) -> tuple[int, float]:
+    n = 0
+    t = time.perf_counter()
+    with open(pb_path, "rb") as f:
+        while hdr := f.read(4):
+            (size,) = struct.unpack(">I", hdr)
+            msg = TracesData.FromString(f.read(size))
+            for rs in msg.resource_spans:
+                for ss in rs.scope_spans:
+                    n += len(ss.spans)
+    return n, time.perf_counter() - t
+
+
+def _child(mode: str, path: str) -> None:
+    from replaygate.sources.otlp import DecodeCounts, read_file
+    from replaygate.sources.traces import ImportStats, import_traces, iter_import, write_cases_jsonl
+    wall, cpu = time.perf_counter(), time.process_time()
+    if mode == "decode":  # stream the file into flat span records, nothing else
+        counts = DecodeCounts()
+        for _ in read_file(path, counts):
+            pass
+        spans, cases = counts.spans, 0
+    elif mode == "stream":  # two passes, cases written as they are made (bounded memory)
+        stats = ImportStats()
+        with tempfile.TemporaryDirectory() as d:
+            cases = write_cases_jsonl(iter_import([path], stats), Path(d) / "cases.jsonl")
+        spans = stats.spans_read
+    else:
+        found, stats = import_traces([path])
+        spans, cases = stats.spans_read, len(found)
+    print(json.dumps({"spans": spans, "cases": cases, "wall": time.perf_counter() - wall,
+                      "cpu": time.process_time() - cpu,
+                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def timed(mode: str, path: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, str(path)], check=True,
+                         capture_output=True, text=True, env={**os.environ})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--spans", type=int, default=100_000)
+    ap.add_argument("--big", action="store_true", help="1M spans (about 1 GB of OTLP/JSON)")
+    ap.add_argument("--dir", help="where to write the generated files (default: a temp dir)")
+    ap.add_argument("--modes", default="decode,import,stream",
+                    help="comma-separated subset of decode,import,stream")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    n = 1_000_000 if args.big else args.spans
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
+        pb, js = Path(d) / "traces.pb", Path(d) / "traces.jsonl"
+        t = time.perf_counter()
+        n = generate(n, pb, js)
+        print(f"generated {n} spans in {time.perf_counter() - t:.1f}s: "
+              f"protobuf {pb.stat().st_size / 1e6:.0f} MB, JSON {js.stat().st_size / 1e6:.0f} MB")
+        raw_n, raw_s = raw_decode(pb)
+        raw_rate = raw_n / raw_s
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; rates use CPU time "
+              "of the measuring process (wall-clock rate in brackets)")
+        print(f"raw protobuf decode (FromString per frame): {raw_rate:>9,.0f} spans/s")
+        for label, path, goal in (("protobuf", pb, 50_000), ("JSON", js, 20_000)):
+            for mode in args.modes.split(","):
+                r = timed(mode, path)
+                rate, wall_rate = r["spans"] / r["cpu"], r["spans"] / r["wall"]
+                verdict = f"goal {goal:,}: {'met' if rate >= goal else 'NOT met'}; " if mode != "decode" else ""
+                print(f"{mode} {label:<9}: {rate:>9,.0f} spans/s [{wall_rate:,.0f}]  "
+                      f"({rate / raw_rate:.3f}x raw decode; {verdict}"
+                      f"{r['cases']} cases, peak RSS {r['max_rss_mb']:.0f} MB)")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Paired comparison of one metric between baseline and candidate (pure; no I/O).
+
+Which method is used for which metric (design.md "Statistics"):
+
+* pass/fail metrics with one sample per case (0/1 per case): exact McNemar p-value, Tango score
+  interval of the difference; one-sample questions about the candidate use exact binomial tests.
+* per-case means (scores, latency.mean, tokens, cost, and pass/fail metrics with repeats, whose
+  per-case values are fractions): paired bootstrap of the mean difference (expanded percentile
+  interval), Wilcoxon signed-rank p-value; the ratio candidate/baseline of the means comes from
+  the same replicates (used for relative tolerances and for cost).
+* quantiles over samples (latency.pXX, ttft.pXX): bootstrap of the candidate/baseline ratio,
+  resampling whole paired cases; a warning when there are too few samples for the quantile.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..metrics import MetricSeries
+from . import stats as st
+
+
+@dataclass
+class MetricComparison:
+    name: str
+    kind: str
+    higher_is_better: bool
+    n: int  # paired cases that have a value on both sides
+    baseline: float | None = None
+    candidate: float | None = None
+    delta: float | None = None
+    ci: tuple[float, float] | None = None
+    ratio: float | None = None
+    ratio_ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    test: str = ""
+    interval: str = ""
+    mde: float | None = None
+    warnings: list[str] = field(default_factory=list)
+    repeats: dict | None = None
+    unknown: str | None = None
+    thin: str | None = None  # why the evidence is too thin for a gate to decide
+    # what the gates need (not serialised)
+    binary: bool = False
+    n01: int = 0  # baseline fail -> candidate pass
+    n10: int = 0  # baseline pass -> candidate fail
+    k_cand: int = 0  # candidate passes (binary)
+    expand_n: int | None = None  # n for the expanded percentile (means); None for quantiles
+    diff_reps: np.ndarray | None = None
+    ratio_reps: np.ndarray | None = None
+    cand_reps: np.ndarray | None = None
+    case_base: np.ndarray | None = None  # per paired case values (means/rates)
+    case_cand: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        out = {"baseline": self.baseline, "candidate": self.candidate, "delta": self.delta,
+               "ci": list(self.ci) if self.ci else None, "p_value": self.p_value, "mde": self.mde,
+               "n": self.n, "test": self.test, "interval": self.interval, "kind": self.kind,
+               "higher_is_better": self.higher_is_better,
+               "ratio": self.ratio, "ratio_ci": list(self.ratio_ci) if self.ratio_ci else None,
+               "warnings": list(self.warnings)}
+        if self.repeats is not None:
+            out["repeats"] = self.repeats
+        if self.unknown is not None:
+            out["unknown"] = self.unknown
+        return _finite(out)
+
+
+def _finite(obj):
+    """NaN/inf are not JSON: report them as null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _ratio(c: float, b: float) -> float | None:
+    return c / b if b not in (0, None) and math.isfinite(b) and math.isfinite(c) else None
+
+
+def align(series: MetricSeries, to_paired: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample values and their paired-case index (dropping samples of unpaired cases)."""
+    pc = to_paired[series.case_index]
+    keep = (pc >= 0) & np.isfinite(series.values)
+    return series.values[keep], pc[keep]
+
+
+def repeats_info(b: MetricSeries, c: MetricSeries, to_b: np.ndarray, to_c: np.ndarray,
+                 n: int) -> dict | None:
+    """Within-case variance and standard-error reduction due to repeats, per side."""
+    out = {}
+    for side, s, m in (("baseline", b, to_b), ("candidate", c, to_c)):
+        if s.case_index.size <= s.n_cases and np.all(np.bincount(s.case_index, minlength=1) <= 1):
+            continue  # one sample per case: nothing to cluster
+        v, ci = align(s, m)
+        cl = st.clustering(v, ci, n)
+        if cl is None or cl.mean_repeats <= 1.0:
+            continue
+        out[side] = {"mean_repeats": cl.mean_repeats, "within_case_variance": cl.within_var,
+                     "between_case_variance": cl.between_var, "se": cl.se,
+                     "se_one_repeat": cl.se_single, "se_reduction": cl.se_reduction}
+    return out or None
+
+
+def compare_means(names: list[str], base: dict[str, MetricSeries], cand: dict[str, MetricSeries],
+                  to_b: np.ndarray, to_c: np.ndarray, n: int, weights: st.CaseWeights | None,
+                  alpha: float) -> dict[str, MetricComparison]:
+    """Rates, means and totals: one bootstrap pass over all of them (shared case weights)."""
+    out: dict[str, MetricComparison] = {}
+    cols, owners = [], []
+    for name in names:
+        b, c = base[name], cand[name]
+        mc = MetricComparison(name, b.kind, b.higher_is_better, 0)
+        out[name] = mc
+        for s in (b, c):
+            if s.note:
+                mc.warnings.append(f"{'baseline' if s is b else 'candidate'}: {s.note}")
+        if b.unknown or c.unknown:
+            mc.unknown = b.unknown or c.unknown
+            continue
+        bv = _per_paired(b, to_b, n)
+        cv = _per_paired(c, to_c, n)
+        both = np.isfinite(bv) & np.isfinite(cv)
+        bv, cv = np.where(both, bv, np.nan), np.where(both, cv, np.nan)
+        mc.n = int(both.sum())
+        mc.case_base, mc.case_cand = bv, cv
+        if mc.n == 0:
+            mc.warnings.append("no paired case has a value on both sides")
+            continue
+        scale = mc.n if b.kind == "total" else 1.0
+        mc.baseline = float(np.nanmean(bv) * scale)
+        mc.candidate = float(np.nanmean(cv) * scale)
+        mc.delta = mc.candidate - mc.baseline
+        mc.ratio = _ratio(mc.candidate, mc.baseline)
+        mc.repeats = repeats_info(b, c, to_b, to_c, n) if b.kind != "total" else None
+        binary = (b.kind == "rate" and _single(b, to_b, both) and _single(c, to_c, both))
+        if binary:
+            _binary(mc, bv[both], cv[both], alpha)
+        else:
+            cols.append(np.stack([bv, cv, cv - bv], axis=1))
+            owners.append((mc, scale))
+    if cols and weights is not None:
+        reps = st.weighted_means(weights, np.concatenate(cols, axis=1))
+        for i, (mc, scale) in enumerate(owners):
+            rb, rc, rd = (reps[:, 3 * i + k] * scale for k in range(3))
+            _bootstrap(mc, rb, rc, rd, alpha)
+    return out
+
+
+def _per_paired(s: MetricSeries, to_paired: np.ndarray, n: int) -> np.ndarray:
+    per_case = s.case_sums() if s.kind == "total" else s.case_means()
+    if s.kind == "total":
+        has = np.bincount(s.case_index[np.isfinite(s.values)], minlength=s.n_cases) > 0
+        per_case = np.where(has, per_case, np.nan)
+    out = np.full(n, np.nan)
+    ok = to_paired >= 0
+    out[to_paired[ok]] = per_case[ok]
+    return out
+
+
+def _single(s: MetricSeries, to_paired: np.ndarray, both: np.ndarray) -> bool:
+    """Every paired case has exactly one sample with a value (so per-case values are 0/1)."""
+    v, pc = align(s, to_paired)
+    cnt = np.bincount(pc, minlength=both.size)
+    return bool(np.all(cnt[both] == 1))
+
+
+def _binary(mc: MetricComparison, b: np.ndarray, c: np.ndarray, alpha: float) -> None:
+    mc.binary = True
+    mc.n01 = int(np.sum((b == 0) & (c == 1)))
+    mc.n10 = int(np.sum((b == 1) & (c == 0)))
+    mc.k_cand = int(np.sum(c == 1))
+    mc.p_value = st.mcnemar_exact(mc.n01, mc.n10)
+    mc.test = "mcnemar_exact"
+    mc.ci = st.tango_interval(mc.n01, mc.n10, mc.n, alpha, st.CONTINUITY)
+    mc.interval = "tango_score_continuity_corrected"
+    flip = (mc.n01 + mc.n10) / mc.n
+    mc.mde = st.mde_paired_proportion(flip, mc.n, alpha)
+
+
+def _bootstrap(mc: MetricComparison, rb, rc, rd, alpha: float) -> None:
+    mc.expand_n = mc.n
+    mc.diff_reps = rd
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mc.ratio_reps = rc / rb
+    mc.cand_reps = rc
+    mc.ci = st.percentile_interval(rd, alpha, mc.n)
+    mc.interval = "paired_bootstrap_expanded_percentile"
+    if mc.ratio is not None:
+        mc.ratio_ci = st.percentile_interval(mc.ratio_reps, alpha, mc.n)
+    mc.p_value = st.wilcoxon_p(mc.case_cand - mc.case_base)
+    mc.test = "wilcoxon_signed_rank"
+    mc.mde = st.mde_normal(float(np.nanstd(rd)), alpha)
+    if mc.n < st.MIN_BOOTSTRAP_N:
+        # a bootstrap of a handful of cases can be degenerate (e.g. 3 equal differences give a
+        # zero-width interval): report it, but let no gate decide on it
+        mc.thin = f"only {mc.n} paired cases (a bootstrap decision needs {st.MIN_BOOTSTRAP_N})"
+        mc.warnings.append(mc.thin + ": the interval is rough")
+
+
+def compare_quantiles(names: list[str], base: dict[str, MetricSeries], cand: dict[str, MetricSeries],
+                      to_b: np.ndarray, to_c: np.ndarray, n: int, weights: st.CaseWeights | None,
+                      alpha: float) -> dict[str, MetricComparison]:
+    """Quantile metrics over the same sample values (e.g. latency.p50..p99): one sort and one
+    pass over the bootstrap weights for all of them."""
+    first_b, first_c = base[names[0]], cand[names[0]]
+    vb, cb = align(first_b, to_b)
+    vc, cc = align(first_c, to_c)
+    # only cases measured on both sides, so the two quantiles describe the same cases
+    both = (np.bincount(cb, minlength=n) > 0) & (np.bincount(cc, minlength=n) > 0)
+    vb, cb = vb[both[cb]], cb[both[cb]]
+    vc, cc = vc[both[cc]], cc[both[cc]]
+    qs = [base[m].q for m in names]
+    out = {m: MetricComparison(m, "quantile", first_b.higher_is_better, int(both.sum())) for m in names}
+    if both.sum() == 0 or weights is None:
+        for mc in out.values():
+            mc.warnings.append("no paired case has a value on both sides")
+        return out
+    all_rb, all_rc = st.weighted_quantile_reps_many(weights, [(vb, cb, qs), (vc, cc, qs)])
+    for k, (m, q) in enumerate(zip(names, qs)):
+        mc = out[m]
+        mc.baseline = st.quantile_point(vb, q)
+        mc.candidate = st.quantile_point(vc, q)
+        mc.delta = mc.candidate - mc.baseline
+        mc.ratio = _ratio(mc.candidate, mc.baseline)
+        need = st.quantile_min_n(q)
+        if min(vb.size, vc.size) < need:
+            mc.thin = (f"{min(vb.size, vc.size)} samples are too few for p{round(q * 100)} "
+                       f"(need about {need}: at least 5 beyond the quantile)")
+            mc.warnings.append(mc.thin + "; the interval is unreliable and gates on it cannot decide")
+        rb, rc = all_rb[:, k], all_rc[:, k]
+        mc.diff_reps = rc - rb
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mc.ratio_reps = rc / rb
+        mc.cand_reps = rc
+        mc.ci = st.percentile_interval(mc.diff_reps, alpha)
+        mc.interval = "paired_case_bootstrap_percentile"
+        if mc.ratio is not None:
+            mc.ratio_ci = st.percentile_interval(mc.ratio_reps, alpha)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mc.p_value = st.bootstrap_p_two_sided(np.log(mc.ratio_reps), 0.0)
+        else:
+            mc.p_value = st.bootstrap_p_two_sided(mc.diff_reps, 0.0)
+        mc.test = "bootstrap_ratio"
+        mc.mde = st.mde_normal(float(np.nanstd(mc.diff_reps)), alpha)
+    return out

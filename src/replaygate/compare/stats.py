@@ -1,0 +1,444 @@
+"""Paired statistics for comparing two runs (pure numpy/scipy, no I/O).
+
+Conventions used throughout:
+
+* Data are paired by case. With repeats, samples are averaged within a case first (cluster by
+  case); standard errors are never computed as if repeats were independent cases.
+* ``alpha`` is always the ONE-sided level. A gate at confidence 0.95 uses a two-sided 95%
+  interval, i.e. ``alpha = 0.025`` on each side.
+* Bootstrap replicates for every metric of a comparison come from ONE set of case weights
+  (:class:`CaseWeights`), so baseline and candidate stay paired and metrics stay comparable.
+
+References:
+  Tango T. (1998) Equivalence test and confidence interval for the difference in proportions for
+    the paired-sample design. Stat Med 17:891-908 (score interval for paired proportions;
+    recommended for small n and rare discordance by Fagerland, Lydersen & Laake (2014),
+    Stat Med 33:2850-2875).
+  Hesterberg T. (2015) What teachers should know about the bootstrap. Am Stat 69:371-386
+    ("expanded percentile" interval: fixes the narrowness of percentile intervals for small n).
+  Hanley J.A., MacGibbon B. (2006) Creating non-parametric bootstrap samples using Poisson
+    frequencies. Comput Methods Programs Biomed 83:57-62 (Poisson bootstrap for large n).
+  Miller E. (2024) Adding error bars to evals (clustered standard errors, paired differences).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy import optimize, stats
+
+POWER = 0.80
+DEFAULT_RESAMPLES = 10_000
+# Up to this many cases the weights are classic multinomial resamples; above it the cheaper
+# cyclic-shift Poisson bootstrap of CaseWeights is used (the two agree closely there).
+EXACT_MAX_N = 2_000
+# Fewer paired cases than this and a bootstrap interval cannot carry a gate decision.
+MIN_BOOTSTRAP_N = 10
+
+
+# ----------------------------------------------------------------------------- pass/fail tests
+
+def mcnemar_exact(n01: int, n10: int) -> float:
+    """Two-sided exact McNemar p-value: binomial test of the discordant pairs against 1/2."""
+    m = int(n01) + int(n10)
+    if m == 0:
+        return 1.0
+    return float(stats.binomtest(min(n01, n10), m, 0.5).pvalue)
+
+
+# Continuity correction used by the gates: with few discordant pairs the plain score statistic
+# is liberal one-sided (exact size up to 0.041 at nominal 0.025 for n=300, a true drop equal to
+# the tolerance and no gains); shrinking |n01 - n10 - n*delta0| by 1 keeps the exact size at or
+# below nominal on the grid n in {30, 100, 300}, tolerance in {0, 0.02, 0.05}, flip rate <= 0.1
+# (tests/test_stats.py checks this by exact enumeration).
+CONTINUITY = 1.0
+
+
+def tango_z(n01: int, n10: int, n: int, delta0: float, cc: float = 0.0) -> float:
+    """Tango's score statistic for H0: p(cand) - p(base) = delta0 (paired 2x2 table).
+
+    n01: cases failing in baseline and passing in candidate; n10: the reverse; n: all pairs;
+    cc: continuity correction subtracted from the absolute numerator (0 = Tango's original).
+    The nuisance parameter (the probability of a 1->0 flip) is its MLE under the constraint,
+    the positive root of 2n q^2 + W q - n10 d (1-d) = 0 with W = -n01 - n10 + (2n - n01 + n10) d.
+    """
+    b, c, d = float(n01), float(n10), float(delta0)
+    w = -b - c + (2.0 * n - b + c) * d
+    q = (-w + math.sqrt(max(w * w + 8.0 * n * c * d * (1.0 - d), 0.0))) / (4.0 * n)
+    var = n * (2.0 * q + d * (1.0 - d))
+    num = b - c - n * d
+    num = math.copysign(max(abs(num) - cc, 0.0), num)
+    if var <= 0.0:
+        # Only reachable at d = observed difference with no discordance: no evidence either way.
+        return 0.0 if abs(num) < 1e-12 else math.copysign(math.inf, num)
+    return num / math.sqrt(var)
+
+
+def tango_interval(n01: int, n10: int, n: int, alpha: float = 0.025, cc: float = 0.0) -> tuple[float, float]:
+    """Tango's score interval for the paired difference p(cand) - p(base), each side at level
+    ``alpha`` (two-sided coverage 1 - 2 alpha). Keeps coverage for small n and rare flips."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    z = stats.norm.ppf(1.0 - alpha)
+    est = (n01 - n10) / n
+    eps = 1e-12
+
+    def f(d: float, target: float) -> float:
+        return tango_z(n01, n10, n, d, cc) - target
+
+    lo = -1.0 if f(-1.0 + eps, z) <= 0 else optimize.brentq(f, -1.0 + eps, est, args=(z,), xtol=1e-12)
+    hi = 1.0 if f(1.0 - eps, -z) >= 0 else optimize.brentq(f, est, 1.0 - eps, args=(-z,), xtol=1e-12)
+    return (float(lo), float(hi))
+
+
+def tango_p_greater(n01: int, n10: int, n: int, delta0: float, cc: float = CONTINUITY) -> float:
+    """One-sided p-value of H0: difference <= delta0 against H1: difference > delta0."""
+    return float(stats.norm.sf(tango_z(n01, n10, n, delta0, cc)))
+
+
+def clopper_pearson(k: int, n: int, alpha: float = 0.025) -> tuple[float, float]:
+    """Exact binomial interval, each side at level alpha."""
+    if n <= 0:
+        return (math.nan, math.nan)
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=1 - 2 * alpha, method="exact")
+    return (float(ci.low), float(ci.high))
+
+
+def binom_p_greater(k: int, n: int, p0: float) -> float:
+    """Exact one-sided p-value of H0: rate <= p0 against rate > p0."""
+    if n <= 0:
+        return 1.0
+    return float(stats.binomtest(int(k), int(n), min(max(p0, 0.0), 1.0), alternative="greater").pvalue)
+
+
+def binom_p_less(k: int, n: int, p0: float) -> float:
+    if n <= 0:
+        return 1.0
+    return float(stats.binomtest(int(k), int(n), min(max(p0, 0.0), 1.0), alternative="less").pvalue)
+
+
+def wilcoxon_p(diff: np.ndarray) -> float | None:
+    """Two-sided Wilcoxon signed-rank p-value; zeros and ties handled as scipy does (zero_method
+    'wilcox' drops zero differences). 1.0 when every difference is zero, None with no pairs."""
+    d = np.asarray(diff, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return None
+    if not np.any(d != 0):
+        return 1.0
+    return float(stats.wilcoxon(d).pvalue)
+
+
+# ----------------------------------------------------------------------------- power
+
+def mde_normal(se: float, alpha: float, power: float = POWER) -> float:
+    """Smallest true effect a one-sided level-alpha test with standard error se detects with the
+    given power: (z_{1-alpha} + z_power) * se."""
+    return float((stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) * se)
+
+
+def mde_paired_proportion(flip_rate: float, n: int, alpha: float, power: float = POWER) -> float:
+    """MDE of a paired pass-rate difference when a share ``flip_rate`` of cases flip by noise.
+
+    A true drop d adds d to the discordance, so Var(d_hat) = (flip + d - d^2)/n; solving
+    d = k * sqrt(...) with k = z_{1-alpha} + z_power gives the positive root below. It stays
+    positive with no observed flips (then ~k^2/n) instead of claiming a zero MDE.
+    """
+    if n <= 0:
+        return math.nan
+    k2 = (stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)) ** 2 / n
+    root = (k2 + math.sqrt(k2 * k2 + 4 * (1 + k2) * k2 * flip_rate)) / (2 * (1 + k2))
+    return float(root + CONTINUITY / n)  # the gates' continuity correction costs 1/n
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+
+def expanded_alpha(alpha: float, n: int) -> float:
+    """Hesterberg's expanded percentile level: the tail level whose normal quantile matches
+    sqrt(n/(n-1)) * t_{n-1}, so the percentile interval is as wide as a t interval for small n."""
+    if n < 2:
+        return alpha
+    z = math.sqrt(n / (n - 1)) * stats.t.ppf(1 - alpha, n - 1)
+    return float(stats.norm.sf(z))
+
+
+def unexpand_alpha(alpha_e: float, n: int) -> float:
+    """Inverse of :func:`expanded_alpha` (maps a bootstrap tail share back to the nominal scale)."""
+    if n < 2:
+        return alpha_e
+    t = stats.norm.isf(min(max(alpha_e, 1e-300), 1.0)) / math.sqrt(n / (n - 1))
+    return float(stats.t.sf(t, n - 1))
+
+
+def percentile_interval(reps: np.ndarray, alpha: float, n: int | None = None) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates, each side at level alpha; expanded
+    (Hesterberg) when n is given."""
+    r = reps[np.isfinite(reps)]
+    if r.size == 0:
+        return (math.nan, math.nan)
+    a = expanded_alpha(alpha, n) if n else alpha
+    lo, hi = np.quantile(r, [a, 1 - a])
+    return (float(lo), float(hi))
+
+
+def bootstrap_p_greater(reps: np.ndarray, null: float, n: int | None = None) -> float:
+    """One-sided p-value of H0: effect <= null from replicates (test inversion of the percentile
+    interval: the lower bound at level p lies exactly at ``null``)."""
+    r = reps[np.isfinite(reps)]
+    if r.size == 0:
+        return 1.0
+    share = float(np.mean(r <= null))
+    return unexpand_alpha(share, n) if n else share
+
+
+def bootstrap_p_two_sided(reps: np.ndarray, null: float) -> float:
+    r = reps[np.isfinite(reps)]
+    if r.size == 0:
+        return 1.0
+    # (k + 1) / (B + 1): a bootstrap never shows a p-value below its resolution
+    k = min(np.sum(r <= null), np.sum(r >= null))
+    return float(min(1.0, 2 * (k + 1) / (r.size + 1)))
+
+
+# ----------------------------------------------------------------------------- repeats
+
+@dataclass
+class Clustering:
+    """How repeats within a case contribute to the noise of a per-case mean."""
+    n_cases: int
+    mean_repeats: float
+    within_var: float | None  # pooled variance of samples around their case mean
+    between_var: float  # variance of the per-case means
+    se: float  # standard error of the mean of case means
+    se_single: float  # estimated standard error had each case been sampled once
+    se_reduction: float  # 1 - se / se_single: what the repeats bought
+
+
+def clustering(values: np.ndarray, case_index: np.ndarray, n_cases: int) -> Clustering | None:
+    """Within-case variance and the standard-error reduction due to repeats for one run."""
+    ok = np.isfinite(values)
+    v, ci = values[ok], case_index[ok]
+    cnt = np.bincount(ci, minlength=n_cases).astype(float)
+    has = cnt > 0
+    m = int(has.sum())
+    if m < 2:
+        return None
+    means = np.bincount(ci, weights=v, minlength=n_cases)[has] / cnt[has]
+    resid = v - (np.bincount(ci, weights=v, minlength=n_cases) / np.maximum(cnt, 1))[ci]
+    dof = float((cnt[has] - 1).sum())
+    within = float((resid ** 2).sum() / dof) if dof > 0 else None
+    between = float(means.var(ddof=1))
+    r = float(m / (1.0 / cnt[has]).sum())  # harmonic mean repeats
+    se = math.sqrt(between / m)
+    single = between + (within or 0.0) * (1 - 1 / r)
+    se1 = math.sqrt(max(single, 0.0) / m)
+    return Clustering(m, r, within, between, se, se1, 1 - se / se1 if se1 > 0 else 0.0)
+
+
+# ----------------------------------------------------------------------------- resampling engine
+
+class CaseWeights:
+    """B bootstrap weight vectors over n cases, drawn once and shared by every metric.
+
+    * n <= EXACT_MAX_N: classic bootstrap, multinomial case counts (stored n x B, uint8).
+    * larger n: Poisson bootstrap (weights ~ Poisson(1), Hanley & MacGibbon 2006) where the
+      replicates are cyclic shifts of a few independent Poisson vectors laid over the cases in a
+      random order. Each replicate is marginally an exact Poisson-bootstrap replicate; two
+      replicates of the same vector are correlated only through the circular autocorrelation of
+      the randomly ordered case values at their lag difference, O(1/sqrt(n)). Linear statistics
+      of all B replicates then cost one FFT per column instead of O(B n), which is what makes
+      10,000 resamples of 100,000 cases fast; quantiles only need the weights of the samples near
+      the quantile (:meth:`gather`), which for consecutive lags are contiguous slices.
+    """
+
+    def __init__(self, n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
+        if n < 1:
+            raise ValueError("need at least one case to resample")
+        self.n = n
+        self.B = int(n_resamples)
+        rng = np.random.default_rng(seed)
+        self.exact = n <= EXACT_MAX_N
+        if self.exact:
+            counts = np.empty((n, self.B), dtype=np.uint8)
+            step = max(1, (1 << 18) // n)
+            for s in range(0, self.B, step):
+                rows = min(step, self.B - s)
+                idx = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+                counts[:, s:s + rows] = np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).T
+            self._counts = counts
+            return
+        self.size = scipy.fft.next_fast_len(n, real=True)
+        self.pos = rng.permutation(n)  # position of each case on the circle
+        groups = max(2, -(-8 * self.B // self.size))
+        self.per = -(-self.B // groups)  # consecutive lags per vector
+        self.vectors = rng.poisson(1.0, size=(groups, self.size)).astype(np.float64)
+        self.start = rng.integers(0, self.size, size=groups)  # first lag of each vector
+        # wrapped copies so that pos + lag never needs a modulo when gathering
+        wrap = np.concatenate([self.vectors, self.vectors, self.vectors[:, : self.per]], axis=1)
+        self._wrapped = wrap.astype(np.uint8)
+        self._vec_fft = scipy.fft.rfft(self.vectors, axis=1, workers=_WORKERS)
+
+    def linear(self, cols: np.ndarray) -> np.ndarray:
+        """sum_i w[b, i] * cols[i, k] for every replicate b: shape (B, k)."""
+        cols = np.asarray(cols, dtype=np.float64)
+        if cols.ndim == 1:
+            cols = cols[:, None]
+        k = cols.shape[1]
+        if self.exact:
+            out = np.empty((self.B, k))
+            step = max(1, (1 << 22) // self.n)
+            for s in range(0, self.B, step):
+                out[s:s + step] = (cols.T @ self._counts[:, s:s + step].astype(np.float64)).T
+            return out
+        x = np.zeros((k, self.size))
+        x[:, self.pos] = cols.T
+        xf = np.conj(scipy.fft.rfft(x, axis=1, workers=_WORKERS))
+        parts = []
+        for g in range(self.vectors.shape[0]):
+            corr = scipy.fft.irfft(xf * self._vec_fft[g], n=self.size, axis=1, workers=_WORKERS)
+            parts.append(np.take(corr, self.start[g] + np.arange(self.per), axis=1, mode="wrap").T)
+        # weights are integers, so exact sums are integers; FFT round-off is ~1e-12 relative
+        return np.concatenate(parts)[: self.B]
+
+    def gather(self, case_idx: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
+        """Integer weights of the given cases in replicates ``rows``: shape
+        (len(case_idx), number of rows), uint8 (case-major, so sums over cases are fast)."""
+        case_idx = np.asarray(case_idx, dtype=np.int64)
+        start, stop, _ = rows.indices(self.B)
+        if self.exact:
+            return self._counts[case_idx, start:stop]
+        p = self.pos[case_idx]
+        parts = []
+        for g in range(start // self.per, (stop - 1) // self.per + 1):
+            a, b = max(start - g * self.per, 0), min(stop - g * self.per, self.per)
+            windows = np.lib.stride_tricks.sliding_window_view(self._wrapped[g], b - a)
+            parts.append(windows[self.start[g] + a + p])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+_WORKERS = 2  # scipy.fft threads
+
+
+def weighted_means(weights: CaseWeights, values: np.ndarray) -> np.ndarray:
+    """Bootstrap replicates of the mean of each column of ``values`` (n, k) over the cases where
+    that column is finite: shape (B, k). Columns are centred first so the sums stay exact."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    mask = np.isfinite(v)
+    centre = np.array([v[mask[:, j], j].mean() if mask[:, j].any() else 0.0 for j in range(v.shape[1])])
+    num = np.where(mask, v - centre, 0.0)
+    # most columns share one mask (every case measured): resample each distinct mask once
+    distinct: dict[bytes, int] = {}
+    which = [distinct.setdefault(np.packbits(mask[:, j]).tobytes(), len(distinct)) for j in range(v.shape[1])]
+    firsts = [which.index(u) for u in range(len(distinct))]
+    sums = weights.linear(np.concatenate([num, mask[:, firsts].astype(np.float64)], axis=1))
+    k = v.shape[1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return centre + sums[:, :k] / sums[:, k + np.asarray(which)]
+
+
+def weighted_quantile_reps(weights: CaseWeights, values: np.ndarray, case_idx: np.ndarray,
+                           qs: list[float]) -> np.ndarray:
+    """Bootstrap replicates of the q-quantiles (inverted-CDF definition) of sample ``values``,
+    each sample carrying the weight of its case: resampling whole cases keeps repeats clustered.
+    Returns shape (B, len(qs)). See :func:`weighted_quantile_reps_many`."""
+    return weighted_quantile_reps_many(weights, [(values, case_idx, qs)])[0]
+
+
+def weighted_quantile_reps_many(weights: CaseWeights, series: list[tuple]) -> list[np.ndarray]:
+    """:func:`weighted_quantile_reps` for several (values, case_idx, qs) at once, sharing one
+    pass of linear statistics.
+
+    For large n only samples within a window of ranks around q*N can hold the quantile in
+    practice; the weight below the window is a linear statistic, and replicates where the
+    quantile falls outside the window are recomputed over all samples, so results are exact.
+    """
+    plans, cols = [], []
+    for values, case_idx, qs in series:
+        order = np.argsort(values, kind="stable")
+        v = np.asarray(values, dtype=np.float64)[order]
+        c = np.asarray(case_idx, dtype=np.int64)[order]
+        N = v.size
+        per_case = np.bincount(c, minlength=weights.n).astype(np.float64)
+        deff = math.sqrt(per_case.max()) if N else 1.0
+        windows = []
+        for q in qs:
+            half = int(4.5 * math.sqrt(N * q * (1 - q)) * deff) + 32
+            windows.append((max(0, int(q * N) - half), min(N, int(q * N) + half + 1)))
+        if weights.exact or sum(hi - lo for lo, hi in windows) >= N // 2:
+            windows = [(0, N)] * len(qs)  # one scan serves every quantile
+        first = len(cols)
+        cols.append(per_case)
+        for lo, _ in windows:
+            cols.append(np.bincount(c[:lo], minlength=weights.n).astype(np.float64))
+        plans.append((v, c, qs, windows, first))
+    sums = np.rint(weights.linear(np.stack(cols, axis=1))) if cols else None  # integer weights
+    return [_quantiles_of(weights, sums, *plan) for plan in plans]
+
+
+def _quantiles_of(weights: CaseWeights, sums, v, c, qs, windows, first) -> np.ndarray:
+    N = v.size
+    out = np.full((weights.B, len(qs)), np.nan)
+    if N == 0:
+        return out
+    total = sums[:, first]
+    # inverted CDF: the quantile is the first sorted sample whose cumulative weight reaches q*T
+    targets = [np.ceil(q * total - 1e-9) for q in qs]
+    for lo, hi in dict.fromkeys(windows):
+        which = [k for k, w in enumerate(windows) if w == (lo, hi)]
+        below = sums[:, first + 1 + which[0]]
+        step = max(1, (1 << 22) // max(hi - lo, 1))
+        for s in range(0, weights.B, step):
+            rows = slice(s, min(s + step, weights.B))
+            w = weights.gather(c[lo:hi], rows)
+            for k in which:
+                out[rows, k] = _first_reaching(w, below[rows], targets[k][rows], v[lo:hi])
+    for b, k in zip(*np.nonzero(np.isnan(out) & (total > 0)[:, None])):
+        # rare: the quantile fell outside the window for this replicate
+        cum = np.cumsum(weights.gather(c, slice(b, b + 1))[:, 0], dtype=np.float64)
+        out[b, k] = v[min(int(np.searchsorted(cum, targets[k][b])), N - 1)]
+    return out
+
+
+_BLOCK = 32
+
+
+def _first_reaching(w: np.ndarray, below: np.ndarray, target: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """For integer weights ``w`` (m positions x rows) over sorted values ``v``: per row, the value
+    at the first position where ``below`` + cumulative weight reaches ``target`` (NaN when that
+    is not inside the window). Cumulative sums over wide arrays are slow, so positions are summed
+    per block first and only the crossing block is scanned."""
+    m, rows = w.shape
+    nb = -(-m // _BLOCK)
+    if nb * _BLOCK != m:
+        w = np.concatenate([w, np.zeros((nb * _BLOCK - m, rows), dtype=w.dtype)], axis=0)
+    blocks = w.reshape(nb, _BLOCK, rows)
+    below = below.astype(np.int64)
+    cum_blocks = np.cumsum(blocks.sum(axis=1, dtype=np.int64), axis=0) + below[None, :]
+    blk = (cum_blocks < target[None, :]).sum(axis=0)
+    ok = (blk < nb) & (below < target)
+    blk_c = np.minimum(blk, nb - 1)
+    r = np.arange(rows)
+    start = np.where(blk_c > 0, cum_blocks[np.maximum(blk_c - 1, 0), r], below)
+    inner = np.cumsum(blocks[blk_c, :, r], axis=1, dtype=np.int64) + start[:, None]  # (rows, BLOCK)
+    pos = blk_c * _BLOCK + (inner < target[:, None]).sum(axis=1)
+    ok &= pos < m
+    return np.where(ok, v[np.minimum(pos, m - 1)], np.nan)
+
+
+def quantile_point(values: np.ndarray, q: float) -> float:
+    """Sample quantile with the same (inverted-CDF) definition the bootstrap uses."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan
+    return float(np.quantile(v, q, method="inverted_cdf"))
+
+
+def quantile_min_n(q: float) -> int:
+    """Fewest samples for which a q-quantile is more than the maximum: at least 5 samples
+    beyond it (p99: 500, p95: 100, p90: 50)."""
+    return int(math.ceil(5 / (1 - q)))

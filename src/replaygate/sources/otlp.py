@@ -1,0 +1,690 @@
+"""Decode OTLP trace and log files into flat span / log-event records.
+
+Accepted inputs (see docs in ``traces.py`` and /work/shared/otel-genai.md §5):
+
+* OTLP/JSON: one object, an array of objects, or JSON Lines (one ``TracesData`` /
+  ``ExportTraceServiceRequest`` or ``LogsData`` per line; a file may mix both signals);
+* binary protobuf: one ``TracesData``/``LogsData`` message, or the collector file exporter's
+  stream of 4-byte big-endian length-prefixed messages;
+* any of these gzip-compressed (zstd only when the ``zstandard`` package is installed).
+
+Reading is streamed per line / per frame, so memory stays bounded by the largest record, and
+decompression is bounded (``Limits``) so a gzip bomb is refused instead of filling memory.
+
+The JSON path does not go through ``google.protobuf.json_format``: that mapping reads the hex
+``traceId`` of OTLP/JSON as base64 and silently yields wrong 24-byte ids. We walk the decoded
+JSON directly, which is also faster and tolerant of what real emitters send (base64 ids, enum
+names, snake_case keys, numbers as strings). ``json_to_proto`` (used by the receiver) applies the
+documented hex->base64 rewrite before ``json_format`` for the same reason.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import io
+import json
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+from replaygate.errors import InputError
+
+MiB = 1024 * 1024
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+TRACE_FILE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".pb", ".bin", ".otlp", ".gz", ".zst", ".zstd")
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what one input may cost. A real OTLP batch is far below these."""
+    max_record_bytes: int = 64 * MiB  # one JSON line or one protobuf frame (the OTLP/HTTP limit)
+    max_document_bytes: int = 512 * MiB  # a single (non-line) JSON document or protobuf message
+    max_ratio: float = 200.0  # decompressed / compressed bytes; deflate bombs reach ~1000
+    ratio_grace_bytes: int = 8 * MiB  # small inputs may compress well without being bombs
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(slots=True)
+class Event:
+    """A span event or a log record (both carry GenAI events)."""
+    name: str
+    time_ns: int
+    attributes: dict[str, Any]
+    body: Any = None
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    trace_id: str  # lowercase hex, 32 chars
+    span_id: str  # lowercase hex, 16 chars
+    parent_span_id: str | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    attributes: dict[str, Any]
+    events: list[Event]
+    status_code: int  # 0 unset, 1 ok, 2 error
+    status_message: str
+    resource: dict[str, Any]
+    scope: str
+    source: str
+
+
+@dataclass(slots=True)
+class LogRecordEvent:
+    """A log record tied to a span by (trace_id, span_id)."""
+    trace_id: str | None
+    span_id: str | None
+    event: Event
+    resource: dict[str, Any]
+    source: str
+
+
+@dataclass
+class DecodeCounts:
+    files: int = 0
+    spans: int = 0
+    log_records: int = 0
+    malformed: Counter = field(default_factory=Counter)  # reason -> count
+
+
+# ---------------------------------------------------------------------------------------------
+# ids and values
+
+def normalize_id(value: Any, nbytes: int) -> str | None:
+    """Lowercase hex for a hex or base64 id (str) or raw bytes; None when empty or all-zero.
+
+    Raises ValueError for anything else. Hex ids are 2*nbytes chars; base64 ids of 16/8 bytes
+    are 24/12 chars with padding, so the two never collide.
+    """
+    if value is None or value == "" or value == b"":
+        return None
+    if type(value) is bytes:
+        if len(value) == nbytes:  # the protobuf fast path
+            return value.hex() if any(value) else None
+        raw = value
+    elif isinstance(value, bytearray):
+        raw = bytes(value)
+    elif isinstance(value, str):
+        if len(value) == 2 * nbytes:
+            raw = bytes.fromhex(value)  # ValueError when not hex
+            if len(raw) == nbytes:  # the OTLP/JSON fast path
+                return value.lower() if any(raw) else None
+        else:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except binascii.Error as e:
+                raise ValueError(f"id {value!r} is neither hex nor base64") from e
+    else:
+        raise ValueError(f"id of type {type(value).__name__}")
+    if len(raw) != nbytes:
+        raise ValueError(f"id has {len(raw)} bytes, expected {nbytes}")
+    if not any(raw):
+        return None
+    return raw.hex()
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode("ascii")
+
+
+def proto_value(v) -> Any:
+    """opentelemetry AnyValue -> plain Python (bytes become base64 text, JSON-safe)."""
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "int_value":
+        return v.int_value
+    if kind == "double_value":
+        return v.double_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "array_value":
+        return [proto_value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: proto_value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return _b64(v.bytes_value)
+    return None
+
+
+def proto_attrs(kvs) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        v = kv.value
+        if v.WhichOneof("value") == "string_value":  # the common case, inlined (hot path)
+            out[kv.key] = v.string_value
+        else:
+            out[kv.key] = proto_value(v)
+    return out
+
+
+def _float(x: Any) -> float:
+    return float(x)  # proto3 JSON allows "NaN", "Infinity" and numbers as strings
+
+
+def json_value(v: Any) -> Any:
+    """OTLP/JSON AnyValue -> plain Python. Tolerates snake_case and ints as numbers."""
+    if not isinstance(v, dict):
+        return v  # a few emitters put bare values here
+    x = v.get("stringValue")
+    if x is not None:  # the common case first (hot path)
+        return x
+    for k, x in v.items():
+        conv = _JSON_VALUE.get(k)
+        if conv is not None:
+            return conv(x)
+    return None
+
+
+def _json_array(x: Any) -> list:
+    return [json_value(e) for e in (x or {}).get("values") or []]
+
+
+def _json_kvlist(x: Any) -> dict:
+    return json_attrs((x or {}).get("values"))
+
+
+_JSON_VALUE = {
+    "stringValue": str, "string_value": str,
+    "intValue": int, "int_value": int,
+    "doubleValue": _float, "double_value": _float,
+    "boolValue": bool, "bool_value": bool,
+    "arrayValue": _json_array, "array_value": _json_array,
+    "kvlistValue": _json_kvlist, "kvlist_value": _json_kvlist,
+    "bytesValue": str, "bytes_value": str,  # already base64 text in JSON
+}
+
+
+def json_attrs(kvs: Any) -> dict[str, Any]:
+    if not kvs:
+        return {}
+    return {kv["key"]: json_value(kv.get("value")) for kv in kvs}
+
+
+def _g(d: dict, camel: str, snake: str, default: Any = None) -> Any:
+    v = d.get(camel)
+    if v is None:
+        v = d.get(snake, default)
+    return v
+
+
+_SPAN_KIND = {"SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,
+              "SPAN_KIND_CLIENT": 3, "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5}
+_STATUS_CODE = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+
+
+def _enum(v: Any, names: dict[str, int]) -> int:
+    if v is None:
+        return 0
+    if isinstance(v, str) and not v.isdigit():
+        return names[v]  # KeyError -> malformed span
+    return int(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON walker
+
+def _json_spans(obj: dict, source: str, counts: DecodeCounts) -> Iterator[SpanRecord]:
+    for rs in _g(obj, "resourceSpans", "resource_spans") or []:
+        resource = json_attrs((rs.get("resource") or {}).get("attributes"))
+        scope_groups = (_g(rs, "scopeSpans", "scope_spans")
+                        or _g(rs, "instrumentationLibrarySpans", "instrumentation_library_spans")
+                        or [])
+        for ss in scope_groups:
+            scope = (ss.get("scope") or _g(ss, "instrumentationLibrary", "instrumentation_library")
+                     or {}).get("name", "")
+            for sp in ss.get("spans") or []:
+                counts.spans += 1
+                try:
+                    yield _json_span(sp, resource, scope, source)
+                except (KeyError, ValueError, TypeError, AttributeError):
+                    counts.malformed["malformed span"] += 1
+
+
+_SNAKE_SPAN_KEYS = {"trace_id": "traceId", "span_id": "spanId", "parent_span_id": "parentSpanId",
+                    "start_time_unix_nano": "startTimeUnixNano",
+                    "end_time_unix_nano": "endTimeUnixNano"}
+
+
+def _json_span(sp: dict, resource: dict, scope: str, source: str) -> SpanRecord:
+    if "traceId" not in sp:  # snake_case emitters: rename once, then one code path
+        sp = {_SNAKE_SPAN_KEYS.get(k, k): v for k, v in sp.items()}
+    trace_id = normalize_id(sp.get("traceId"), 16)
+    span_id = normalize_id(sp.get("spanId"), 8)
+    if trace_id is None or span_id is None:
+        raise ValueError("missing trace or span id")
+    status = sp.get("status") or {}
+    code = status.get("code")
+    kind = sp.get("kind")
+    raw_events = sp.get("events")
+    events = [Event(ev.get("name", ""), int(_g(ev, "timeUnixNano", "time_unix_nano", 0)),
+                    json_attrs(ev.get("attributes")))
+              for ev in raw_events] if raw_events else []
+    return SpanRecord(
+        trace_id, span_id, normalize_id(sp.get("parentSpanId"), 8), sp.get("name", ""),
+        kind if type(kind) is int else _enum(kind, _SPAN_KIND),
+        int(sp.get("startTimeUnixNano", 0)), int(sp.get("endTimeUnixNano", 0)),
+        json_attrs(sp.get("attributes")), events,
+        code if type(code) is int else _enum(code, _STATUS_CODE), status.get("message", ""),
+        resource, scope, source)
+
+
+def _json_logs(obj: dict, source: str, counts: DecodeCounts) -> Iterator[LogRecordEvent]:
+    for rl in _g(obj, "resourceLogs", "resource_logs") or []:
+        resource = json_attrs((rl.get("resource") or {}).get("attributes"))
+        for sl in _g(rl, "scopeLogs", "scope_logs") or []:
+            for lr in _g(sl, "logRecords", "log_records") or []:
+                counts.log_records += 1
+                try:
+                    attrs = json_attrs(lr.get("attributes"))
+                    name = _g(lr, "eventName", "event_name") or attrs.get("event.name") or ""
+                    time_ns = int(_g(lr, "timeUnixNano", "time_unix_nano", 0)
+                                  or _g(lr, "observedTimeUnixNano", "observed_time_unix_nano", 0))
+                    yield LogRecordEvent(
+                        normalize_id(_g(lr, "traceId", "trace_id"), 16),
+                        normalize_id(_g(lr, "spanId", "span_id"), 8),
+                        Event(name, time_ns, attrs, json_value(lr.get("body"))), resource, source)
+                except (KeyError, ValueError, TypeError, AttributeError):
+                    counts.malformed["malformed log record"] += 1
+
+
+def _json_records(value: Any, source: str, line: int | None, counts: DecodeCounts):
+    items = value if isinstance(value, list) else [value]
+    for obj in items:
+        if not isinstance(obj, dict) or not any(k in obj for k in _OTLP_TOP_KEYS):
+            raise InputError("not OTLP/JSON: expected an object with resourceSpans or resourceLogs",
+                             file=source, line=line)
+        try:
+            yield from _json_spans(obj, source, counts)
+            yield from _json_logs(obj, source, counts)
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            # bad spans are counted inside; this is a broken resource/scope level
+            raise InputError(f"malformed OTLP/JSON structure ({type(e).__name__}: {e})",
+                             file=source, line=line) from None
+
+
+_OTLP_TOP_KEYS = ("resourceSpans", "resource_spans", "resourceLogs", "resource_logs")
+
+
+# ---------------------------------------------------------------------------------------------
+# protobuf walker
+
+def _proto_spans(msg: TracesData, source: str, counts: DecodeCounts) -> Iterator[SpanRecord]:
+    for rs in msg.resource_spans:
+        resource = proto_attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            scope = ss.scope.name
+            for sp in ss.spans:
+                counts.spans += 1
+                try:
+                    trace_id = normalize_id(sp.trace_id, 16)
+                    span_id = normalize_id(sp.span_id, 8)
+                    if trace_id is None or span_id is None:
+                        raise ValueError("missing trace or span id")
+                    yield SpanRecord(
+                        trace_id, span_id, normalize_id(sp.parent_span_id, 8), sp.name, sp.kind,
+                        sp.start_time_unix_nano, sp.end_time_unix_nano, proto_attrs(sp.attributes),
+                        [Event(e.name, e.time_unix_nano, proto_attrs(e.attributes)) for e in sp.events],
+                        sp.status.code, sp.status.message, resource, scope, source)
+                except ValueError:
+                    counts.malformed["malformed span"] += 1
+
+
+def _proto_logs(msg: LogsData, source: str, counts: DecodeCounts) -> Iterator[LogRecordEvent]:
+    for rl in msg.resource_logs:
+        resource = proto_attrs(rl.resource.attributes)
+        for sl in rl.scope_logs:
+            for lr in sl.log_records:
+                counts.log_records += 1
+                try:
+                    attrs = proto_attrs(lr.attributes)
+                    name = lr.event_name or attrs.get("event.name") or ""
+                    body = proto_value(lr.body) if lr.HasField("body") else None
+                    yield LogRecordEvent(
+                        normalize_id(lr.trace_id, 16), normalize_id(lr.span_id, 8),
+                        Event(name, lr.time_unix_nano or lr.observed_time_unix_nano, attrs, body),
+                        resource, source)
+                except ValueError:
+                    counts.malformed["malformed log record"] += 1
+
+
+def parse_proto_message(data: bytes, prefer_logs: bool) -> TracesData | LogsData:
+    """Parse bytes as TracesData or LogsData (the same top-level wire shape; we try both)."""
+    order = (LogsData, TracesData) if prefer_logs else (TracesData, LogsData)
+    last: Exception | None = None
+    for cls in order:
+        try:
+            msg = cls.FromString(data)
+        except DecodeError as e:
+            last = e
+            continue
+        if _plausible(msg):
+            return msg
+    raise DecodeError(str(last) if last else "neither TracesData nor LogsData")
+
+
+def _plausible(msg) -> bool:
+    """Does the parse look like this signal? Both share the top-level wire shape, and a record
+    of the other signal parses with its fields left unknown: a LogRecord read as a Span has no
+    ids, a Span read as a LogRecord has no timestamps."""
+    if isinstance(msg, TracesData):
+        for rs in msg.resource_spans:
+            for ss in rs.scope_spans:
+                for sp in ss.spans:
+                    return len(sp.trace_id) == 16 and len(sp.span_id) == 8
+        return True
+    for rl in msg.resource_logs:
+        for sl in rl.scope_logs:
+            for lr in sl.log_records:
+                return bool(lr.time_unix_nano or lr.observed_time_unix_nano)
+    return True
+
+
+def _proto_records(msg, source: str, counts: DecodeCounts):
+    if isinstance(msg, TracesData):
+        return _proto_spans(msg, source, counts)
+    return _proto_logs(msg, source, counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# byte streams: compression with bounds
+
+class _CountingReader(io.RawIOBase):
+    """Counts the compressed bytes consumed from the underlying file."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.raw.readinto(b)
+        self.count += n or 0
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+class _BoundedDecompressed(io.RawIOBase):
+    """Refuses a decompression ratio beyond Limits.max_ratio (a compression bomb)."""
+
+    def __init__(self, inner: BinaryIO, counter: _CountingReader, limits: Limits, source: str):
+        self.inner = inner
+        self.counter = counter
+        self.limits = limits
+        self.source = source
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.inner.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.produced += n
+        if (self.produced > self.limits.ratio_grace_bytes
+                and self.produced > self.limits.max_ratio * max(self.counter.count, 1)):
+            raise InputError(
+                f"refusing to decompress: more than {self.limits.max_ratio:.0f}x expansion "
+                f"({self.produced} bytes from {self.counter.count}); a compression bomb?",
+                file=self.source)
+        return n
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def open_decompressed(path: Path, limits: Limits = DEFAULT_LIMITS) -> BinaryIO:
+    """A buffered binary stream of the file's content, gzip/zstd removed (bounded)."""
+    source = str(path)
+    raw = open(path, "rb")
+    head = raw.read(4)
+    raw.seek(0)
+    if head[:2] == GZIP_MAGIC:
+        counter = _CountingReader(raw)
+        inner = gzip.GzipFile(fileobj=io.BufferedReader(counter), mode="rb")
+        return io.BufferedReader(_BoundedDecompressed(inner, counter, limits, source), 1 * MiB)
+    if head == ZSTD_MAGIC:
+        try:
+            import zstandard  # optional: only when already installed
+        except ImportError:
+            raw.close()
+            raise InputError("zstd-compressed input needs the 'zstandard' package "
+                             "(pip install zstandard), or decompress it first: zstd -d FILE",
+                             file=source) from None
+        counter = _CountingReader(raw)
+        inner = zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(counter))
+        return io.BufferedReader(_BoundedDecompressed(inner, counter, limits, source), 1 * MiB)
+    return io.BufferedReader(raw, 1 * MiB)
+
+
+def _read_bounded(stream: BinaryIO, n: int, what: str, source: str) -> bytes:
+    data = stream.read(n + 1)
+    if len(data) > n:
+        raise InputError(f"{what} is larger than the {n // MiB} MiB limit", file=source)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# files
+
+def _is_logs_name(path: Path) -> bool:
+    return "log" in path.name.lower()
+
+
+def read_file(path: str | Path, counts: DecodeCounts | None = None,
+              limits: Limits = DEFAULT_LIMITS) -> Iterator[SpanRecord | LogRecordEvent]:
+    """Stream the spans and log records of one file. Raises InputError naming the file (and
+    line) for undecodable input; a bad span inside good input is counted in ``counts.malformed``."""
+    path = Path(path)
+    source = str(path)
+    counts = counts if counts is not None else DecodeCounts()
+    counts.files += 1
+    try:
+        stream = open_decompressed(path, limits)
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", file=source) from None
+    before = counts.spans + counts.log_records
+    try:
+        try:
+            head = stream.peek(64)[:64]
+        except (OSError, EOFError, gzip.BadGzipFile) as e:
+            raise InputError(f"cannot decompress: {e}", file=source) from None
+        if not head:
+            raise InputError("empty file", file=source)
+        if head.startswith(UTF8_BOM):
+            stream.read(len(UTF8_BOM))
+            head = head[len(UTF8_BOM):]
+        if head.lstrip()[:1] in (b"{", b"[") or not head.strip():
+            records = _read_json(stream, source, counts, limits)
+        else:
+            records = _read_proto(stream, source, counts, limits, _is_logs_name(path))
+        yield from records
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise InputError(f"cannot decompress: {e}", file=source) from None
+    finally:
+        stream.close()
+    if counts.spans + counts.log_records == before:
+        raise InputError("no spans or log records found", file=source)
+
+
+def _read_json(stream: BinaryIO, source: str, counts: DecodeCounts, limits: Limits):
+    lineno = 0
+    first_value_line: bytes | None = None
+    while True:  # first non-blank line decides JSON Lines vs one document
+        line = stream.readline(limits.max_record_bytes + 1)
+        lineno += 1
+        if not line:
+            raise InputError("empty file (only whitespace)", file=source)
+        if line.strip():
+            first_value_line = line
+            break
+    try:
+        value = json.loads(first_value_line)
+    except ValueError:
+        value = _NOT_A_LINE
+    if value is _NOT_A_LINE:
+        if len(first_value_line) > limits.max_record_bytes:
+            raise InputError(f"JSON line longer than {limits.max_record_bytes // MiB} MiB",
+                             file=source, line=lineno)
+        # a pretty-printed document: read it whole, bounded
+        rest = _read_bounded(stream, limits.max_document_bytes, "JSON document", source)
+        text = first_value_line + rest
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise InputError(f"invalid JSON: {_json_msg(e)}", file=source,
+                             line=lineno - 1 + getattr(e, "lineno", 1)) from None
+        yield from _json_records(value, source, None, counts)
+        return
+    yield from _json_records(value, source, lineno, counts)
+    for line in iter(lambda: stream.readline(limits.max_record_bytes + 1), b""):
+        lineno += 1
+        if len(line) > limits.max_record_bytes:
+            raise InputError(f"JSON line longer than {limits.max_record_bytes // MiB} MiB",
+                             file=source, line=lineno)
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as e:
+            raise InputError(f"invalid JSON: {_json_msg(e)}", file=source, line=lineno) from None
+        yield from _json_records(value, source, lineno, counts)
+
+
+_NOT_A_LINE = object()
+
+
+def _json_msg(e: ValueError) -> str:
+    return getattr(e, "msg", None) or str(e)
+
+
+def _read_proto(stream: BinaryIO, source: str, counts: DecodeCounts, limits: Limits,
+                prefer_logs: bool):
+    head = stream.peek(4)[:4]
+    if head[:1] == b"\x0a":
+        # field 1, length-delimited: a single TracesData/LogsData message (a 4-byte
+        # big-endian length starting with 0x0a would be a >160 MiB frame)
+        data = _read_bounded(stream, limits.max_document_bytes, "protobuf message", source)
+        try:
+            msg = parse_proto_message(data, prefer_logs)
+        except DecodeError as e:
+            raise InputError(f"invalid or truncated protobuf: {e}", file=source) from None
+        yield from _proto_records(msg, source, counts)
+        return
+    # the collector file exporter's stream: 4-byte big-endian length + message, repeated
+    frame = 0
+    offset = 0
+    while True:
+        hdr = stream.read(4)
+        if not hdr:
+            return
+        frame += 1
+        if len(hdr) < 4:
+            raise InputError(f"truncated length prefix of frame {frame} at byte {offset}",
+                             file=source)
+        (n,) = struct.unpack(">I", hdr)
+        if n > limits.max_record_bytes:
+            what = "not OTLP protobuf or JSON (unrecognised content)" if frame == 1 else (
+                f"frame {frame} at byte {offset} declares {n} bytes, over the "
+                f"{limits.max_record_bytes // MiB} MiB limit")
+            raise InputError(what, file=source)
+        data = stream.read(n)
+        if len(data) < n:
+            raise InputError(f"truncated protobuf frame {frame} at byte {offset} "
+                             f"({len(data)} of {n} bytes)", file=source)
+        try:
+            msg = parse_proto_message(data, prefer_logs)
+        except DecodeError as e:
+            raise InputError(f"invalid protobuf in frame {frame} at byte {offset}: {e}",
+                             file=source) from None
+        offset += 4 + n
+        yield from _proto_records(msg, source, counts)
+
+
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """Files as given; folders searched recursively for trace files (sorted, hidden skipped)."""
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(
+                f for f in p.rglob("*")
+                if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                and f.name.lower().endswith(TRACE_FILE_SUFFIXES))
+            if not found:
+                raise InputError("folder contains no trace files "
+                                 f"({', '.join(TRACE_FILE_SUFFIXES)})", file=str(p))
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise InputError("no such file or folder", file=str(p))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# conversions used by the receiver
+
+_ID_KEYS = {"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"}
+
+
+def _hex_ids_to_b64(o: Any) -> Any:
+    if isinstance(o, dict):
+        out = {}
+        for k, v in o.items():
+            if k in _ID_KEYS and isinstance(v, str) and v:
+                try:
+                    out[k] = _b64(bytes.fromhex(v))  # spec-conformant hex
+                except ValueError:
+                    out[k] = v  # already base64 (non-conformant emitters)
+            elif k in ("bytesValue", "bytes_value"):
+                out[k] = v  # AnyValue bytes stay base64
+            else:
+                out[k] = _hex_ids_to_b64(v)
+        return out
+    if isinstance(o, list):
+        return [_hex_ids_to_b64(x) for x in o]
+    return o
+
+
+def json_to_proto(obj: Any, message_cls):
+    """Tolerant OTLP/JSON -> protobuf message (hex or base64 ids, enum names, snake_case)."""
+    msg = message_cls()
+    json_format.ParseDict(_hex_ids_to_b64(obj), msg, ignore_unknown_fields=True)
+    return msg
+
+
+def _b64_ids_to_hex(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {k: (base64.b64decode(v).hex() if k in _ID_KEYS and isinstance(v, str)
+                    else _b64_ids_to_hex(v)) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_b64_ids_to_hex(x) for x in o]
+    return o
+
+
+def proto_to_json(msg) -> dict:
+    """Protobuf message -> spec OTLP/JSON (hex ids, integer enums, camelCase)."""
+    return _b64_ids_to_hex(json_format.MessageToDict(msg, use_integers_for_enums=True))

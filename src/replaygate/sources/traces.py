@@ -1,0 +1,443 @@
+"""OTLP trace files -> replayable cases, with a summary of what was found and skipped.
+
+Input: files or folders (see ``otlp.py`` for formats). Trace and log files are read in one pass,
+streamed; log records carrying GenAI events are joined to their span by (trace id, span id), so
+the legacy event form works whether events arrive as span events or in a separate logs file.
+Only inference spans become cases; retrieval spans of the same trace that started before an
+LLM call give it ``context`` (their document texts).
+
+``where`` (a config dataset entry's filter; every given key must match):
+
+    where:
+      operation: chat                 # gen_ai operation (chat, text_completion, generate_content...)
+      model: [gpt-4o-mini, gpt-4o]    # request model or response model
+      service: support-bot            # resource service.name
+      provider: openai
+      convention: otel-genai-1.37
+      attributes:                     # span attribute, else resource attribute
+        deployment.environment: prod
+        gen_ai.request.temperature: {regex: "^0(\\.0)?$"}
+
+A value is a scalar (equal as text), a list (any of), or ``{regex: PATTERN}`` (re.search on
+the text). ``sample: {n: 300, seed: 7}`` keeps n cases chosen reproducibly from ``seed``,
+stratified by model (proportional, each model at least one) when several models are present.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from replaygate.errors import ConfigError, InputError
+from replaygate.model import Case
+from replaygate.sources import genai
+from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits, LogRecordEvent,
+                                     SpanRecord, expand_paths, read_file)
+
+SKIP_UNSUPPORTED = "unsupported operation"
+SKIP_DUPLICATE = "duplicate span"
+SKIP_BAD_RETRIEVAL = "malformed retrieval span (no context taken)"
+
+
+@dataclass
+class ImportStats:
+    files: int = 0
+    spans_read: int = 0
+    log_records_read: int = 0
+    llm_calls: int = 0  # inference spans found
+    cases: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    unsupported_operations: Counter = field(default_factory=Counter)
+    context_spans: Counter = field(default_factory=Counter)  # retrieval / tool / agent
+    unjoined_log_events: int = 0  # GenAI log events whose span is not an LLM call we read
+    conventions: Counter = field(default_factory=Counter)
+    models: Counter = field(default_factory=Counter)
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    @property
+    def time_range(self) -> tuple[str, str] | None:
+        if self.start_ns is None or self.end_ns is None:
+            return None
+        return _iso(self.start_ns), _iso(self.end_ns)
+
+    def to_dict(self) -> dict:
+        return {
+            "files": self.files, "spans_read": self.spans_read,
+            "log_records_read": self.log_records_read, "llm_calls": self.llm_calls,
+            "cases": self.cases, "skipped": dict(self.skipped),
+            "unsupported_operations": dict(self.unsupported_operations),
+            "context_spans": dict(self.context_spans),
+            "unjoined_log_events": self.unjoined_log_events,
+            "conventions": dict(self.conventions), "models": dict(self.models),
+            "time_range": list(self.time_range) if self.time_range else None,
+        }
+
+    def to_rows(self) -> list[tuple[str, str]]:
+        rows: list[tuple[str, str]] = [
+            ("files", str(self.files)),
+            ("spans read", str(self.spans_read)),
+            ("log records read", str(self.log_records_read)),
+            ("LLM calls found", str(self.llm_calls)),
+            ("cases written", str(self.cases)),
+        ]
+        for reason, n in sorted(self.skipped.items()):
+            detail = ""
+            if reason == SKIP_UNSUPPORTED:
+                detail = " (" + ", ".join(f"{k} {v}" for k, v in
+                                          sorted(self.unsupported_operations.items())) + ")"
+            rows.append((f"skipped: {reason}{detail}", str(n)))
+        if self.context_spans:
+            rows.append(("context spans", _counts(self.context_spans)))
+        if self.unjoined_log_events:
+            rows.append(("GenAI log events without an LLM span", str(self.unjoined_log_events)))
+        rows.append(("conventions", _counts(self.conventions) or "-"))
+        rows.append(("models", _counts(self.models) or "-"))
+        tr = self.time_range
+        rows.append(("time range", f"{tr[0]} .. {tr[1]}" if tr else "-"))
+        return rows
+
+    def render(self) -> str:
+        from tabulate import tabulate
+        return tabulate(self.to_rows(), tablefmt="simple", disable_numparse=True)
+
+
+def _counts(c: Counter) -> str:
+    return ", ".join(f"{k} {v}" for k, v in c.most_common())
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Retrieved:
+    start_ns: int
+    docs: list[str]
+
+
+class _Importer:
+    """State shared by the one-pass and the streaming drivers.
+
+    ``observe`` takes what the join needs from any record (GenAI log events, retrieval
+    documents, span counts); ``emit`` turns one inference span into a case."""
+
+    def __init__(self, include_errors: bool):
+        self.include_errors = include_errors
+        self.stats = ImportStats()
+        self.retrieved: dict[str, list[_Retrieved]] = defaultdict(list)
+        self.log_events: dict[tuple[str, str], list[Event]] = defaultdict(list)
+        self.seen: set[tuple[str, str]] = set()  # exporters retry: the same span may come twice
+
+    def observe(self, rec: SpanRecord | LogRecordEvent, collect: bool = True) -> str | None:
+        """Count the record and (if ``collect``) keep what the join needs; return the
+        operation of an inference span, else None."""
+        stats = self.stats
+        if isinstance(rec, LogRecordEvent):
+            if collect and rec.event.name in genai.GENAI_EVENT_NAMES and rec.trace_id and rec.span_id:
+                self.log_events[(rec.trace_id, rec.span_id)].append(rec.event)
+            return None
+        category, op = genai.classify(rec)
+        if category == genai.INFERENCE:
+            return op or "chat"
+        if category == genai.RETRIEVAL:
+            stats.context_spans[category] += 1
+            try:
+                docs = genai.retrieval_documents(rec) if collect else None
+            except ValueError:
+                stats.skipped[SKIP_BAD_RETRIEVAL] += 1
+                docs = None
+            if docs:
+                self.retrieved[rec.trace_id].append(_Retrieved(rec.start_ns, docs))
+        elif category in (genai.TOOL, genai.AGENT):
+            stats.context_spans[category] += 1
+        elif category in (genai.EMBEDDINGS, genai.UNSUPPORTED):
+            stats.skipped[SKIP_UNSUPPORTED] += 1
+            stats.unsupported_operations[op or "?"] += 1
+        return None
+
+    def emit(self, span: SpanRecord, op: str) -> Case | None:
+        stats = self.stats
+        key = (span.trace_id, span.span_id)
+        if key in self.seen:
+            stats.skipped[SKIP_DUPLICATE] += 1
+            return None
+        self.seen.add(key)
+        stats.llm_calls += 1
+        joined = sorted(self.log_events.pop(key, []),
+                        key=lambda e: e.time_ns)  # stable sort: keeps emission order
+        events = span.events + joined if joined else span.events
+        result = genai.extract(span, events, op, include_errors=self.include_errors)
+        stats.conventions[result.convention] += 1
+        if result.case is None:
+            stats.skipped[result.skip or "unknown"] += 1
+            return None
+        case = result.case
+        case.context = _context_for(span, self.retrieved.get(span.trace_id))
+        stats.cases += 1
+        stats.models[case.params.get("model", "?")] += 1
+        if span.start_ns:
+            stats.start_ns = span.start_ns if stats.start_ns is None else min(stats.start_ns, span.start_ns)
+        if span.end_ns:
+            stats.end_ns = span.end_ns if stats.end_ns is None else max(stats.end_ns, span.end_ns)
+        return case
+
+    def finish(self, counts: DecodeCounts) -> ImportStats:
+        stats = self.stats
+        for reason, n in counts.malformed.items():
+            stats.skipped[reason] += n
+        stats.unjoined_log_events = sum(len(v) for v in self.log_events.values())
+        stats.files = counts.files
+        stats.spans_read = counts.spans
+        stats.log_records_read = counts.log_records
+        return stats
+
+
+def _files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    return expand_paths([paths] if isinstance(paths, (str, Path)) else list(paths))
+
+
+def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: bool = False,
+                  limits: Limits = DEFAULT_LIMITS) -> tuple[list[Case], ImportStats]:
+    """Read trace/log files and folders in one pass; return the cases (in file order) and the
+    stats. Memory holds the inference spans until the end (log events may come later); for
+    inputs too large for that use ``iter_import``.
+
+    Error spans are skipped and counted unless ``include_errors`` (then ``recorded.error`` is
+    set). Raises InputError for undecodable files."""
+    files = _files(paths)
+    imp = _Importer(include_errors)
+    counts = DecodeCounts()
+    pending: list[tuple[SpanRecord, str]] = []
+    for path in files:
+        for rec in read_file(path, counts, limits):
+            op = imp.observe(rec)
+            if op is not None:
+                pending.append((rec, op))  # type: ignore[arg-type]  # observe() saw a span
+    cases: list[Case] = []
+    for i, (span, op) in enumerate(pending):
+        pending[i] = None  # type: ignore[call-overload]  # free the span once it is a case
+        case = imp.emit(span, op)
+        if case is not None:
+            cases.append(case)
+    return cases, imp.finish(counts)
+
+
+def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
+                include_errors: bool = False, limits: Limits = DEFAULT_LIMITS) -> Iterator[Case]:
+    """Stream the cases with memory bounded by the join state (GenAI log events and retrieved
+    documents), not by the number of cases: a first pass collects the join state, a second
+    pass extracts each case as its span is read. ``stats`` is filled in place (complete when
+    the iterator is exhausted). Same cases, same order as ``import_traces``."""
+    files = _files(paths)
+    imp = _Importer(include_errors)
+    for path in files:  # pass 1: the join state only
+        for rec in read_file(path, None, limits):
+            imp.observe(rec)
+    if imp.stats.skipped[SKIP_BAD_RETRIEVAL]:  # only pass 1 reads the documents
+        stats.skipped[SKIP_BAD_RETRIEVAL] += imp.stats.skipped[SKIP_BAD_RETRIEVAL]
+    imp.stats = stats  # pass 2 counts and extracts
+    counts = DecodeCounts()
+    for path in files:
+        for rec in read_file(path, counts, limits):
+            op = imp.observe(rec, collect=False)
+            if op is not None:
+                case = imp.emit(rec, op)  # type: ignore[arg-type]  # observe() saw a span
+                if case is not None:
+                    yield case
+    imp.finish(counts)
+
+
+def _context_for(span: SpanRecord, retrieved: list[_Retrieved] | None) -> list[str]:
+    """Documents retrieved earlier in the same trace (the RAG context of this call)."""
+    if not retrieved:
+        return []
+    out: list[str] = []
+    seen: set[str] = set()
+    for r in sorted(retrieved, key=lambda r: r.start_ns):
+        if r.start_ns > span.start_ns:
+            continue
+        for d in r.docs:
+            if d not in seen:
+                seen.add(d)
+                out.append(d)
+    return out
+
+
+def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = None,
+                sample: dict | None = None, *, include_errors: bool = False) -> list[Case]:
+    """Cases for a ``traces:`` dataset entry: import, filter with ``where``, then ``sample``."""
+    match = compile_where(where)
+    pick = _parse_sample(sample)
+    cases, _ = import_traces(paths, include_errors=include_errors)
+    cases = [c for c in cases if match(c)]
+    if pick is not None:
+        cases = sample_cases(cases, *pick)
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------
+# where
+
+_WHERE_KEYS = ("operation", "model", "service", "provider", "convention", "attributes")
+
+
+def _matcher(spec: Any, fld: str) -> Callable[[Any], bool]:
+    if isinstance(spec, dict):
+        if set(spec) != {"regex"}:
+            raise ConfigError("expected a value, a list of values or {regex: PATTERN}", field=fld)
+        try:
+            rx = re.compile(str(spec["regex"]))
+        except re.error as e:
+            raise ConfigError(f"invalid regex: {e}", field=fld) from None
+        return lambda v: v is not None and rx.search(_as_text(v)) is not None
+    if isinstance(spec, list):
+        wanted = {_as_text(x) for x in spec}
+        return lambda v: v is not None and _as_text(v) in wanted
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return lambda v: _as_number(v) == float(spec)  # 0 matches a recorded 0.0
+    text = _as_text(spec)
+    return lambda v: v is not None and _as_text(v) == text
+
+
+def _as_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def _as_number(v: Any) -> float | None:
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def compile_where(where: dict | None) -> Callable[[Case], bool]:
+    """A predicate over cases; raises ConfigError(field="where.KEY") for a bad shape."""
+    if not where:
+        return lambda case: True
+    if not isinstance(where, dict):
+        raise ConfigError("must be a mapping", field="where")
+    checks: list[Callable[[Case], bool]] = []
+    for key, spec in where.items():
+        if key not in _WHERE_KEYS:
+            raise ConfigError(f"unknown key (expected one of {', '.join(_WHERE_KEYS)})",
+                              field=f"where.{key}")
+        if key == "attributes":
+            if not isinstance(spec, dict):
+                raise ConfigError("must map attribute names to values", field="where.attributes")
+            for attr, aspec in spec.items():
+                m = _matcher(aspec, f"where.attributes.{attr}")
+                checks.append(lambda c, attr=attr, m=m: m(_attribute(c, attr)))
+        elif key == "model":
+            m = _matcher(spec, "where.model")
+            checks.append(lambda c, m=m: m(c.params.get("model")) or m(c.metadata.get("response_model")))
+        else:
+            m = _matcher(spec, f"where.{key}")
+            checks.append(lambda c, key=key, m=m: m(c.metadata.get(key)))
+    return lambda case: all(check(case) for check in checks)
+
+
+def _attribute(case: Case, name: str) -> Any:
+    attrs = case.metadata.get("attributes") or {}
+    if name in attrs:
+        return attrs[name]
+    return (case.metadata.get("resource") or {}).get(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# sample
+
+def _parse_sample(sample: dict | None) -> tuple[int, int] | None:
+    if sample is None:
+        return None
+    if not isinstance(sample, dict) or set(sample) - {"n", "seed"} or "n" not in sample:
+        raise ConfigError("expected {n: COUNT, seed: INT}", field="sample")
+    n, seed = sample["n"], sample.get("seed", 0)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError("must be a positive integer", field="sample.n")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError("must be an integer", field="sample.seed")
+    return n, seed
+
+
+def sample_cases(cases: list[Case], n: int, seed: int = 0) -> list[Case]:
+    """n cases chosen with ``random.Random(seed)``, stratified by model, in input order."""
+    if n >= len(cases):
+        return list(cases)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, c in enumerate(cases):
+        groups[str(c.params.get("model", ""))].append(i)
+    rng = random.Random(seed)
+    names = sorted(groups)
+    quota = _allocate(n, [len(groups[k]) for k in names])
+    chosen: list[int] = []
+    for name, q in zip(names, quota):
+        chosen.extend(rng.sample(groups[name], q))
+    return [cases[i] for i in sorted(chosen)]
+
+
+def _allocate(n: int, sizes: list[int]) -> list[int]:
+    """Largest-remainder proportional allocation of n over strata; every stratum gets at least
+    one when n allows, so a rare model is never sampled away."""
+    total = sum(sizes)
+    exact = [n * s / total for s in sizes]
+    quota = [int(x) for x in exact]
+    if n >= len(sizes):
+        quota = [max(1, q) for q in quota]
+    # fix the sum: add by largest remainder, remove from the largest quotas
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - int(exact[i])), i))
+    k = 0
+    while sum(quota) < n:
+        i = order[k % len(order)]
+        if quota[i] < sizes[i]:
+            quota[i] += 1
+        k += 1
+    while sum(quota) > n:
+        i = max(range(len(sizes)), key=lambda j: (quota[j] - exact[j], quota[j]))
+        quota[i] -= 1
+    return quota
+
+
+# ---------------------------------------------------------------------------------------------
+# cases.jsonl
+
+def write_cases_jsonl(cases: Iterable[Case], path: str | Path) -> int:
+    """One ``Case.to_dict()`` per line (UTF-8). Returns the number written."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for c in cases:
+            f.write(json.dumps(c.to_dict(), ensure_ascii=False, separators=(",", ":")))
+            f.write("\n")
+            n += 1
+    return n
+
+
+def read_cases_jsonl(path: str | Path) -> list[Case]:
+    out: list[Case] = []
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", file=str(path)) from None
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+                if not isinstance(d, dict) or "id" not in d:
+                    raise ValueError("expected a case object with an id")
+                out.append(Case.from_dict(d))
+            except (ValueError, TypeError, KeyError) as e:
+                raise InputError(f"bad case: {e}", file=str(path), line=lineno) from None
+    return out

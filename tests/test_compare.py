@@ -1,0 +1,203 @@
+"""compare_runs end to end on synthetic runs built from model.py dataclasses."""
+import json
+from importlib import resources
+
+import jsonschema
+import numpy as np
+import pytest
+
+from replaygate.compare import compare_runs
+from replaygate.compare.synthetic import make_run
+from replaygate.errors import ConfigError, InputError
+
+GATES = [{"metric": "quality.pass_rate", "max_decrease": 0.02},
+         {"metric": "cost.mean", "max_increase": "10%"},
+         {"metric": "latency.p95", "max_increase": "25%"},
+         {"metric": "errors.rate", "max": 0.01}]
+
+
+@pytest.fixture(scope="module")
+def schema():
+    text = resources.files("replaygate").joinpath("schemas/comparison.schema.json").read_text()
+    return json.loads(text)
+
+
+def _valid(out, schema):
+    jsonschema.validate(json.loads(json.dumps(out, allow_nan=False)), schema)
+    assert out["exit_code"] == int(any(not g["passed"] for g in out["gates"]))
+    return out
+
+
+def _pair(n=300, drop=0.0, seed=0, repeats=1, **cand_kw):
+    rng = np.random.default_rng(seed)
+    shape = (n, repeats) if repeats > 1 else (n,)
+    p_case = rng.beta(8, 1, n)
+    base = rng.random(shape) < (p_case[:, None] if repeats > 1 else p_case)
+    cand = base.copy()
+    if drop:
+        flip = rng.choice(np.flatnonzero(base.reshape(n, -1)[:, 0]), int(drop * n), replace=False)
+        cand.reshape(n, -1)[flip] = False
+    lat = rng.lognormal(6.5, 0.4, shape)
+    return make_run(base, latency=lat, name="baseline"), make_run(cand, latency=cand_kw.pop("latency", lat), name="candidate", **cand_kw)
+
+
+def test_fifteen_point_drop_fails_and_identical_passes(schema):
+    base, cand = _pair(drop=0.15)
+    out = _valid(compare_runs(base, cand, GATES, {}), schema)
+    q = next(g for g in out["gates"] if g["metric"] == "quality.pass_rate")
+    assert q["verdict"] == "fail" and not q["passed"]
+    assert out["verdict"] == "fail" and out["exit_code"] == 1
+    assert out["metrics"]["quality.pass_rate"]["delta"] == pytest.approx(-0.15)
+    assert out["metrics"]["quality.pass_rate"]["test"] == "mcnemar_exact"
+    assert out["metrics"]["quality.pass_rate"]["p_value"] < 1e-10
+    assert out["n_regressions"] == 45 and len(out["regressions"]) == 45
+    assert {r["case"] for r in out["regressions"]} <= {c.id for c in base.cases}
+    assert out["holm"]["applied"] and out["holm"]["family_size"] == 4
+
+    same = _valid(compare_runs(base, base, GATES, {}), schema)
+    assert same["exit_code"] == 0 and same["verdict"] in ("pass", "inconclusive")
+    assert all(g["passed"] for g in same["gates"])
+    assert same["regressions"] == [] and same["n_paired"] == 300
+
+
+def test_small_drop_within_noise_does_not_fail():
+    base, cand = _pair(drop=0.01, seed=3)
+    out = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": 0.0}], {})
+    assert out["exit_code"] == 0
+    assert out["gates"][0]["verdict"] == "inconclusive"
+    assert out["gates"][0]["mde"] > 0.01  # says how large a drop could hide
+
+
+def test_noninferior_needs_evidence_and_point_mode_uses_the_observed_change():
+    base, cand = _pair(n=40, drop=0.0)
+    ni = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": 0.01, "mode": "noninferior"}], {})
+    assert ni["gates"][0]["verdict"] == "inconclusive" and not ni["gates"][0]["passed"]
+    assert ni["exit_code"] == 1 and ni["verdict"] == "fail"
+    base, cand = _pair(n=40, drop=0.05)
+    pt = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": 0.01}], {"mode": "point"})
+    assert pt["gates"][0]["verdict"] == "fail" and pt["exit_code"] == 1
+    sig = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": 0.01}], {})
+    assert sig["gates"][0]["verdict"] == "inconclusive" and sig["exit_code"] == 0
+
+
+def test_relative_cost_gate_and_latency_quantile_gate(schema):
+    n = 300
+    rng = np.random.default_rng(4)
+    cost = rng.uniform(1e-4, 3e-4, n)
+    lat = rng.lognormal(6.5, 0.4, n)
+    ok = np.ones(n, bool)
+    base = make_run(ok, latency=lat, cost=cost)
+    pricier = make_run(ok, latency=lat * rng.lognormal(0.4, 0.05, n), cost=cost * 1.3)
+    out = _valid(compare_runs(base, pricier, GATES, {}), schema)
+    by = {g["metric"]: g for g in out["gates"]}
+    assert by["cost.mean"]["verdict"] == "fail" and by["cost.mean"]["scale"] == "relative"
+    assert by["cost.mean"]["observed"] == pytest.approx(0.3)
+    assert by["latency.p95"]["verdict"] == "fail"
+    assert out["metrics"]["latency.p95"]["ratio"] == pytest.approx(1.49, abs=0.06)
+    assert any("p99" in w for w in out["metrics"]["latency.p99"]["warnings"])
+    assert out["metrics"]["cost.total"]["candidate"] == pytest.approx(cost.sum() * 1.3)
+
+
+def test_error_rate_bound_uses_the_candidates_own_interval():
+    n = 300
+    ok = np.ones(n, bool)
+    errs = np.zeros(n)
+    errs[:24] = 1  # 8% errors
+    out = compare_runs(make_run(ok), make_run(ok, errors=errs), [{"metric": "errors.rate", "max": 0.01}], {})
+    g = out["gates"][0]
+    assert g["verdict"] == "fail" and g["scale"] == "value"
+    assert g["ci"][0] > 0.01 and g["candidate"] == pytest.approx(0.08)
+    # errored samples also fail quality
+    assert out["metrics"]["quality.pass_rate"]["delta"] == pytest.approx(-0.08)
+
+
+def test_unknown_cost_is_reported_and_never_zero(schema):
+    n = 50
+    ok = np.ones(n, bool)
+    cost = np.full(n, 1e-4, dtype=object)
+    cost[3] = None
+    out = _valid(compare_runs(make_run(ok), make_run(ok, cost=cost),
+                              [{"metric": "cost.mean", "max_increase": "10%"},
+                               {"metric": "cost.total", "max_increase": 0.0, "mode": "noninferior"}], {}), schema)
+    assert out["metrics"]["cost.mean"]["candidate"] is None
+    assert "unknown" in out["metrics"]["cost.mean"]
+    sig, ni = out["gates"]
+    assert sig["verdict"] == "inconclusive" and sig["passed"] and "unknown" in sig["reason"]
+    assert ni["verdict"] == "inconclusive" and not ni["passed"]
+
+
+def test_unpaired_cases_are_reported_not_dropped(schema):
+    base, cand = _pair(n=60)
+    cand.cases = cand.cases[5:] + [cand.cases[0].__class__(id="new-case")]
+    out = _valid(compare_runs(base, cand, GATES, {}), schema)
+    assert out["n_paired"] == 55
+    assert out["only_in_baseline"] == [c.id for c in base.cases[:5]]
+    assert out["only_in_candidate"] == ["new-case"]
+    assert any("only in baseline" in w for w in out["warnings"])
+
+
+def test_repeats_are_clustered_and_their_gain_reported(schema):
+    base, cand = _pair(n=100, repeats=4, seed=2)
+    out = _valid(compare_runs(base, cand, GATES, {}), schema)
+    m = out["metrics"]["quality.pass_rate"]
+    assert m["test"] == "wilcoxon_signed_rank"  # fractions per case: no McNemar
+    assert m["n"] == 100
+    rep = m["repeats"]["baseline"]
+    assert rep["mean_repeats"] == 4 and rep["within_case_variance"] > 0
+    assert 0 < rep["se_reduction"] < 1
+
+
+def test_gate_config_errors_name_the_field():
+    base, cand = _pair(n=20)
+    with pytest.raises(ConfigError) as e:
+        compare_runs(base, cand, [{"metric": "latency.p96", "max_increase": "5%"}], {})
+    assert e.value.field == "gates[0].metric"
+    with pytest.raises(ConfigError) as e:
+        compare_runs(base, cand, [{"metric": "cost.mean", "max_increase": "ten percent"}], {})
+    assert e.value.field == "gates[0].max_increase"
+    with pytest.raises(ConfigError) as e:
+        compare_runs(base, cand, [{"metric": "cost.mean", "max": 1, "min": 0}], {})
+    assert e.value.field == "gates[0]"
+    with pytest.raises(ConfigError) as e:
+        compare_runs(base, cand, [{"metric": "cost.mean", "max": 1}], {"mode": "strict"})
+    assert e.value.field == "decision.mode"
+    with pytest.raises(ConfigError):
+        compare_runs(base, cand, [{"metric": "cost.mean", "max": 1, "confidence": 95}], {})
+
+
+def test_duplicate_case_ids_are_an_input_error():
+    base, _ = _pair(n=5)
+    base.cases.append(base.cases[0])
+    with pytest.raises(InputError, match="appears twice"):
+        compare_runs(base, base, [], {})
+
+
+def test_holm_can_be_switched_off_and_is_reported():
+    base, cand = _pair(n=100, drop=0.1)
+    on = compare_runs(base, cand, GATES, {})
+    off = compare_runs(base, cand, GATES, {"holm": False})
+    assert on["holm"]["applied"] and not off["holm"]["applied"]
+    g_on = on["gates"][0]
+    assert g_on["p_adjusted"] >= g_on["p_value"]
+    assert g_on["holm"]["family_size"] == 4 and g_on["holm"]["adjusted_confidence"] > 0.95
+    assert off["gates"][0]["p_adjusted"] == off["gates"][0]["p_value"]
+
+
+def test_results_are_reproducible_for_a_seed():
+    base, cand = _pair(n=80, drop=0.05, latency=None)
+    a = compare_runs(base, cand, GATES, {}, seed=7)
+    b = compare_runs(base, cand, GATES, {}, seed=7)
+    assert a == b
+
+
+def test_a_handful_of_cases_cannot_fail_a_bootstrap_gate():
+    # three cases that all got worse: the bootstrap interval has zero width, yet a sign test
+    # would give p = 1/8; the gate must say the evidence is too thin, not fail
+    gates = [{"metric": "score.sim.mean", "max_decrease": 0.1}, {"metric": "latency.p99", "max_increase": "5%"}]
+    base = make_run(np.ones(3, bool), latency=np.full(3, 100.0))
+    cand = make_run(np.zeros(3, bool), latency=np.full(3, 900.0))
+    out = compare_runs(base, cand, gates, {})
+    assert [g["verdict"] for g in out["gates"]] == ["inconclusive", "inconclusive"]
+    assert "too thin" in out["gates"][0]["reason"] and out["exit_code"] == 0
+    ni = compare_runs(base, cand, gates, {"mode": "noninferior"})
+    assert ni["exit_code"] == 1
