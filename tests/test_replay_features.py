@@ -250,6 +250,8 @@ def test_ctrl_c_writes_partial_run_marked_incomplete(llm_server, tmp_path):
     errors = [c.samples[0].error.type for c in run.cases if c.samples[0].error]
     done = [c for c in run.cases if c.samples[0].error is None]
     assert len(done) >= 4 and errors and set(errors) == {"NotRun"}
+    # the calls in flight at Ctrl-C were let finish: every request sent has its answer kept
+    assert len(live_requests(llm_server)) == len(done)
 
 
 def test_progress_line_on_stderr(llm_server, tmp_path, capsys):

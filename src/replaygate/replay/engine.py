@@ -379,11 +379,23 @@ class _Engine:
         n = max(1, min(self.opts.concurrency, len(work)))
         tasks = [asyncio.ensure_future(worker()) for _ in range(n)]
         try:
-            await asyncio.gather(*tasks)
+            # asyncio.wait, not gather: cancelling us (Ctrl-C) must not cancel the calls in flight
+            await asyncio.wait(tasks)
         except asyncio.CancelledError:
+            # first Ctrl-C: take no new call, let those in flight finish and reach the cache
+            # (they are paid for); a second Ctrl-C aborts (asyncio raises KeyboardInterrupt)
+            self._stop(INTERRUPTED)
+            busy = sum(not t.done() for t in tasks)
+            if busy:
+                sys.stderr.write(f"\nreplaygate: stopping, waiting for {busy} call(s) in flight "
+                                 f"(Ctrl-C again to abort)\n")
+                sys.stderr.flush()
+                await asyncio.wait(tasks, timeout=self.opts.timeout_s + 1)
             for t in tasks:
                 t.cancel()
-            self._stop(INTERRUPTED)
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # a bug in the engine, not a provider error: surface it
 
     async def run(self) -> dict[str, list[CaseResult]]:
         work = self._static()
