@@ -142,7 +142,8 @@ def main() -> None:
                     help="model name sent (a name litellm knows keeps its cost lookup on the fast path)")
     args = ap.parse_args()
     scenarios = [tuple(int(x) for x in s.split(",")) for s in args.scenario] if args.scenario else SCENARIOS
-    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
+    print(f"cpus={os.cpu_count()} python={sys.version.split()[0]} "
+          f"load average at start={os.getloadavg()[0]:.1f} (other jobs on the machine skew wall-clock)")
     from replaygate.replay.llm import litellm_module
 
     litellm_module()  # import once, outside every measurement
@@ -161,6 +162,7 @@ def main() -> None:
                 r = run_one(srv, n, c, lat, mode, args.model)
                 print(f"{r['mode']:<11} {n:>5} {c:>4} {lat:>4} {r['calls/s']:>8.1f} {r['ideal']:>7.0f} "
                       f"{r['ratio']:>6.2f} {r['cpu_ms/call']:>11.2f}", flush=True)
+    print(f"load average at end={os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
