@@ -26,8 +26,10 @@ def _arrivals(srv) -> list[float]:
     return sorted(r["t"] for r in live_requests(srv))
 
 
-def _assert_bucket(times: list[float], rate: float, burst: float, slack: float = 2) -> None:
-    """No window [t_i, t_j] holds more arrivals than the bucket allows."""
+def _assert_bucket(times: list[float], rate: float, burst: float) -> None:
+    """No window [t_i, t_j] holds more arrivals than the bucket allows (with 0.3 s of slack for
+    a busy server process that records a backlog at once; unlimited, all 50 land in ~0.3 s)."""
+    slack = 2 + rate * 0.3
     for i in range(len(times)):
         for j in range(i, len(times)):
             assert j - i + 1 <= burst + rate * (times[j] - times[i]) + slack, (i, j)

@@ -149,7 +149,6 @@ class _Engine:
             raise ValueError(f"cache_mode must be one of {CACHE_MODES}, got {opts.cache_mode!r}")
         self.cases, self.opts, self.warnings = cases, opts, warnings
         self.variants = {name: build_variant({**spec, "name": name}) for name, spec in variants.items()}
-        self.cache = None
         self.rng = random.Random(opts.seed)
         self.samples: dict[str, list[list[Sample | None]]] = {}
         self.cache = None
