@@ -302,13 +302,19 @@ def make_app():
         except json.JSONDecodeError:
             return raw, None
 
-    async def chat(request):
+    async def begin(request, path: str):
+        """(entry, body, model, behaviour, options) of a recorded request, or a 400 response."""
         raw, body = await read_json(request)
-        if body is None:
+        if not isinstance(body, dict):
             return web.json_response({"error": {"message": "bad json"}}, status=400)
-        entry = state.record("/v1/chat/completions", body, raw)
         model = body.get("model", "")
-        behaviour, opts = opts_for(model)
+        return (state.record(path, body, raw), body, model, *opts_for(model))
+
+    async def chat(request):
+        started = await begin(request, "/v1/chat/completions")
+        if not isinstance(started, tuple):
+            return started
+        entry, body, model, behaviour, opts = started
         messages = body.get("messages") or []
         prompt = last_user_text(messages)
         err = failure(entry, model, prompt, opts)
@@ -370,12 +376,10 @@ def make_app():
         return resp
 
     async def embeddings(request):
-        raw, body = await read_json(request)
-        if body is None:
-            return web.json_response({"error": {"message": "bad json"}}, status=400)
-        entry = state.record("/v1/embeddings", body, raw)
-        model = body.get("model", "")
-        _, opts = opts_for(model)
+        started = await begin(request, "/v1/embeddings")
+        if not isinstance(started, tuple):
+            return started
+        entry, body, model, _, opts = started
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         err = failure(entry, model, "\n".join(map(str, texts)), opts)
