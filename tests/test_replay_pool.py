@@ -29,3 +29,24 @@ def test_pool_same_results_shared_cache_and_stop(llm_server, tmp_path):
     assert "authentication failed" in str(ei.value)
     errors = result_summary(ei.value.partial)["v"]["errors"]
     assert errors["AuthenticationError"] >= 1 and errors.get("NotRun", 0) >= 30
+
+
+def test_worker_count_choice(tmp_path, monkeypatch):
+    import os
+
+    from replaygate.replay.engine import _Engine
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    (tmp_path / "userfn.py").write_text("def f(case):\n    return 'x'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = {"model": "openai/echo", "api_base": "http://127.0.0.1:9/v1"}
+
+    def count(n, variants, **kw):
+        engine = _Engine(recorded_cases(n), variants, opts(**kw), [])
+        return engine._worker_count(engine._static())
+
+    assert count(500, {"v": model}, workers=None, concurrency=64) == 4  # auto: big and wide
+    assert count(500, {"v": model}, workers=None, concurrency=16) == 1
+    assert count(50, {"v": model}, workers=None, concurrency=64) == 1
+    assert count(50, {"v": model}, workers=3, concurrency=64) == 3
+    assert count(2, {"v": model}, workers=3, concurrency=64) == 2  # never more than cases
+    assert count(500, {"v": model, "u": {"callable": "userfn:f"}}, workers=4) == 1  # user code stays here
