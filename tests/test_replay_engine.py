@@ -198,3 +198,21 @@ def test_tools_pass_through_and_calls_captured(llm_server):
     assert s.finish_reason == "tool_calls" and s.tool_calls[0].name == "refund"
     assert json.loads(s.tool_calls[0].arguments) == {"query": "question 1"}
     assert all(r["body"]["tools"] == tools for r in live_requests(llm_server))
+
+
+def test_unreachable_provider_stops_the_run():
+    dead = {"model": "openai/echo", "api_base": "http://127.0.0.1:9/v1"}  # nothing listens there
+    with pytest.raises(RunIncomplete) as ei:
+        replay_sync(make_cases(40), {"v": dead}, opts(concurrency=2, max_retries=1, warmup=False))
+    assert "provider unreachable" in str(ei.value) and "127.0.0.1:9" in str(ei.value)
+    errors = result_summary(ei.value.partial)["v"]["errors"]
+    assert 5 <= sum(n for t, n in errors.items() if t != "NotRun") <= 7 and errors["NotRun"] >= 33
+    with pytest.raises(RunIncomplete):  # a run smaller than 5 calls: all of them failing is enough
+        replay_sync(make_cases(2), {"v": dead}, opts(max_retries=0, warmup=False))
+
+
+def test_an_endpoint_that_answered_once_is_not_unreachable(llm_server):
+    # HTTP errors are answers: the run completes with error samples (no budget configured)
+    out = replay_sync(make_cases(8), {"v": model_variant(llm_server, "echo@status=503")},
+                      opts(max_retries=0))
+    assert result_summary(out)["v"]["errors"] == {"ServiceUnavailableError": 8}

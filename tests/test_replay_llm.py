@@ -84,7 +84,8 @@ def test_connection_error_is_retryable():
     with pytest.raises(LLMError) as ei:
         run(chat({"model": "openai/echo", "messages": [{"role": "user", "content": "x"}],
                   "api_base": "http://127.0.0.1:9/v1"}, timeout=5))
-    assert ei.value.retryable
+    # litellm calls it a 500 "Connection error."; no server answered, and we say so
+    assert ei.value.retryable and ei.value.type == "APIConnectionError" and ei.value.status is None
 
 
 def test_api_key_from_env_never_in_error(llm_server, monkeypatch):

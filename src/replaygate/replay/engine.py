@@ -32,6 +32,7 @@ CACHE_MODES = ("rw", "off", "offline", "refresh")
 WARMUP_TEXT = "replaygate warm-up"
 INTERRUPTED = "interrupted (Ctrl-C) before every call finished"
 OTHER_WORKER_STOPPED = "stopped because another worker process stopped the run"
+UNREACHABLE_AFTER = 5  # connection failures with no answer yet that mean "provider unreachable"
 AUTO_POOL_MIN_CALLS = 400
 AUTO_POOL_MIN_CONCURRENCY = 32
 
@@ -169,6 +170,8 @@ class _Engine:
         self.external_stop = None  # a multiprocessing.Event when this engine is a pool worker
         self.counters = None  # shared [done, errors, cached] when this engine is a pool worker
         self._threads = None  # executor for sync callables, sized to the concurrency
+        self._reach: dict[str, tuple[bool, int]] = {}  # variant -> (answered once, connect failures)
+        self._live_per_variant: dict[str, int] = {}
 
     # ---------------------------------------------------------------- bookkeeping
     def warn(self, text: str) -> None:
@@ -245,6 +248,7 @@ class _Engine:
                                f"({v.model}): {e.message[:300]}")
                 if not e.retryable or attempt >= self.opts.max_retries or self.stop_reason:
                     tries = f" after {attempt + 1} attempts" if attempt else ""
+                    self._reachability(v, e)
                     return None, error_sample(repeat, e.type, f"{e.message}{tries}")
                 await asyncio.sleep(self._backoff(attempt, e.retry_after))
                 attempt += 1
@@ -252,7 +256,24 @@ class _Engine:
             if self.tpm:
                 used = (resp.get("input_tokens") or 0) + (resp.get("output_tokens") or 0)
                 self.tpm.adjust(used - est)
+            self._reachability(v, None)
             return resp, None
+
+    def _reachability(self, v: ModelVariant, err) -> None:
+        """Stop when a variant's endpoint has never answered: its first calls (5, or all of
+        them in a smaller run) all failed to connect, even after retries."""
+        ok, failed = self._reach.get(v.name, (False, 0))
+        if err is None:
+            self._reach[v.name] = (True, failed)
+            return
+        if ok or not err.retryable or err.status is not None or err.type == "Timeout":
+            return  # an HTTP answer, a slow model or a bug of ours: not a missing endpoint
+        failed += 1
+        self._reach[v.name] = (ok, failed)
+        if failed >= min(UNREACHABLE_AFTER, self._live_per_variant.get(v.name, 1)):
+            where = v.api_base or "the provider's default endpoint"
+            self._stop(f"provider unreachable for variant {v.name!r} ({v.model} at {where}): "
+                       f"{err.message[:300]}")
 
     def _prepare(self, work: list[tuple[str, int, int]]) -> None:
         """Build every model request and its cache key up front, and read all cache hits in a
@@ -399,6 +420,8 @@ class _Engine:
     async def run(self) -> dict[str, list[CaseResult]]:
         work = self._static()
         self.min_calls = max(1, min(self.opts.min_calls_for_budget, len(work)))
+        for name, _, _ in work:
+            self._live_per_variant[name] = self._live_per_variant.get(name, 0) + 1
         enabled = sys.stderr.isatty() if self.opts.progress is None else bool(self.opts.progress)
         progress = _Progress(len(work), enabled and bool(work))
         workers = self._worker_count(work) if work else 1

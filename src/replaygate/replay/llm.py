@@ -102,6 +102,22 @@ def _scrub(text: str, secret: str | None) -> str:
     return text[:2000]
 
 
+def _connection_failure(exc: BaseException) -> bool:
+    """True when the cause chain shows no HTTP answer at all (refused, DNS, reset), not a
+    provider status."""
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 12:
+        if getattr(cur, "provider_status_code", None) is not None:
+            return False  # the provider did answer with a status
+        if isinstance(cur, ConnectionError) or type(cur).__name__ in (
+                "APIConnectionError", "ConnectError", "ClientConnectorError", "RemoteProtocolError"):
+            return True
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return False
+
+
 def classify(exc: BaseException, secret: str | None = None) -> LLMError:
     """Map a litellm / httpx / asyncio exception to an ``LLMError``."""
     if isinstance(exc, LLMError):
@@ -110,6 +126,9 @@ def classify(exc: BaseException, secret: str | None = None) -> LLMError:
     message = _scrub(str(exc) or name, secret)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or name in ("Timeout", "APITimeoutError"):
         return LLMError("Timeout", message, status=408, retryable=True)
+    if _connection_failure(exc):
+        # litellm reports a refused connection as a 500 "Connection error.": no server answered
+        return LLMError("APIConnectionError", message, status=None, retryable=True)
     status = getattr(exc, "status_code", None)
     if name in ("APIError", "OpenAIError") and status in _NAME_BY_STATUS:
         name = _NAME_BY_STATUS[status]
