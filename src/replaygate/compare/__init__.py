@@ -19,7 +19,7 @@ from ..model import SCHEMA_VERSION, Run
 from . import stats
 from .diff import case_changes
 from .gates import evaluate, parse_gates
-from .paired import MetricComparison, compare_means, compare_quantiles
+from .paired import MetricComparison, compare_means, compare_quantiles, json_safe
 
 __all__ = ["compare_runs", "paired_comparisons", "Paired"]
 
@@ -124,7 +124,7 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         warnings.append(f"{len(only_b)} cases only in baseline and {len(only_c)} only in candidate are not compared")
     if n == 0:
         warnings.append("no case is in both runs: nothing to compare")
-    return {
+    return json_safe({
         "schema_version": SCHEMA_VERSION,
         "verdict": verdict,
         "exit_code": exit_code,
@@ -140,4 +140,4 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         "holm": holm_info,
         **changes,
         "warnings": warnings,
-    }
+    })

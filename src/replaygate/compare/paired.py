@@ -69,12 +69,14 @@ class MetricComparison:
 
 
 def json_safe(obj):
-    """NaN/inf are not JSON: report them as null."""
+    """Plain JSON values: numpy scalars become Python ones; NaN/inf (not JSON) become null."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
         return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
 
