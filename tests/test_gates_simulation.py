@@ -23,7 +23,7 @@ def _p_beyond_decrease(base, cand, tau=0.0, resamples=2000, seed=0):
     return np.array([excess_p_values(-reps[:, j], tau, n)[0] for j in range(d)])
 
 
-@pytest.mark.parametrize("n", [40, 300])
+@pytest.mark.parametrize("n", [40, 300, 800])
 def test_score_gate_false_alarm_at_most_nominal_without_repeats(n):
     rng = np.random.default_rng(n)
     d = 2000
@@ -101,6 +101,7 @@ def test_holm_adjusted_values_textbook():
 
 def test_large_n_cyclic_poisson_bootstrap_keeps_the_level_and_the_power():
     # n above EXACT_MAX_N uses the cyclic-shift Poisson weights: same checks as the classic path
+    # (800 cases in the score test above are on this path too)
     rng = np.random.default_rng(21)
     n, d = 5000, 1500
     assert n > st.EXACT_MAX_N

@@ -33,7 +33,7 @@ POWER = 0.80
 DEFAULT_RESAMPLES = 10_000
 # Up to this many cases the weights are classic multinomial resamples; above it the cheaper
 # cyclic-shift Poisson bootstrap of CaseWeights is used (the two agree closely there).
-EXACT_MAX_N = 2_000
+EXACT_MAX_N = 500
 # Fewer paired cases than this and a bootstrap interval cannot carry a gate decision.
 MIN_BOOTSTRAP_N = 10
 
