@@ -201,3 +201,11 @@ def test_a_handful_of_cases_cannot_fail_a_bootstrap_gate():
     assert "too thin" in out["gates"][0]["reason"] and out["exit_code"] == 0
     ni = compare_runs(base, cand, gates, {"mode": "noninferior"})
     assert ni["exit_code"] == 1
+
+
+def test_a_rule_guarding_the_good_direction_is_flagged(schema):
+    base, cand = _pair(n=50)
+    out = _valid(compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_increase": 0.05},
+                                           {"metric": "latency.mean", "max_increase": "10%"}], {}), schema)
+    assert "fails when the metric improves" in out["gates"][0]["warnings"][0]
+    assert out["gates"][1]["warnings"] == []

@@ -42,6 +42,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ..errors import ConfigError
+from ..metrics import direction
 from . import stats as st
 from .paired import MetricComparison, json_safe
 
@@ -203,7 +204,8 @@ def evaluate(gates: list[Gate], comps: dict[str, MetricComparison], holm: bool =
         mc = comps.get(g.metric)
         d = {"metric": g.metric, "rule": g.text, "mode": g.mode, "confidence": g.confidence,
              "baseline": mc.baseline if mc else None, "candidate": mc.candidate if mc else None,
-             "delta": mc.delta if mc else None, "n": mc.n if mc else 0}
+             "delta": mc.delta if mc else None, "n": mc.n if mc else 0,
+             "warnings": _direction_warning(g)}
         if t is None:
             d.update(verdict="inconclusive", passed=g.mode != "noninferior", reason=why, ci=None,
                      p_value=None, p_adjusted=None, mde=None, scale=None, observed=None, tolerance=None)
@@ -232,6 +234,15 @@ def evaluate(gates: list[Gate], comps: dict[str, MetricComparison], holm: bool =
             "method": "holm step-down on one-sided p-values against each gate's tolerance",
             "gates": [gates[i].index for i in family]}
     return out, info
+
+
+def _direction_warning(g: Gate) -> list[str]:
+    """A change rule that guards the good direction is probably a typo: say so."""
+    higher_better = direction(g.metric)
+    if (g.rule == "max_increase" and higher_better) or (g.rule == "max_decrease" and not higher_better):
+        better = "higher" if higher_better else "lower"
+        return [f"{g.rule} on {g.metric}, where {better} is better: this gate fails when the metric improves"]
+    return []
 
 
 def _no_data(g: Gate, mc: MetricComparison | None) -> str | None:
