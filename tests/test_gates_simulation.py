@@ -35,6 +35,17 @@ def test_score_gate_false_alarm_at_most_nominal_without_repeats(n):
     assert rate > 0.005  # the gate is not simply asleep
 
 
+def test_score_gate_with_repeats_false_alarm_at_most_nominal():
+    rng = np.random.default_rng(12)
+    n, r, d = 80, 3, 2000
+    case = rng.beta(2, 2, (n, 1, 1))
+    # per-case means of 3 noisy repeats, compared across cases (cluster by case)
+    base = np.clip(case + rng.normal(0, 0.3, (n, d, r)), 0, 1).mean(axis=2)
+    cand = np.clip(case + rng.normal(0, 0.3, (n, d, r)), 0, 1).mean(axis=2)
+    rate = np.mean(_p_beyond_decrease(base, cand) <= ALPHA)
+    assert rate <= _mc_bound(ALPHA, d)
+
+
 def test_pass_fail_gate_with_repeats_false_alarm_at_most_nominal():
     rng = np.random.default_rng(11)
     n, r, d = 120, 3, 2000
