@@ -24,12 +24,12 @@ from .paired import MetricComparison, compare_means, compare_quantiles, json_saf
 __all__ = ["compare_runs", "paired_comparisons", "Paired"]
 
 
-def _index(run: Run, side: str) -> dict[str, int]:
-    idx: dict[str, int] = {}
-    for i, c in enumerate(run.cases):
-        if c.id in idx:
-            raise InputError(f"case id {c.id!r} appears twice in the {side} run", field="cases")
-        idx[c.id] = i
+def _index(ids: list[str], side: str) -> dict[str, int]:
+    idx = dict(zip(ids, range(len(ids))))
+    if len(idx) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise InputError(f"case id {dup!r} appears twice in the {side} run", field="cases")
     return idx
 
 
@@ -41,21 +41,29 @@ class Paired:
     cand: dict
     ids: list[str]  # paired case ids, in baseline order
     n: int
-    base_index: dict[str, int]  # case id -> position in the run
-    cand_index: dict[str, int]
+    base_pos: np.ndarray  # position in the baseline run of each paired case
+    cand_pos: np.ndarray  # position in the candidate run of each paired case
+    only_in_baseline: list[str]
+    only_in_candidate: list[str]
 
 
 def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: int = stats.DEFAULT_RESAMPLES,
                        seed: int = 0, rules: list | None = None) -> Paired:
     """Pair the runs by case id and compare every metric measured in both."""
-    bi, ci = _index(base, "baseline"), _index(cand, "candidate")
-    paired_ids = [c.id for c in base.cases if c.id in ci]
-    n = len(paired_ids)
-    to_b = np.full(len(base.cases), -1, dtype=np.int64)
-    to_c = np.full(len(cand.cases), -1, dtype=np.int64)
-    for k, cid in enumerate(paired_ids):
-        to_b[bi[cid]] = k
-        to_c[ci[cid]] = k
+    base_ids, cand_ids = [c.id for c in base.cases], [c.id for c in cand.cases]
+    _index(base_ids, "baseline")
+    ci = _index(cand_ids, "candidate")
+    in_cand = np.fromiter(map(ci.get, base_ids, [-1] * len(base_ids)), dtype=np.int64, count=len(base_ids))
+    base_pos = np.flatnonzero(in_cand >= 0)
+    cand_pos = in_cand[base_pos]
+    n = int(base_pos.size)
+    to_b = np.full(len(base_ids), -1, dtype=np.int64)
+    to_c = np.full(len(cand_ids), -1, dtype=np.int64)
+    to_b[base_pos] = np.arange(n)
+    to_c[cand_pos] = np.arange(n)
+    paired_ids = [base_ids[i] for i in base_pos]
+    only_b = [base_ids[i] for i in np.flatnonzero(to_b < 0)]
+    only_c = [cand_ids[i] for i in np.flatnonzero(to_c < 0)]
     mb, mcand = case_metrics(base), case_metrics(cand)
     for g in rules or []:
         if g.metric not in mb and g.metric not in mcand:
@@ -72,7 +80,7 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
             groups.setdefault(m.rsplit(".", 1)[0], []).append(m)
     for names in groups.values():
         comps.update(compare_quantiles(names, mb, mcand, to_b, to_c, n, weights, alpha))
-    return Paired(comps, mb, mcand, paired_ids, n, bi, ci)
+    return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c)
 
 
 def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision: dict | None = None,
@@ -87,8 +95,8 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         raise ConfigError("resamples must be at least 1000", field="decision.resamples")
 
     paired = paired_comparisons(base, cand, alpha, resamples, seed, rules)
-    comps, mb, mcand, paired_ids, n = paired.comps, paired.base, paired.cand, paired.ids, paired.n
-    bi, ci = paired.base_index, paired.cand_index
+    comps, mb, mcand, n = paired.comps, paired.base, paired.cand, paired.n
+    only_b, only_c = paired.only_in_baseline, paired.only_in_candidate
 
     metrics = {}
     for m in list(mb) + [x for x in mcand if x not in mb]:
@@ -109,17 +117,14 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     counting = {s.name for s in base.scorers + cand.scorers if not s.informational}
     if not (base.scorers or cand.scorers):
         counting = set(name for m in metrics if m.startswith("score.") for name in [m.split(".")[1]])
-    pairs = [(bi[cid], ci[cid]) for cid in paired_ids]
     q = comps.get("quality.pass_rate")
     changes = {"regressions": [], "improvements": [], "n_regressions": 0, "n_improvements": 0}
     if q is not None and q.case_base is not None:
-        changes = case_changes(base, cand, pairs, q.case_base, q.case_cand, counting)
+        changes = case_changes(base, cand, paired.base_pos, paired.cand_pos, q.case_base, q.case_cand, counting)
 
     warnings = []
     if not base.complete or not cand.complete:
         warnings.append("a run is incomplete: " + ", ".join(s for s, r in (("baseline", base), ("candidate", cand)) if not r.complete))
-    only_b = [c.id for c in base.cases if c.id not in ci]
-    only_c = [c.id for c in cand.cases if c.id not in bi]
     if only_b or only_c:
         warnings.append(f"{len(only_b)} cases only in baseline and {len(only_c)} only in candidate are not compared")
     if n == 0:
