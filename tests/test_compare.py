@@ -209,3 +209,22 @@ def test_a_rule_guarding_the_good_direction_is_flagged(schema):
                                            {"metric": "latency.mean", "max_increase": "10%"}], {}), schema)
     assert "fails when the metric improves" in out["gates"][0]["warnings"][0]
     assert out["gates"][1]["warnings"] == []
+
+
+def test_pairwise_win_rate_is_compared_against_no_preference(schema):
+    base, cand = _pair(n=200, seed=5)
+    rng = np.random.default_rng(5)
+    ids = [c.id for c in base.cases]
+    worse = {cid: float(v) for cid, v in zip(ids, rng.choice([0.0, 0.5, 1.0], 200, p=[0.6, 0.2, 0.2]))}
+    pw = {"metric": "pairwise.pref.win_rate", "per_case": worse, "warnings": ["pairwise 'pref': 3 cases not compared"]}
+    gates = [{"metric": "pairwise.pref.win_rate", "min": 0.45}, {"metric": "pairwise.pref.win_rate", "max_decrease": 0.0}]
+    out = _valid(compare_runs(base, cand, gates, {}, pairwise=[pw]), schema)
+    m = out["metrics"]["pairwise.pref.win_rate"]
+    assert m["baseline"] == 0.5 and m["candidate"] == pytest.approx(np.mean(list(worse.values())))
+    assert m["delta"] == pytest.approx(m["candidate"] - 0.5) and m["ci"][1] < 0
+    assert m["test"] == "wilcoxon_signed_rank" and m["n"] == 200
+    assert "3 cases not compared" in m["warnings"][0]
+    assert [g["verdict"] for g in out["gates"]] == ["fail", "fail"] and out["exit_code"] == 1
+    even = {cid: 0.5 for cid in ids}
+    ok = compare_runs(base, cand, gates[:1], {}, pairwise=[{"metric": "pairwise.pref.win_rate", "per_case": even}])
+    assert ok["exit_code"] == 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..metrics import case_metrics
+from ..metrics import MetricSeries, case_metrics
 from ..model import SCHEMA_VERSION, Run
 from . import stats
 from .diff import case_changes
@@ -48,8 +48,9 @@ class Paired:
 
 
 def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: int = stats.DEFAULT_RESAMPLES,
-                       seed: int = 0, rules: list | None = None) -> Paired:
-    """Pair the runs by case id and compare every metric measured in both."""
+                       seed: int = 0, rules: list | None = None, pairwise: list[dict] | None = None) -> Paired:
+    """Pair the runs by case id and compare every metric measured in both (plus the pairwise
+    judgments, see :func:`compare_runs`)."""
     base_ids, cand_ids = [c.id for c in base.cases], [c.id for c in cand.cases]
     _index(base_ids, "baseline")
     ci = _index(cand_ids, "candidate")
@@ -65,6 +66,8 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
     only_b = [base_ids[i] for i in np.flatnonzero(to_b < 0)]
     only_c = [cand_ids[i] for i in np.flatnonzero(to_c < 0)]
     mb, mcand = case_metrics(base), case_metrics(cand)
+    for pw in pairwise or []:
+        mb[pw["metric"]], mcand[pw["metric"]] = _pairwise_series(pw, paired_ids)
     for g in rules or []:
         if g.metric not in mb and g.metric not in mcand:
             known = ", ".join(sorted(set(mb) | set(mcand)))
@@ -73,7 +76,12 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
     weights = stats.CaseWeights(n, resamples, seed) if n > 0 else None
     common = [m for m in mb if m in mcand]
     comps: dict[str, MetricComparison] = compare_means(
-        [m for m in common if mb[m].kind != "quantile"], mb, mcand, to_b, to_c, n, weights, alpha)
+        [m for m in common if mb[m].kind != "quantile" and not m.startswith("pairwise.")],
+        mb, mcand, to_b, to_c, n, weights, alpha)
+    ident = np.arange(n)  # pairwise series are already in pairing order
+    comps.update(compare_means([pw["metric"] for pw in pairwise or []], mb, mcand, ident, ident, n, weights, alpha))
+    for pw in pairwise or []:
+        comps[pw["metric"]].warnings.extend(pw.get("warnings") or [])
     groups: dict[str, list[str]] = {}  # quantiles of the same samples: latency.p50..p99, ttft.*
     for m in common:
         if mb[m].kind == "quantile":
@@ -83,8 +91,25 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
     return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c)
 
 
+def _pairwise_series(pw: dict, paired_ids: list[str]):
+    """A pairwise judgment (scoring.pairwise.score_pairwise) as two series in pairing order: the
+    candidate's per-case win value in [0, 1] against the no-preference reference 0.5, so the
+    paired machinery gives the interval of win_rate - 0.5 and gates work on it as on any mean."""
+    pos = {cid: k for k, cid in enumerate(paired_ids)}
+    vals = np.full(len(paired_ids), np.nan)
+    for cid, v in (pw.get("per_case") or {}).items():
+        if cid in pos and v is not None:
+            vals[pos[cid]] = float(v)
+    idx = np.arange(len(paired_ids))
+    mk = lambda v: MetricSeries(pw["metric"], "mean", True, v, idx, len(paired_ids))
+    return mk(np.where(np.isfinite(vals), 0.5, np.nan)), mk(vals)
+
+
 def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision: dict | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, pairwise: list[dict] | None = None) -> dict:
+    """The comparison.json dict. ``pairwise``: results of ``scoring.pairwise.score_pairwise``
+    (``{"metric": "pairwise.NAME.win_rate", "per_case": {id: value}, ...}``), compared against
+    no preference (0.5): baseline 0.5, candidate the win rate, delta win_rate - 0.5."""
     decision = dict(decision or {})
     rules = parse_gates(gates or [], decision)
     conf = float(decision.get("confidence", 0.95))
@@ -94,7 +119,7 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     if resamples < 1000:
         raise ConfigError("resamples must be at least 1000", field="decision.resamples")
 
-    paired = paired_comparisons(base, cand, alpha, resamples, seed, rules)
+    paired = paired_comparisons(base, cand, alpha, resamples, seed, rules, pairwise)
     comps, mb, mcand, n = paired.comps, paired.base, paired.cand, paired.n
     only_b, only_c = paired.only_in_baseline, paired.only_in_candidate
 
