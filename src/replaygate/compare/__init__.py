@@ -1,7 +1,9 @@
 """Compare two runs case by case and apply the gates: the comparison.json of design.md.
 
-``compare_runs(base, cand, gates, decision, seed=0) -> dict`` is the entry point. It is pure:
-the caller loads the runs and writes or renders the result.
+``compare_runs(base, cand, gates, decision, seed=0, pairwise=None) -> dict`` is the entry point.
+It is pure: the caller loads the runs and writes or renders the result. Its ``exit_code`` is 1
+exactly when some gate has ``passed: false`` (a fail, or inconclusive in noninferior mode).
+Invalid gates raise ConfigError naming ``gates[i].field``; duplicate case ids raise InputError.
 
 ``decision`` keys: ``mode`` (point | significant | noninferior, default significant),
 ``confidence`` (two-sided, default 0.95), ``holm`` (default true), ``resamples`` (bootstrap
