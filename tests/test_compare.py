@@ -183,6 +183,15 @@ def test_holm_can_be_switched_off_and_is_reported():
     assert off["gates"][0]["p_adjusted"] == off["gates"][0]["p_value"]
 
 
+def test_bootstrap_resamples_come_from_the_config_key():
+    base, cand = _pair(n=60, drop=0.1)
+    few = compare_runs(base, cand, GATES[:1], {"bootstrap": 2000})
+    assert few["decision"]["resamples"] == 2000
+    with pytest.raises(ConfigError) as e:
+        compare_runs(base, cand, GATES[:1], {"bootstrap": 50})
+    assert e.value.field == "decision.bootstrap"
+
+
 def test_results_are_reproducible_for_a_seed():
     base, cand = _pair(n=80, drop=0.05, latency=None)
     a = compare_runs(base, cand, GATES, {}, seed=7)

@@ -5,9 +5,9 @@ It is pure: the caller loads the runs and writes or renders the result. Its ``ex
 exactly when some gate has ``passed: false`` (a fail, or inconclusive in noninferior mode).
 Invalid gates raise ConfigError naming ``gates[i].field``; duplicate case ids raise InputError.
 
-``decision`` keys: ``mode`` (point | significant | noninferior, default significant),
-``confidence`` (two-sided, default 0.95), ``holm`` (default true), ``resamples`` (bootstrap
-resamples, default 10,000).
+``decision`` keys (the config's ``decision:``): ``mode`` (point | significant | noninferior,
+default significant), ``confidence`` (two-sided, default 0.95), ``holm`` (default true),
+``bootstrap`` (resamples, default 10,000; ``resamples`` is accepted as an alias).
 """
 from __future__ import annotations
 
@@ -23,7 +23,16 @@ from .diff import case_changes
 from .gates import evaluate, parse_gates
 from .paired import MetricComparison, compare_means, compare_quantiles, json_safe
 
-__all__ = ["compare_runs", "paired_comparisons", "Paired"]
+__all__ = ["compare_runs", "paired_comparisons", "Paired", "resamples_of"]
+
+
+def resamples_of(decision: dict) -> int:
+    """Bootstrap resamples from the decision settings (config key ``bootstrap``)."""
+    key = "bootstrap" if "bootstrap" in decision else "resamples"
+    value = decision.get(key, stats.DEFAULT_RESAMPLES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1000:
+        raise ConfigError(f"must be a whole number of at least 1000, got {value!r}", field=f"decision.{key}")
+    return value
 
 
 def _index(ids: list[str], side: str) -> dict[str, int]:
@@ -117,9 +126,7 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     conf = float(decision.get("confidence", 0.95))
     alpha = (1 - conf) / 2
     holm = bool(decision.get("holm", True))
-    resamples = int(decision.get("resamples", stats.DEFAULT_RESAMPLES))
-    if resamples < 1000:
-        raise ConfigError("resamples must be at least 1000", field="decision.resamples")
+    resamples = resamples_of(decision)
 
     paired = paired_comparisons(base, cand, alpha, resamples, seed, rules, pairwise)
     comps, mb, mcand, n = paired.comps, paired.base, paired.cand, paired.n

@@ -21,7 +21,7 @@ from scipy import stats as sps
 
 from ..errors import InputError
 from ..model import CaseResult, Run
-from . import paired_comparisons
+from . import paired_comparisons, resamples_of
 from . import stats as st
 from .gates import evaluate, parse_gates
 from .paired import json_safe
@@ -54,7 +54,7 @@ def calibrate(run_a: Run, run_b: Run | None, gates: list[dict], decision: dict |
         source = "even vs odd repeats of one run"
     conf = float(decision.get("confidence", 0.95))
     alpha = (1 - conf) / 2
-    paired = paired_comparisons(run_a, run_b, alpha, int(decision.get("resamples", 10_000)), seed, rules)
+    paired = paired_comparisons(run_a, run_b, alpha, resamples_of(decision), seed, rules)
     comps, n = paired.comps, paired.n
     if n == 0:
         raise InputError("the two runs share no case id: nothing to calibrate", field="cases")
