@@ -276,7 +276,8 @@ class CaseWeights:
         self.n = n
         self.B = int(n_resamples)
         rng = np.random.default_rng(seed)
-        self.exact = n <= EXACT_MAX_N
+        # (the dense count matrix is n x B bytes: keep it under ~50 MB even for large B)
+        self.exact = n <= EXACT_MAX_N and n * self.B <= 50_000_000
         if self.exact:
             counts = np.empty((n, self.B), dtype=np.uint8)
             step = max(1, (1 << 18) // n)
