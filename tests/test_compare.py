@@ -237,3 +237,24 @@ def test_pairwise_win_rate_is_compared_against_no_preference(schema):
     even = {cid: 0.5 for cid in ids}
     ok = compare_runs(base, cand, gates[:1], {}, pairwise=[{"metric": "pairwise.pref.win_rate", "per_case": even}])
     assert ok["exit_code"] == 0
+
+
+def test_noninferior_passes_with_enough_evidence_and_relative_rules_on_rates():
+    base, cand = _pair(n=300, drop=0.0, seed=6)
+    ni = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": 0.05, "mode": "noninferior"}], {})
+    assert ni["gates"][0]["verdict"] == "pass" and ni["exit_code"] == 0
+    base, cand = _pair(n=300, drop=0.15, seed=6)
+    rel = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": "5%"}], {})
+    g = rel["gates"][0]
+    # a relative tolerance on a 0/1 rate becomes 5% of the baseline rate
+    assert g["tolerance"] == pytest.approx(0.05 * g["baseline"]) and g["verdict"] == "fail"
+
+
+def test_bound_gates_on_bootstrap_metrics():
+    base, cand = _pair(n=120, repeats=3, seed=7)
+    low = compare_runs(base, cand, [{"metric": "quality.pass_rate", "min": 0.99}], {})
+    high = compare_runs(base, cand, [{"metric": "quality.pass_rate", "min": 0.5}], {})
+    assert low["gates"][0]["verdict"] == "fail" and low["gates"][0]["scale"] == "value"
+    lo, hi = high["gates"][0]["ci"]
+    assert lo <= high["gates"][0]["candidate"] <= hi
+    assert high["gates"][0]["verdict"] == "pass"
