@@ -211,3 +211,35 @@ def test_credentials_never_reach_case_metadata():
                                            (True, None), ("x", None), (None, None)])
 def test_counts_are_coerced_to_finite_ints(raw, expected):
     assert genai._usage({"gen_ai.usage.input_tokens": raw})["input_tokens"] == expected
+
+
+def test_vercel_ai_sdk_do_generate_span():
+    msgs = [{"role": "system", "content": "Be terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo?"}]},
+            {"role": "assistant", "content": [{"type": "tool-call", "toolCallId": "t1", "toolName": "weather",
+                                               "args": {"city": "Oslo"}}]},
+            {"role": "tool", "content": [{"type": "tool-result", "toolCallId": "t1", "toolName": "weather",
+                                          "result": {"temp": -3}}]}]
+    attrs = {"ai.operationId": "ai.generateText.doGenerate", "ai.model.id": "gpt-4o", "ai.model.provider": "openai.chat",
+             "ai.prompt.messages": json.dumps(msgs), "ai.response.text": "It is -3C.",
+             "ai.response.finishReason": "stop", "ai.usage.promptTokens": 30, "ai.usage.completionTokens": 5,
+             "ai.prompt.tools": [json.dumps({"type": "function", "name": "weather",
+                                             "parameters": {"type": "object"}})]}
+    case, conv = case_of(attrs)
+    assert conv == "vercel-ai"
+    assert [m.role for m in case.messages] == ["system", "user", "assistant", "tool"]
+    assert case.messages[2].tool_calls[0].arguments == '{"city": "Oslo"}'
+    assert (case.messages[3].tool_call_id, case.messages[3].content) == ("t1", '{"temp": -3}')
+    assert case.params["model"] == "gpt-4o" and case.metadata["provider"] == "openai.chat"
+    assert case.tools[0]["function"]["name"] == "weather"
+    assert (case.recorded.output, case.recorded.input_tokens, case.recorded.output_tokens) == ("It is -3C.", 30, 5)
+    outer = span({"ai.operationId": "ai.generateText", "ai.model.id": "gpt-4o"})
+    assert genai.classify(outer)[0] == genai.AGENT  # the wrapper is context, not a second case
+    calls = span({"ai.operationId": "ai.streamText.doStream", "ai.model.id": "m",
+                  "ai.prompt.messages": json.dumps([{"role": "user", "content": "go"}]),
+                  "ai.response.toolCalls": json.dumps([{"toolCallType": "function", "toolCallId": "c",
+                                                       "toolName": "f", "args": "{\"a\":1}"}]),
+                  "ai.response.finishReason": "tool-calls"})
+    res = genai.extract(calls, [], "chat")
+    assert res.case.recorded.finish_reason == "tool_call"
+    assert res.case.recorded.tool_calls[0].arguments == '{"a":1}'
