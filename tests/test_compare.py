@@ -188,3 +188,16 @@ def test_results_are_reproducible_for_a_seed():
     a = compare_runs(base, cand, GATES, {}, seed=7)
     b = compare_runs(base, cand, GATES, {}, seed=7)
     assert a == b
+
+
+def test_a_handful_of_cases_cannot_fail_a_bootstrap_gate():
+    # three cases that all got worse: the bootstrap interval has zero width, yet a sign test
+    # would give p = 1/8; the gate must say the evidence is too thin, not fail
+    gates = [{"metric": "score.sim.mean", "max_decrease": 0.1}, {"metric": "latency.p99", "max_increase": "5%"}]
+    base = make_run(np.ones(3, bool), latency=np.full(3, 100.0))
+    cand = make_run(np.zeros(3, bool), latency=np.full(3, 900.0))
+    out = compare_runs(base, cand, gates, {})
+    assert [g["verdict"] for g in out["gates"]] == ["inconclusive", "inconclusive"]
+    assert "too thin" in out["gates"][0]["reason"] and out["exit_code"] == 0
+    ni = compare_runs(base, cand, gates, {"mode": "noninferior"})
+    assert ni["exit_code"] == 1

@@ -105,3 +105,18 @@ def test_holm_keeps_the_family_wise_false_alarm_rate_over_five_gates():
 
 def test_holm_adjusted_values_textbook():
     assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_large_n_cyclic_poisson_bootstrap_keeps_the_level_and_the_power():
+    # n above EXACT_MAX_N uses the cyclic-shift Poisson weights: same checks as the classic path
+    rng = np.random.default_rng(21)
+    n, d = 5000, 1500
+    assert n > st.EXACT_MAX_N
+    noise = rng.standard_t(4, (n, d))  # heavy tails
+    p_null = _p_beyond_decrease(np.zeros_like(noise), noise, resamples=4000, seed=2)
+    assert np.mean(p_null <= ALPHA) <= _mc_bound(ALPHA, d)
+    se = noise[:, 0].std() / np.sqrt(n)
+    mde = st.mde_normal(se, ALPHA)
+    shifted = noise - mde
+    power = np.mean(_p_beyond_decrease(np.zeros_like(shifted), shifted, resamples=4000, seed=2) <= ALPHA)
+    assert 0.74 <= power <= 0.86

@@ -67,6 +67,9 @@ def test_win_rate_with_swapped_positions(llm_server):
     assert sum("<answer_a>Refunds take a while." in p for p in c0) == 1
     assert sum("<answer_b>Refunds take a while." in p for p in c0) == 1
     assert out["judge_usage"]["calls"] == 6 and out["errors"] == {} and out["skipped"] == {}
+    assert out["judge_usage"]["cost_unknown"] == 3 and any("no price known" in w for w in out["warnings"])
+    priced = score_pairwise_sync(cases, base, cand, spec(llm_server, price={"input": 1, "output": 1}))
+    assert priced["judge_usage"]["cost_usd"] > 0 and priced["judge_usage"]["cost_unknown"] == 0
 
 
 def test_position_biased_judge_gives_ties(llm_server):

@@ -39,7 +39,7 @@ def test_groundedness_scores_supported_claims_and_lists_unsupported(llm_server):
     c = case(context=CONTEXT)
     s, warnings = score_one(judge_spec(llm_server, "groundedness"), c,
                             "Paris is the capital of France. It has 90 million people.")
-    assert s.error is None and warnings == []
+    assert s.error is None and not any("could not be scored" in w for w in warnings)
     assert s.score == 0.5 and s.passed  # default threshold 0.5
     assert s.details["unsupported"] == ["It has 90 million people."]
     assert "1/2 claims supported" in s.reason and "90 million" in s.reason
@@ -163,6 +163,8 @@ def test_judge_calls_are_cached_and_offline_uses_the_cache(llm_server, tmp_path)
         assert len(judge_requests(llm_server)) == 3  # nothing new went out
         assert again.score == first.score and again.details["judge"]["cache_hits"] == 3
         assert again.details["judge"]["calls"] == 0 and again.details["judge"]["cost_usd"] == 0.0
+        refreshed, _ = score_one(spec, c, answer, cache=cache, refresh=True)
+        assert refreshed.details["judge"]["calls"] == 3 and len(judge_requests(llm_server)) == 6
         other_model, _ = score_one(judge_spec(llm_server, "groundedness", model="judge@latency=1"),
                                    c, answer, cache=cache)
         assert other_model.details["judge"]["calls"] == 1  # the judge model is part of the key
@@ -204,7 +206,9 @@ def test_judge_usage_summary_and_price(llm_server):
     assert usage["j"]["latency_ms"] > 0 and usage["j"]["cost_unknown"] == 0
     assert usage["j"]["model"] == "openai/judge"
     unpriced = [CaseResult(id="c1", samples=[Sample(output="refund")])]
-    score_results_sync(cases, unpriced, build_scorers([judge_spec(llm_server, "correctness")]))
+    warnings = score_results_sync(cases, unpriced, build_scorers([judge_spec(llm_server, "correctness")]))
+    assert warnings == ["scorer 'j': no price known for model 'openai/judge': its judge cost is null "
+                        "(set `price` on the scorer)"]
     assert unpriced[0].samples[0].scores["j"].details["judge"]["cost_usd"] is None  # unknown, not 0
     assert judge_usage(unpriced)["j"]["cost_unknown"] == 1
 
@@ -277,3 +281,10 @@ def test_judge_usage_reports_repeat_spread():
     total = judge_usage(results)["j"]
     assert total["repeat_spread_mean"] == pytest.approx(0.3)
     assert total["calls"] == 4 and total["cost_usd"] == 1.0 and total["input_tokens"] == 20
+
+
+def test_judge_params_keep_temperature_zero_unless_overridden(llm_server):
+    score_one(judge_spec(llm_server, "correctness", params={"max_tokens": 300}), case(reference="x"), "x")
+    score_one(judge_spec(llm_server, "correctness", params={"temperature": 0.7}), case(reference="x"), "x")
+    (a, b) = [r["body"] for r in judge_requests(llm_server)]
+    assert (a["temperature"], a["max_tokens"]) == (0, 300) and b["temperature"] == 0.7

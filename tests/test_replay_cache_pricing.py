@@ -92,3 +92,18 @@ def test_price_from_litellm_cost_map():
 def test_unknown_price_is_none_not_zero():
     assert cost_usd("openai/echo", 10, 10) is None
     assert not math.isnan(cost_usd("x", 0, 0, price={"input": 0, "output": 0}))
+
+
+def test_background_writes_visible_at_once_and_committed_on_flush(tmp_path):
+    path = tmp_path / "c.sqlite"
+    cache = ResponseCache(path)
+    for i in range(200):
+        cache.put(f"k{i}", {"i": i})
+    assert cache.get("k199") == {"i": 199}  # visible before the commit
+    assert set(cache.get_many(["k1", "k5", "nope", "k1"])) == {"k1", "k5"}
+    cache.flush()
+    other = sqlite3.connect(path)  # another connection sees every committed row
+    assert other.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 200
+    cache.close()
+    with pytest.raises(ValueError):
+        cache.put("late", {})

@@ -77,6 +77,9 @@ def test_python_scorer_from_file_and_module(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
         build_scorers([{"type": "python", "file": str(f), "function": "x:has_greeting"}])
     assert e.value.field == "scorers[0].function"
+    with pytest.raises(ConfigError) as e:
+        build_scorers([{"type": "python", "file": str(tmp_path / "missing.py"), "function": "f"}])
+    assert e.value.field == "scorers[0].file"
     monkeypatch.syspath_prepend(str(tmp_path))
     specs = [{"type": "python", "name": n, "function": f"checks:{n}"}
              for n in ("graded", "pair", "broken", "weird", "slow_ok")]

@@ -135,7 +135,7 @@ def test_weighted_quantile_reps_are_exact_weighted_quantiles(n, repeats):
     qs = [0.5, 0.95, 0.99]
     reps = st.weighted_quantile_reps(w, vals, case, qs)
     for b in (0, 7, 1999):
-        wt = w.gather(case, slice(b, b + 1))[0].astype(int)
+        wt = w.gather(case, slice(b, b + 1))[:, 0].astype(int)
         resample = np.repeat(vals, wt)
         for k, q in enumerate(qs):
             assert reps[b, k] == np.quantile(resample, q, method="inverted_cdf")

@@ -129,6 +129,68 @@ def validate(config_path: str) -> None:
     click.echo(f"{config_path}: valid ({n} variants, {len(cfg['scorers'])} scorers, {len(cfg['gates'])} gates)")
 
 
+@cli.command("import")
+@click.argument("traces", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="cases.jsonl to write.")
+@click.option("--where", "where_json", help='Filter as JSON, e.g. \'{"operation": "chat", "model": "gpt-4o-mini"}\'.')
+@click.option("--sample", "sample_n", type=click.IntRange(1), help="Keep a seeded sample of N cases (stratified by model).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--include-errors", is_flag=True, help="Keep calls whose span has error status.")
+@click.pass_context
+def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors):
+    """Read OTLP trace (and log) files or folders; write replayable cases as JSONL."""
+    import json
+
+    from .errors import InputError
+    from .sources.traces import compile_where, import_traces, sample_cases, write_cases_jsonl
+
+    where = None
+    if where_json:
+        try:
+            where = json.loads(where_json)
+        except json.JSONDecodeError as e:
+            raise InputError(f"--where is not JSON: {e.msg}") from None
+    match = compile_where(where)
+    cases, stats = import_traces(list(traces), include_errors=include_errors)
+    kept = [c for c in cases if match(c)]
+    if sample_n:
+        kept = sample_cases(kept, sample_n, seed)
+    n = write_cases_jsonl(kept, output)
+    if not ctx.obj.get("quiet"):
+        click.echo(stats.render())
+        if where or sample_n:
+            click.echo(f"kept after --where/--sample: {n} of {len(cases)}")
+    click.echo(f"wrote {n} cases to {output}", err=True)
+    if n == 0:
+        raise InputError("no replayable LLM call found (see the table for what was skipped and why)",
+                         file=", ".join(traces))
+
+
+@cli.command()
+@click.option("--listen", default="127.0.0.1:4318", show_default=True, help="HOST:PORT to listen on.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="OTLP/JSON lines file to append to.")
+def record(listen, output):
+    """OTLP/HTTP receiver: point OTEL_EXPORTER_OTLP_ENDPOINT at it and record traces (Ctrl-C stops)."""
+    from .errors import InputError
+    from .sources.receiver import serve
+
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--listen must be HOST:PORT, got {listen!r}")
+    host = host.strip("[]") or "127.0.0.1"
+
+    def ready(h, p):
+        click.echo(f"recording OTLP/HTTP on http://{h}:{p} (POST /v1/traces, /v1/logs) -> {output}", err=True)
+        click.echo(f"  export OTEL_EXPORTER_OTLP_ENDPOINT=http://{h}:{p}", err=True)
+
+    try:
+        counts = serve(host, int(port), output, ready=ready)
+    except OSError as e:
+        raise InputError(f"cannot listen on {listen}: {e.strerror or e}") from None
+    click.echo(f"stopped: {counts}", err=True)
+
+
 @cli.command("run")
 @_config_option
 @click.option("--variant", required=True, help="Name of the variant to run.")
@@ -213,6 +275,28 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
     _emit(render(doc, fmt), output)
     _step_summary(doc)
     sys.exit(doc["exit_code"])
+
+
+@cli.command()
+@_config_option
+@click.option("--variant", help="Variant to calibrate (default: the config's baseline).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here instead of stdout.")
+@_run_options
+@click.pass_context
+def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh, concurrency, repeats, seed):
+    """A/A run: the baseline against itself. Measures noise (flip rate, score and latency spread)
+    and recommends cases and repeats so each gate can detect its tolerance at 80% power."""
+    from .compare.calibrate import render_calibration
+    from .config import load_config
+    from .pipeline import calibrate as do_calibrate
+    from .pipeline import dumps
+
+    cfg = load_config(config_path)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    result, _ = do_calibrate(cfg, settings, variant)
+    text = dumps(result) if fmt == "json" else render_calibration(result) + "\n"
+    _emit(text, output)
 
 
 @cli.command()

@@ -216,8 +216,9 @@ def _resolve(base: Path, p: str) -> str:
 def resolve_paths(data: dict, base: Path) -> None:
     """Make every relative path in the config absolute against the config's folder."""
     for entry in data.get("dataset") or []:
-        if "golden" in entry:
-            entry["golden"] = _resolve(base, entry["golden"])
+        for key in ("golden", "cases"):
+            if key in entry:
+                entry[key] = _resolve(base, entry[key])
         if "traces" in entry:
             t = entry["traces"]
             entry["traces"] = [_resolve(base, x) for x in t] if isinstance(t, list) else [_resolve(base, t)]
@@ -239,8 +240,8 @@ def resolve_paths(data: dict, base: Path) -> None:
 def _check_files(cfg: Config) -> None:
     d = cfg.data
     for i, entry in enumerate(d.get("dataset") or []):
-        paths = [entry["golden"]] if "golden" in entry else entry.get("traces", [])
-        key = "golden" if "golden" in entry else "traces"
+        key = next(k for k in ("golden", "cases", "traces") if k in entry)
+        paths = entry[key] if key == "traces" else [entry[key]]
         for p in paths:
             if not Path(p).exists():
                 raise cfg.error(f"file not found: {p}", ("dataset", i, key))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -78,82 +79,88 @@ def direction(metric: str) -> bool:
     return metric.split(".", 1)[0] in ("quality", "score", "pairwise")
 
 
+_SCORES = attrgetter("scores")
+
+
+def _column(samples: list, attr: str) -> np.ndarray:
+    # numpy turns None into NaN for a float array: an unknown stays unknown, never 0
+    return np.array(list(map(attrgetter(attr), samples)), dtype=float)
+
+
 def scorer_names(run: Run) -> list[str]:
+    """Scorers of the run header, then any other scorer name found in the samples."""
     names = [s.name for s in run.scorers]
-    seen = set(names)
-    for case in run.cases:
-        for s in case.samples:
-            for k in s.scores:
-                if k not in seen:
-                    seen.add(k)
-                    names.append(k)
-    return names
+    found = set().union(*(s.scores for case in run.cases for s in case.samples))
+    return names + sorted(found - set(names))
 
 
 def case_metrics(run: Run) -> dict[str, MetricSeries]:
     """Every metric of design.md for ``run``, keyed by metric name, at sample level."""
     info = {s.name: s for s in run.scorers}
-    names = scorer_names(run)
+    samples = [s for case in run.cases for s in case.samples]
+    ci_arr = np.repeat(np.arange(len(run.cases), dtype=np.int64), [len(c.samples) for c in run.cases])
+    dicts = list(map(_SCORES, samples))
+    # pairwise judges score a pair of runs, not a sample: their metric is pairwise.NAME.win_rate
+    names = [s.name for s in run.scorers if s.type != "pairwise"]
+    names += sorted(set().union(*dicts) - set(info))
     counting = [n for n in names if not (n in info and info[n].informational)]
-    case_idx: list[int] = []
-    lat, ttft, tin, tout, cost, err = [], [], [], [], [], []
-    score = {n: [] for n in names}
-    passed = {n: [] for n in names}
-    quality: list[float] = []
-    nan = math.nan
-    for ci, case in enumerate(run.cases):
-        for s in case.samples:
-            case_idx.append(ci)
-            bad = s.error is not None
-            err.append(1.0 if bad else 0.0)
-            lat.append(nan if bad or s.latency_ms is None else s.latency_ms)
-            ttft.append(nan if bad or s.ttft_ms is None else s.ttft_ms)
-            tin.append(nan if bad or s.input_tokens is None else s.input_tokens)
-            tout.append(nan if bad or s.output_tokens is None else s.output_tokens)
-            # None stays None here (unknown price): resolved below, never turned into 0
-            cost.append(s.cost_usd if s.cost_usd is not None else (None if not bad else "err"))
-            ok = not bad
-            for n in names:
-                sc = s.scores.get(n)
-                good = (not bad) and sc is not None and sc.error is None and sc.passed is True
-                passed[n].append(1.0 if good else 0.0)
-                score[n].append(sc.score if (not bad and sc is not None and sc.score is not None) else 0.0)
-                if n in counting and not good:
-                    ok = False
-            quality.append(1.0 if ok else 0.0)
+    bad = np.array([s.error is not None for s in samples], dtype=bool)
+    lat, ttft, tin, tout, costs = (_column(samples, a) for a in
+                                   ("latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_usd"))
+    for col in (lat, ttft, tin, tout):
+        col[bad] = np.nan  # errored samples have no latency / tokens: errors.rate counts them
+
+    score, passed = {}, {}
+    for n in names:
+        got = [d.get(n) for d in dicts]
+        # a pass needs passed is True and no scorer error; a missing score is not a pass
+        passed[n] = np.array([sc is not None and sc.passed is True and sc.error is None for sc in got],
+                             dtype=bool) & ~bad
+        sc_val = np.array([None if sc is None else sc.score for sc in got], dtype=float)
+        score[n] = np.where(np.isnan(sc_val) | bad, 0.0, sc_val)  # failing never improves a score
+    quality = ~bad
+    for n in counting:
+        quality &= passed[n]
     n_cases = len(run.cases)
-    ci_arr = np.asarray(case_idx, dtype=np.int64)
 
     def series(name, kind, values, q=None, unknown=None, note=None):
         return MetricSeries(name, kind, direction(name), np.asarray(values, dtype=float), ci_arr,
                             n_cases, q=q, unknown=unknown, note=note)
 
     out: dict[str, MetricSeries] = {}
-    if counting:
-        out["quality.pass_rate"] = series("quality.pass_rate", "rate", quality)
-    else:
-        out["quality.pass_rate"] = series("quality.pass_rate", "rate", quality,
-                                          unknown="no scorer counts towards quality (none configured, or all informational)")
+    out["quality.pass_rate"] = series(
+        "quality.pass_rate", "rate", quality,
+        unknown=None if counting else "no scorer counts towards quality (none configured, or all informational)")
     for n in names:
         out[f"score.{n}.mean"] = series(f"score.{n}.mean", "mean", score[n])
         out[f"score.{n}.pass_rate"] = series(f"score.{n}.pass_rate", "rate", passed[n])
     out["latency.mean"] = series("latency.mean", "mean", lat)
     for label, q in LATENCY_QUANTILES.items():
         out[f"latency.{label}"] = series(f"latency.{label}", "quantile", lat, q=q)
-    if any(not math.isnan(t) for t in ttft):
+    if np.isfinite(ttft).any():
         for label, q in TTFT_QUANTILES.items():
             out[f"ttft.{label}"] = series(f"ttft.{label}", "quantile", ttft, q=q)
-    missing = sum(1 for c in cost if c is None)
-    skipped = sum(1 for c in cost if c == "err")
-    costs = [nan if not isinstance(c, (int, float)) else float(c) for c in cost]
-    unknown = (f"cost unknown for {missing} of {len(cost)} samples (no price for the model; set the variant's price)"
+    no_cost = np.isnan(costs)
+    # None stays unknown (never 0); an errored call without a cost is left out and said so
+    missing = int((no_cost & ~bad).sum())
+    skipped = int((no_cost & bad).sum())
+    unknown = (f"cost unknown for {missing} of {len(samples)} samples (no price for the model; set the variant's price)"
                if missing else None)
     note = f"{skipped} errored samples without a cost left out" if skipped else None
     out["cost.mean"] = series("cost.mean", "mean", costs, unknown=unknown, note=note)
     out["cost.total"] = series("cost.total", "total", costs, unknown=unknown, note=note)
+    for info_ in run.scorers:
+        if info_.type == "pairwise":
+            # per-case win values set by the pipeline after judging both runs (1 - value on the
+            # baseline side), so the pair's difference is 2 * win_rate - 1 and stays paired
+            vals = [math.nan if (sc := d.get(info_.name)) is None or sc.score is None else sc.score
+                    for d in dicts]
+            out[f"pairwise.{info_.name}.win_rate"] = series(f"pairwise.{info_.name}.win_rate", "mean", vals)
     out["tokens.input.mean"] = series("tokens.input.mean", "mean", tin)
     out["tokens.output.mean"] = series("tokens.output.mean", "mean", tout)
-    out["errors.rate"] = series("errors.rate", "rate", err)
+    # design.md: a scorer crash is an error too (its sample also fails quality.pass_rate)
+    scorer_crash = np.array([any(sc.error is not None for sc in d.values()) for d in dicts], dtype=bool)
+    out["errors.rate"] = series("errors.rate", "rate", bad | scorer_crash)
     return out
 
 

@@ -212,6 +212,9 @@ class Run:
     scorers: list[ScorerInfo] = field(default_factory=list)
     summary: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # judge / embedding calls made by scorers, per scorer: reported apart from the variant's own
+    # cost and latency
+    judge_usage: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:

@@ -125,18 +125,19 @@ def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
 def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult],
              scorers: list, warnings: list[str], *, complete: bool, settings: RunSettings) -> Run:
     from .metrics import summarize
-    from .scoring import score_results_sync
+    from .scoring import judge_usage, score_results_sync
 
     by_id = {c.id: c for c in cases}
     scoring_cache = _scoring_cache(cfg, settings)
     warnings = list(warnings) + list(score_results_sync(
         by_id, results, scorers, cache=scoring_cache,
         concurrency=settings.concurrency or cfg["concurrency"],
-        offline=settings.cache_mode == "offline") or [])
+        offline=settings.cache_mode == "offline", refresh=settings.cache_mode == "refresh") or [])
     run = Run(variant=_variant_record(cfg.variant(name)), environment=environment(cfg),
               complete=complete, cases=results, scorers=[s.info for s in scorers],
               warnings=sorted(set(warnings)))
     run.environment["repeats"] = settings.repeats or cfg["repeats"]
+    run.judge_usage = judge_usage(results)
     run.summary = summarize(run)
     return run
 
@@ -191,11 +192,22 @@ def validate_document(data: Any, schema: str, path: str | Path) -> None:
                          file=str(path), field=format_path(tuple(e.absolute_path)) or None)
 
 
+def json_default(o: Any) -> Any:
+    """numpy scalars (bool_, float64, int64) from the statistics become plain JSON values."""
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
+
+
 def write_json(obj: dict, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(dumps(obj), encoding="utf-8")
     tmp.replace(path)  # atomic: a reader never sees half a run file
 
 
@@ -205,6 +217,39 @@ def compare(base: Run, cand: Run, cfg: Config | None, seed: int = 0) -> dict:
     gates = cfg["gates"] if cfg else []
     decision = cfg["decision"] if cfg else {"mode": "significant", "confidence": 0.95, "holm": True}
     return compare_runs(base, cand, gates=gates, decision=decision, seed=seed)
+
+
+def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: list,
+                settings: RunSettings) -> None:
+    """Pairwise judges see both answers of a case; their per-case win value (1 candidate
+    better, 0.5 tie, 0 baseline better) goes on the candidate's samples and 1 - value on the
+    baseline's, which makes `pairwise.NAME.win_rate` an ordinary paired metric."""
+    from .metrics import summarize
+    from .model import Score
+    from .scoring import score_pairwise_sync
+
+    pairwise = [s for s in scorers if getattr(s, "pairwise", False)]
+    if not pairwise:
+        return
+    by_id = {c.id: c for c in cases}
+    for scorer in pairwise:
+        res = score_pairwise_sync(by_id, base.cases, cand.cases, scorer, cache=_scoring_cache(cfg, settings),
+                                  concurrency=settings.concurrency or cfg["concurrency"],
+                                  offline=settings.cache_mode == "offline",
+                                  refresh=settings.cache_mode == "refresh")
+        for run, flip in ((cand, False), (base, True)):
+            for case in run.cases:
+                value = res["per_case"].get(case.id)
+                if value is None:
+                    continue
+                v = 1.0 - value if flip else value
+                for sample in case.samples:
+                    sample.scores[scorer.name] = Score(score=v, passed=None, reason="pairwise win value")
+            run.warnings = sorted(set(run.warnings) | set(res.get("warnings") or []))
+        cand.judge_usage[scorer.name] = res.get("judge_usage")
+        for cid, msg in (res.get("errors") or {}).items():
+            cand.warnings.append(f"pairwise {scorer.name}: case {cid}: {msg}")
+    base.summary, cand.summary = summarize(base), summarize(cand)
 
 
 def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, Run]:
@@ -225,5 +270,26 @@ def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, R
                     settings=settings)
     cand = make_run(cfg, cand_name, cases, results[cand_name], scorers, warnings, complete=True,
                     settings=settings)
+    judge_pairs(cfg, cases, base, cand, scorers, settings)
     comparison = compare(base, cand, cfg, seed=settings.seed if settings.seed is not None else cfg["seed"])
     return comparison, base, cand
+
+
+def calibrate(cfg: Config, settings: RunSettings | None = None, variant: str | None = None) -> tuple[dict, Run]:
+    """A/A calibration of a variant (default: the baseline). It is replayed with repeats >= 2;
+    the repeat index is part of the cache key, so repeat 0 reuses a normal run's cached answers,
+    repeat 1 is a fresh, independent call (cached in turn, so a rerun is free), and even vs odd
+    repeats form the A/A pair."""
+    from .compare.calibrate import calibrate as _calibrate
+
+    settings = settings or RunSettings()
+    name = variant or cfg["baseline"]
+    v = cfg.variant(name)
+    if v.get("recorded") or v.get("run"):
+        raise InputError(f"variant {name!r} replays stored outputs, which never vary: calibrate a "
+                         "variant that calls a model or your pipeline (--variant NAME)",
+                         file=str(cfg.path))
+    repeats = max(2, settings.repeats or cfg["repeats"])
+    run = run_variant(cfg, name, RunSettings(**{**settings.__dict__, "repeats": repeats}))
+    seed = settings.seed if settings.seed is not None else cfg["seed"]
+    return _calibrate(run, None, cfg["gates"], cfg["decision"], seed=seed), run

@@ -9,7 +9,7 @@ resamples, default 10,000).
 """
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .diff import case_changes
 from .gates import evaluate, parse_gates
 from .paired import MetricComparison, compare_means, compare_quantiles
 
-__all__ = ["compare_runs"]
+__all__ = ["compare_runs", "paired_comparisons", "Paired"]
 
 
 def _index(run: Run, side: str) -> dict[str, int]:
@@ -33,17 +33,21 @@ def _index(run: Run, side: str) -> dict[str, int]:
     return idx
 
 
-def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision: dict | None = None,
-                 seed: int = 0) -> dict:
-    decision = dict(decision or {})
-    rules = parse_gates(gates or [], decision)
-    conf = float(decision.get("confidence", 0.95))
-    alpha = (1 - conf) / 2
-    holm = bool(decision.get("holm", True))
-    resamples = int(decision.get("resamples", stats.DEFAULT_RESAMPLES))
-    if resamples < 1000:
-        raise ConfigError("resamples must be at least 1000", field="decision.resamples")
+@dataclass
+class Paired:
+    """Per-metric paired comparisons of two runs (what compare_runs and calibrate build on)."""
+    comps: dict[str, MetricComparison]
+    base: dict  # metric name -> MetricSeries of the baseline
+    cand: dict
+    ids: list[str]  # paired case ids, in baseline order
+    n: int
+    base_index: dict[str, int]  # case id -> position in the run
+    cand_index: dict[str, int]
 
+
+def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: int = stats.DEFAULT_RESAMPLES,
+                       seed: int = 0, rules: list | None = None) -> Paired:
+    """Pair the runs by case id and compare every metric measured in both."""
     bi, ci = _index(base, "baseline"), _index(cand, "candidate")
     paired_ids = [c.id for c in base.cases if c.id in ci]
     n = len(paired_ids)
@@ -52,9 +56,8 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     for k, cid in enumerate(paired_ids):
         to_b[bi[cid]] = k
         to_c[ci[cid]] = k
-
     mb, mcand = case_metrics(base), case_metrics(cand)
-    for g in rules:
+    for g in rules or []:
         if g.metric not in mb and g.metric not in mcand:
             known = ", ".join(sorted(set(mb) | set(mcand)))
             raise ConfigError(f"unknown metric {g.metric!r}; this comparison has: {known}",
@@ -69,6 +72,23 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
             groups.setdefault(m.rsplit(".", 1)[0], []).append(m)
     for names in groups.values():
         comps.update(compare_quantiles(names, mb, mcand, to_b, to_c, n, weights, alpha))
+    return Paired(comps, mb, mcand, paired_ids, n, bi, ci)
+
+
+def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision: dict | None = None,
+                 seed: int = 0) -> dict:
+    decision = dict(decision or {})
+    rules = parse_gates(gates or [], decision)
+    conf = float(decision.get("confidence", 0.95))
+    alpha = (1 - conf) / 2
+    holm = bool(decision.get("holm", True))
+    resamples = int(decision.get("resamples", stats.DEFAULT_RESAMPLES))
+    if resamples < 1000:
+        raise ConfigError("resamples must be at least 1000", field="decision.resamples")
+
+    paired = paired_comparisons(base, cand, alpha, resamples, seed, rules)
+    comps, mb, mcand, paired_ids, n = paired.comps, paired.base, paired.cand, paired.ids, paired.n
+    bi, ci = paired.base_index, paired.cand_index
 
     metrics = {}
     for m in list(mb) + [x for x in mcand if x not in mb]:

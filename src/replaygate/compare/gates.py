@@ -243,6 +243,8 @@ def _no_data(g: Gate, mc: MetricComparison | None) -> str | None:
         return f"unknown: {mc.unknown}"
     if mc.n == 0 or mc.candidate is None:
         return "no paired case has a value on both sides"
+    if mc.thin:
+        return f"evidence too thin: {mc.thin}"
     return None
 
 

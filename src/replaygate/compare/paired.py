@@ -41,6 +41,7 @@ class MetricComparison:
     warnings: list[str] = field(default_factory=list)
     repeats: dict | None = None
     unknown: str | None = None
+    thin: str | None = None  # why the evidence is too thin for a gate to decide
     # what the gates need (not serialised)
     binary: bool = False
     n01: int = 0  # baseline fail -> candidate pass
@@ -94,6 +95,8 @@ def repeats_info(b: MetricSeries, c: MetricSeries, to_b: np.ndarray, to_c: np.nd
     """Within-case variance and standard-error reduction due to repeats, per side."""
     out = {}
     for side, s, m in (("baseline", b, to_b), ("candidate", c, to_c)):
+        if s.case_index.size <= s.n_cases and np.all(np.bincount(s.case_index, minlength=1) <= 1):
+            continue  # one sample per case: nothing to cluster
         v, ci = align(s, m)
         cl = st.clustering(v, ci, n)
         if cl is None or cl.mean_repeats <= 1.0:
@@ -193,8 +196,11 @@ def _bootstrap(mc: MetricComparison, rb, rc, rd, alpha: float) -> None:
     mc.p_value = st.wilcoxon_p(mc.case_cand - mc.case_base)
     mc.test = "wilcoxon_signed_rank"
     mc.mde = st.mde_normal(float(np.nanstd(rd)), alpha)
-    if mc.n < 10:
-        mc.warnings.append(f"only {mc.n} paired cases: the interval is rough")
+    if mc.n < st.MIN_BOOTSTRAP_N:
+        # a bootstrap of a handful of cases can be degenerate (e.g. 3 equal differences give a
+        # zero-width interval): report it, but let no gate decide on it
+        mc.thin = f"only {mc.n} paired cases (a bootstrap decision needs {st.MIN_BOOTSTRAP_N})"
+        mc.warnings.append(mc.thin + ": the interval is rough")
 
 
 def compare_quantiles(names: list[str], base: dict[str, MetricSeries], cand: dict[str, MetricSeries],
@@ -215,8 +221,7 @@ def compare_quantiles(names: list[str], base: dict[str, MetricSeries], cand: dic
         for mc in out.values():
             mc.warnings.append("no paired case has a value on both sides")
         return out
-    all_rb = st.weighted_quantile_reps(weights, vb, cb, qs)
-    all_rc = st.weighted_quantile_reps(weights, vc, cc, qs)
+    all_rb, all_rc = st.weighted_quantile_reps_many(weights, [(vb, cb, qs), (vc, cc, qs)])
     for k, (m, q) in enumerate(zip(names, qs)):
         mc = out[m]
         mc.baseline = st.quantile_point(vb, q)
@@ -225,8 +230,9 @@ def compare_quantiles(names: list[str], base: dict[str, MetricSeries], cand: dic
         mc.ratio = _ratio(mc.candidate, mc.baseline)
         need = st.quantile_min_n(q)
         if min(vb.size, vc.size) < need:
-            mc.warnings.append(f"{min(vb.size, vc.size)} samples are too few for p{round(q * 100)} "
-                               f"(need about {need}: at least 5 beyond the quantile); the interval is unreliable")
+            mc.thin = (f"{min(vb.size, vc.size)} samples are too few for p{round(q * 100)} "
+                       f"(need about {need}: at least 5 beyond the quantile)")
+            mc.warnings.append(mc.thin + "; the interval is unreliable and gates on it cannot decide")
         rb, rc = all_rb[:, k], all_rc[:, k]
         mc.diff_reps = rc - rb
         with np.errstate(invalid="ignore", divide="ignore"):

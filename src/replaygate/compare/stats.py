@@ -34,6 +34,8 @@ DEFAULT_RESAMPLES = 10_000
 # Up to this many cases the weights are classic multinomial resamples; above it the cheaper
 # cyclic-shift Poisson bootstrap of CaseWeights is used (the two agree closely there).
 EXACT_MAX_N = 2_000
+# Fewer paired cases than this and a bootstrap interval cannot carry a gate decision.
+MIN_BOOTSTRAP_N = 10
 
 
 # ----------------------------------------------------------------------------- pass/fail tests
@@ -240,14 +242,15 @@ def clustering(values: np.ndarray, case_index: np.ndarray, n_cases: int) -> Clus
 class CaseWeights:
     """B bootstrap weight vectors over n cases, drawn once and shared by every metric.
 
-    * n <= EXACT_MAX_N: classic bootstrap, multinomial case counts (B x n, uint8).
-    * larger n: Poisson bootstrap (weights ~ Poisson(1), Hanley & MacGibbon 2006) where the B
-      weight vectors are cyclic shifts of a few independent Poisson vectors laid over the cases
-      in a random order. Each replicate is marginally an exact Poisson-bootstrap replicate; two
-      replicates from the same vector are correlated only through the circular autocorrelation of
-      the randomly ordered case values, O(1/sqrt(n)). Linear statistics for all B replicates then
-      cost one FFT per column instead of O(B n), which is what makes 10,000 resamples of 100,000
-      cases fast. Quantiles only need the weights of samples near the quantile (:meth:`gather`).
+    * n <= EXACT_MAX_N: classic bootstrap, multinomial case counts (stored n x B, uint8).
+    * larger n: Poisson bootstrap (weights ~ Poisson(1), Hanley & MacGibbon 2006) where the
+      replicates are cyclic shifts of a few independent Poisson vectors laid over the cases in a
+      random order. Each replicate is marginally an exact Poisson-bootstrap replicate; two
+      replicates of the same vector are correlated only through the circular autocorrelation of
+      the randomly ordered case values at their lag difference, O(1/sqrt(n)). Linear statistics
+      of all B replicates then cost one FFT per column instead of O(B n), which is what makes
+      10,000 resamples of 100,000 cases fast; quantiles only need the weights of the samples near
+      the quantile (:meth:`gather`), which for consecutive lags are contiguous slices.
     """
 
     def __init__(self, n: int, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0):
@@ -258,58 +261,64 @@ class CaseWeights:
         rng = np.random.default_rng(seed)
         self.exact = n <= EXACT_MAX_N
         if self.exact:
-            counts = np.empty((self.B, n), dtype=np.uint8)
+            counts = np.empty((n, self.B), dtype=np.uint8)
             step = max(1, (1 << 18) // n)
             for s in range(0, self.B, step):
                 rows = min(step, self.B - s)
                 idx = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
-                counts[s:s + rows] = np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n)
+                counts[:, s:s + rows] = np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n).T
             self._counts = counts
-        else:
-            self.size = scipy.fft.next_fast_len(n, real=True)
-            self.pos = rng.permutation(n)  # position of each case on the circle
-            groups = max(2, -(-8 * self.B // self.size))
-            per = -(-self.B // groups)
-            self.vectors = rng.poisson(1.0, size=(groups, self.size)).astype(np.float64)
-            self.lags = np.stack([rng.choice(self.size, size=per, replace=False) for _ in range(groups)])
-            # doubled vectors so that (pos + lag) never needs a modulo when gathering
-            self._twice = np.concatenate([self.vectors, self.vectors], axis=1).astype(np.uint8)
-            self._vec_fft = scipy.fft.rfft(self.vectors, axis=1)
+            return
+        self.size = scipy.fft.next_fast_len(n, real=True)
+        self.pos = rng.permutation(n)  # position of each case on the circle
+        groups = max(2, -(-8 * self.B // self.size))
+        self.per = -(-self.B // groups)  # consecutive lags per vector
+        self.vectors = rng.poisson(1.0, size=(groups, self.size)).astype(np.float64)
+        self.start = rng.integers(0, self.size, size=groups)  # first lag of each vector
+        # wrapped copies so that pos + lag never needs a modulo when gathering
+        wrap = np.concatenate([self.vectors, self.vectors, self.vectors[:, : self.per]], axis=1)
+        self._wrapped = wrap.astype(np.uint8)
+        self._vec_fft = scipy.fft.rfft(self.vectors, axis=1, workers=_WORKERS)
 
     def linear(self, cols: np.ndarray) -> np.ndarray:
         """sum_i w[b, i] * cols[i, k] for every replicate b: shape (B, k)."""
         cols = np.asarray(cols, dtype=np.float64)
         if cols.ndim == 1:
             cols = cols[:, None]
+        k = cols.shape[1]
         if self.exact:
-            out = np.empty((self.B, cols.shape[1]))
+            out = np.empty((self.B, k))
             step = max(1, (1 << 22) // self.n)
             for s in range(0, self.B, step):
-                out[s:s + step] = self._counts[s:s + step].astype(np.float64) @ cols
+                out[s:s + step] = (cols.T @ self._counts[:, s:s + step].astype(np.float64)).T
             return out
-        x = np.zeros((self.size, cols.shape[1]))
-        x[self.pos] = cols
-        xf = np.conj(scipy.fft.rfft(x, axis=0))
+        x = np.zeros((k, self.size))
+        x[:, self.pos] = cols.T
+        xf = np.conj(scipy.fft.rfft(x, axis=1, workers=_WORKERS))
         parts = []
         for g in range(self.vectors.shape[0]):
-            corr = scipy.fft.irfft(xf * self._vec_fft[g][:, None], n=self.size, axis=0)
-            parts.append(corr[self.lags[g]])
+            corr = scipy.fft.irfft(xf * self._vec_fft[g], n=self.size, axis=1, workers=_WORKERS)
+            parts.append(np.take(corr, self.start[g] + np.arange(self.per), axis=1, mode="wrap").T)
         # weights are integers, so exact sums are integers; FFT round-off is ~1e-12 relative
         return np.concatenate(parts)[: self.B]
 
     def gather(self, case_idx: np.ndarray, rows: slice = slice(None)) -> np.ndarray:
-        """Integer weights of the given cases in replicates ``rows``: (rows, len(case_idx)), uint8."""
+        """Integer weights of the given cases in replicates ``rows``: shape
+        (len(case_idx), number of rows), uint8 (case-major, so sums over cases are fast)."""
         case_idx = np.asarray(case_idx, dtype=np.int64)
         start, stop, _ = rows.indices(self.B)
         if self.exact:
-            return self._counts[start:stop][:, case_idx]  # uint8 counts
-        per = self.lags.shape[1]
+            return self._counts[case_idx, start:stop]
         p = self.pos[case_idx]
         parts = []
-        for g in range(start // per, (stop - 1) // per + 1):
-            a, b = max(start - g * per, 0), min(stop - g * per, per)
-            parts.append(self._twice[g][self.lags[g][a:b, None] + p[None, :]])
-        return np.concatenate(parts)
+        for g in range(start // self.per, (stop - 1) // self.per + 1):
+            a, b = max(start - g * self.per, 0), min(stop - g * self.per, self.per)
+            windows = np.lib.stride_tricks.sliding_window_view(self._wrapped[g], b - a)
+            parts.append(windows[self.start[g] + a + p])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+_WORKERS = 2  # scipy.fft threads
 
 
 def weighted_means(weights: CaseWeights, values: np.ndarray) -> np.ndarray:
@@ -321,45 +330,66 @@ def weighted_means(weights: CaseWeights, values: np.ndarray) -> np.ndarray:
     mask = np.isfinite(v)
     centre = np.array([v[mask[:, j], j].mean() if mask[:, j].any() else 0.0 for j in range(v.shape[1])])
     num = np.where(mask, v - centre, 0.0)
-    sums = weights.linear(np.concatenate([num, mask.astype(np.float64)], axis=1))
+    # most columns share one mask (every case measured): resample each distinct mask once
+    distinct: dict[bytes, int] = {}
+    which = [distinct.setdefault(np.packbits(mask[:, j]).tobytes(), len(distinct)) for j in range(v.shape[1])]
+    firsts = [which.index(u) for u in range(len(distinct))]
+    sums = weights.linear(np.concatenate([num, mask[:, firsts].astype(np.float64)], axis=1))
     k = v.shape[1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return centre + sums[:, :k] / sums[:, k:]
+        return centre + sums[:, :k] / sums[:, k + np.asarray(which)]
 
 
 def weighted_quantile_reps(weights: CaseWeights, values: np.ndarray, case_idx: np.ndarray,
                            qs: list[float]) -> np.ndarray:
     """Bootstrap replicates of the q-quantiles (inverted-CDF definition) of sample ``values``,
     each sample carrying the weight of its case: resampling whole cases keeps repeats clustered.
-    Returns shape (B, len(qs)).
+    Returns shape (B, len(qs)). See :func:`weighted_quantile_reps_many`."""
+    return weighted_quantile_reps_many(weights, [(values, case_idx, qs)])[0]
+
+
+def weighted_quantile_reps_many(weights: CaseWeights, series: list[tuple]) -> list[np.ndarray]:
+    """:func:`weighted_quantile_reps` for several (values, case_idx, qs) at once, sharing one
+    pass of linear statistics.
 
     For large n only samples within a window of ranks around q*N can hold the quantile in
-    practice; rows where it falls outside the window are recomputed over all samples, so the
-    result is exact either way.
+    practice; the weight below the window is a linear statistic, and replicates where the
+    quantile falls outside the window are recomputed over all samples, so results are exact.
     """
-    order = np.argsort(values, kind="stable")
-    v = np.asarray(values, dtype=np.float64)[order]
-    c = np.asarray(case_idx, dtype=np.int64)[order]
+    plans, cols = [], []
+    for values, case_idx, qs in series:
+        order = np.argsort(values, kind="stable")
+        v = np.asarray(values, dtype=np.float64)[order]
+        c = np.asarray(case_idx, dtype=np.int64)[order]
+        N = v.size
+        per_case = np.bincount(c, minlength=weights.n).astype(np.float64)
+        deff = math.sqrt(per_case.max()) if N else 1.0
+        windows = []
+        for q in qs:
+            half = int(4.5 * math.sqrt(N * q * (1 - q)) * deff) + 32
+            windows.append((max(0, int(q * N) - half), min(N, int(q * N) + half + 1)))
+        if weights.exact or sum(hi - lo for lo, hi in windows) >= N // 2:
+            windows = [(0, N)] * len(qs)  # one scan serves every quantile
+        first = len(cols)
+        cols.append(per_case)
+        for lo, _ in windows:
+            cols.append(np.bincount(c[:lo], minlength=weights.n).astype(np.float64))
+        plans.append((v, c, qs, windows, first))
+    sums = np.rint(weights.linear(np.stack(cols, axis=1))) if cols else None  # integer weights
+    return [_quantiles_of(weights, sums, *plan) for plan in plans]
+
+
+def _quantiles_of(weights: CaseWeights, sums, v, c, qs, windows, first) -> np.ndarray:
     N = v.size
     out = np.full((weights.B, len(qs)), np.nan)
     if N == 0:
         return out
-    per_case = np.bincount(c, minlength=weights.n).astype(np.float64)
-    total = np.rint(weights.linear(per_case)[:, 0])  # integer weights: exact counts
-    deff = math.sqrt(per_case.max())
-    windows = []
-    for q in qs:
-        half = int(4.5 * math.sqrt(N * q * (1 - q)) * deff) + 32
-        windows.append((max(0, int(q * N) - half), min(N, int(q * N) + half + 1)))
-    if weights.exact or sum(hi - lo for lo, hi in windows) >= N // 2:
-        windows = [(0, N)]  # one cumulative sum serves every quantile
+    total = sums[:, first]
     # inverted CDF: the quantile is the first sorted sample whose cumulative weight reaches q*T
     targets = [np.ceil(q * total - 1e-9) for q in qs]
-    for lo, hi in windows:
-        which = range(len(qs)) if len(windows) == 1 else [windows.index((lo, hi))]
-        below = np.zeros(weights.B)
-        if lo > 0:
-            below = np.rint(weights.linear(np.bincount(c[:lo], minlength=weights.n).astype(np.float64))[:, 0])
+    for lo, hi in dict.fromkeys(windows):
+        which = [k for k, w in enumerate(windows) if w == (lo, hi)]
+        below = sums[:, first + 1 + which[0]]
         step = max(1, (1 << 22) // max(hi - lo, 1))
         for s in range(0, weights.B, step):
             rows = slice(s, min(s + step, weights.B))
@@ -368,7 +398,7 @@ def weighted_quantile_reps(weights: CaseWeights, values: np.ndarray, case_idx: n
                 out[rows, k] = _first_reaching(w, below[rows], targets[k][rows], v[lo:hi])
     for b, k in zip(*np.nonzero(np.isnan(out) & (total > 0)[:, None])):
         # rare: the quantile fell outside the window for this replicate
-        cum = np.cumsum(weights.gather(c, slice(b, b + 1))[0], dtype=np.float64)
+        cum = np.cumsum(weights.gather(c, slice(b, b + 1))[:, 0], dtype=np.float64)
         out[b, k] = v[min(int(np.searchsorted(cum, targets[k][b])), N - 1)]
     return out
 
@@ -377,21 +407,23 @@ _BLOCK = 32
 
 
 def _first_reaching(w: np.ndarray, below: np.ndarray, target: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Per row of integer weights ``w`` (rows, m) over sorted values ``v``: the value at the first
-    position where ``below`` + cumulative weight reaches ``target`` (NaN when it does not within
-    the window, or is reached before it). Cumulative sums are slow on wide arrays, so rows are
-    summed per block of positions first and only the crossing block is scanned."""
-    rows, m = w.shape
+    """For integer weights ``w`` (m positions x rows) over sorted values ``v``: per row, the value
+    at the first position where ``below`` + cumulative weight reaches ``target`` (NaN when that
+    is not inside the window). Cumulative sums over wide arrays are slow, so positions are summed
+    per block first and only the crossing block is scanned."""
+    m, rows = w.shape
     nb = -(-m // _BLOCK)
     if nb * _BLOCK != m:
-        w = np.concatenate([w, np.zeros((rows, nb * _BLOCK - m), dtype=w.dtype)], axis=1)
-    blocks = w.reshape(rows, nb, _BLOCK)
-    cum_blocks = np.cumsum(blocks.sum(axis=2, dtype=np.int64), axis=1) + below[:, None].astype(np.int64)
-    blk = (cum_blocks < target[:, None]).sum(axis=1)
+        w = np.concatenate([w, np.zeros((nb * _BLOCK - m, rows), dtype=w.dtype)], axis=0)
+    blocks = w.reshape(nb, _BLOCK, rows)
+    below = below.astype(np.int64)
+    cum_blocks = np.cumsum(blocks.sum(axis=1, dtype=np.int64), axis=0) + below[None, :]
+    blk = (cum_blocks < target[None, :]).sum(axis=0)
     ok = (blk < nb) & (below < target)
     blk_c = np.minimum(blk, nb - 1)
-    start = np.where(blk_c > 0, cum_blocks[np.arange(rows), blk_c - 1], below.astype(np.int64))
-    inner = np.cumsum(blocks[np.arange(rows), blk_c], axis=1, dtype=np.int64) + start[:, None]
+    r = np.arange(rows)
+    start = np.where(blk_c > 0, cum_blocks[np.maximum(blk_c - 1, 0), r], below)
+    inner = np.cumsum(blocks[blk_c, :, r], axis=1, dtype=np.int64) + start[:, None]  # (rows, BLOCK)
     pos = blk_c * _BLOCK + (inner < target[:, None]).sum(axis=1)
     ok &= pos < m
     return np.where(ok, v[np.minimum(pos, m - 1)], np.nan)

@@ -6,12 +6,15 @@ kill -9) resumes on rerun without repeating a paid call. Values are the normalis
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any
 
 # what identifies a request; anything else in the dict (api_key_env, a key) is left out
@@ -36,8 +39,14 @@ def request_key(request: dict, repeat: int) -> str:
 
 
 class ResponseCache:
-    """``get(key) -> dict | None``, ``put(key, value)``. One connection guarded by a lock: the
-    calls are sub-millisecond, so the asyncio engine calls them directly from the loop."""
+    """``get(key) -> dict | None``, ``get_many(keys) -> {key: dict}``, ``put(key, value)``,
+    ``flush()``, ``close()``.
+
+    Writes go to a background thread with its own connection, committed in small batches within
+    milliseconds: an SQLite call releases the GIL, and on a loop shared with busy threads
+    (litellm's logging workers) getting it back can stall the event loop for a switch interval.
+    A value put is visible to ``get`` at once (kept in memory until committed). Reads and writes
+    are safe from several threads, tasks and processes (WAL)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
@@ -52,28 +61,124 @@ class ResponseCache:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS responses ("
                              "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        self._pending: dict[str, str] = {}
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        _OPEN.add(self)
 
     def get(self, key: str) -> dict | None:
         with self._lock:
-            row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
+            text = self._pending.get(key)
+            if text is None:
+                row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+                text = None if row is None else row[0]
+        return None if text is None else json.loads(text)
+
+    def get_many(self, keys: list[str]) -> dict[str, dict]:
+        """The cached values among ``keys`` (one query per 500 keys)."""
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for i in range(0, len(unique), 500):
+                chunk = unique[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(self._db.execute(
+                    f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk).fetchall())
+            for k in unique:
+                if k in self._pending:
+                    found[k] = self._pending[k]
+        return {k: json.loads(v) for k, v in found.items()}
 
     def put(self, key: str, value: dict) -> None:
+        if self._error is not None:
+            raise self._error
         text = canonical_json(value)
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
-                             (key, text, time.time()))
+            if self._closed:
+                raise ValueError("cache is closed")
+            self._pending[key] = text
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="replaygate-cache",
+                                                daemon=True)
+                self._writer.start()
+        self._queue.put(key)
+
+    def flush(self) -> None:
+        """Wait until every value put so far is committed."""
+        if self._writer is not None and self._writer.is_alive():
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _write_loop(self) -> None:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA synchronous=NORMAL")
+        stop = False
+        while not stop:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events = [b for b in batch if isinstance(b, threading.Event)]
+            stop = any(b is _STOP for b in batch)
+            with self._lock:
+                rows = [(k, self._pending[k], time.time()) for k in dict.fromkeys(batch)
+                        if isinstance(k, str) and k in self._pending]
+            if rows:
+                try:
+                    db.execute("BEGIN")
+                    db.executemany("INSERT OR REPLACE INTO responses (key, value, created) "
+                                   "VALUES (?, ?, ?)", rows)
+                    db.execute("COMMIT")
+                except sqlite3.Error as e:  # reported to the next put / flush
+                    self._error = e
+                with self._lock:
+                    for k, text, _ in rows:
+                        if self._pending.get(k) is text:
+                            del self._pending[k]
+            for ev in events:
+                ev.set()
+        db.close()
 
     def __len__(self) -> int:
+        self.flush()
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join()
         with self._lock:
+            self._closed = True
             self._db.close()
+        _OPEN.discard(self)
 
     def __enter__(self) -> "ResponseCache":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_STOP = object()
+_OPEN: "weakref.WeakSet[ResponseCache]" = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_caches() -> None:
+    """Commit what a caller put but never closed (the writer thread is a daemon)."""
+    for cache in list(_OPEN):
+        try:
+            cache.close()
+        except Exception:  # best effort at interpreter exit
+            pass

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sys
 import time
@@ -29,6 +30,10 @@ from .variants import (CallableVariant, ModelVariant, RecordedVariant, RunVarian
 
 CACHE_MODES = ("rw", "off", "offline", "refresh")
 WARMUP_TEXT = "replaygate warm-up"
+INTERRUPTED = "interrupted (Ctrl-C) before every call finished"
+OTHER_WORKER_STOPPED = "stopped because another worker process stopped the run"
+AUTO_POOL_MIN_CALLS = 400
+AUTO_POOL_MIN_CONCURRENCY = 32
 
 
 @dataclass
@@ -48,6 +53,9 @@ class ReplayOptions:
     warmup: bool = True
     backoff_s: float = 0.5  # first retry delay; doubles per attempt, +-50% jitter
     backoff_max_s: float = 30.0
+    # processes sharing the model calls: litellm costs milliseconds of CPU a call, so one process
+    # caps the rate; None = several for large, wide runs (>= 400 calls at concurrency >= 32)
+    workers: int | None = 1
 
 
 class TokenBucket:
@@ -141,6 +149,7 @@ class _Engine:
             raise ValueError(f"cache_mode must be one of {CACHE_MODES}, got {opts.cache_mode!r}")
         self.cases, self.opts, self.warnings = cases, opts, warnings
         self.variants = {name: build_variant({**spec, "name": name}) for name, spec in variants.items()}
+        self.cache = None
         self.rng = random.Random(opts.seed)
         self.samples: dict[str, list[list[Sample | None]]] = {}
         self.cache = None
@@ -157,6 +166,9 @@ class _Engine:
         self._warm: dict[tuple, asyncio.Lock] = {}
         self._warm_done: set[tuple] = set()
         self._priced: set[str] = set()
+        self.specs = variants
+        self.external_stop = None  # a multiprocessing.Event when this engine is a pool worker
+        self.counters = None  # shared [done, errors, cached] when this engine is a pool worker
 
     # ---------------------------------------------------------------- bookkeeping
     def warn(self, text: str) -> None:
@@ -187,6 +199,8 @@ class _Engine:
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+        if self.external_stop is not None and reason != OTHER_WORKER_STOPPED:
+            self.external_stop.set()  # the other worker processes stop too
 
     # ---------------------------------------------------------------- one call
     async def _warmup(self, v: ModelVariant) -> None:
@@ -240,23 +254,38 @@ class _Engine:
                 self.tpm.adjust(used - est)
             return resp, None
 
-    async def _model_sample(self, v: ModelVariant, case: Case, repeat: int) -> tuple[Sample, bool]:
-        """(sample, was_live_call)."""
+    def _prepare(self, work: list[tuple[str, int, int]]) -> None:
+        """Build every model request and its cache key up front, and read all cache hits in a
+        few queries (not one blocking query per call on the event loop)."""
         from .cache import request_key
 
-        try:
-            req = v.request(case)
-        except UnreplayableCase as e:
-            return error_sample(repeat, "UnreplayableCase", str(e)), False
-        key = request_key(req, repeat)
-        mode = self.opts.cache_mode
-        if self.cache is not None and mode in ("rw", "offline"):
-            hit = self.cache.get(key)
-            if hit is not None:
-                s = response_sample(hit, repeat, cached=True)
-                self._price(s, v.model, v.price)
-                return s, False
-        if mode == "offline":
+        self.prepared: dict[tuple[str, int, int], tuple[dict, str] | str] = {}
+        for name, ci, r in work:
+            v = self.variants[name]
+            if isinstance(v, ModelVariant):
+                try:
+                    req = v.request(self.cases[ci])
+                    self.prepared[(name, ci, r)] = (req, request_key(req, r))
+                except UnreplayableCase as e:
+                    self.prepared[(name, ci, r)] = str(e)
+        self.hits: dict[str, dict] = {}
+        if self.cache is not None and self.opts.cache_mode in ("rw", "offline"):
+            keys = [p[1] for p in self.prepared.values() if isinstance(p, tuple)]
+            self.hits = self.cache.get_many(keys)
+
+    async def _model_sample(self, v: ModelVariant, case: Case, ci: int,
+                            repeat: int) -> tuple[Sample, bool]:
+        """(sample, was_live_call)."""
+        prep = self.prepared[(v.name, ci, repeat)]
+        if isinstance(prep, str):
+            return error_sample(repeat, "UnreplayableCase", prep), False
+        req, key = prep
+        hit = self.hits.get(key)
+        if hit is not None:
+            s = response_sample(hit, repeat, cached=True)
+            self._price(s, v.model, v.price)
+            return s, False
+        if self.opts.cache_mode == "offline":
             self.incomplete_reason = self.incomplete_reason or \
                 "offline mode: some requests are not in the response cache"
             return error_sample(repeat, "CacheMiss", f"no cached response for case {case.id} "
@@ -271,9 +300,10 @@ class _Engine:
         self._price(s, v.model, v.price)
         return s, True
 
-    async def _one(self, v, case: Case, repeat: int) -> Sample:
+    async def _one(self, v, ci: int, repeat: int) -> Sample:
+        case = self.cases[ci]
         if isinstance(v, ModelVariant):
-            sample, live = await self._model_sample(v, case, repeat)
+            sample, live = await self._model_sample(v, case, ci, repeat)
         else:
             sample, live = await v.call(case, repeat), True
             if v.price:
@@ -303,20 +333,39 @@ class _Engine:
                         work.append((name, ci, r))
         return work
 
-    async def run(self) -> dict[str, list[CaseResult]]:
-        work = self._static()
-        self.min_calls = max(1, min(self.opts.min_calls_for_budget, len(work)))
-        enabled = sys.stderr.isatty() if self.opts.progress is None else bool(self.opts.progress)
-        progress = _Progress(len(work), enabled and bool(work))
+    def _worker_count(self, work: list) -> int:
+        """Processes to spread the calls over. Only model calls are spread (a user callable may
+        keep state in its process); ``workers=None`` picks several for large, wide runs."""
+        if any(isinstance(self.variants[name], CallableVariant) for name, _, _ in work[:1000]):
+            return 1
+        k = self.opts.workers
+        if k is None:
+            big = len(work) >= AUTO_POOL_MIN_CALLS and self.opts.concurrency >= AUTO_POOL_MIN_CONCURRENCY
+            k = min(os.cpu_count() or 1, 4) if big else 1
+        cases = len({ci for _, ci, _ in work})
+        return max(1, min(int(k), cases, self.opts.concurrency))
+
+    def _stopped(self) -> bool:
+        if self.stop_reason is None and self.external_stop is not None and self.external_stop.is_set():
+            self.stop_reason = OTHER_WORKER_STOPPED
+        return self.stop_reason is not None
+
+    async def _run_local(self, work: list, progress: "_Progress") -> None:
+        self._prepare(work)
         items = iter(work)
 
         async def worker() -> None:
             for name, ci, r in items:  # shared iterator: calls go out in list order
-                if self.stop_reason:
+                if self._stopped():
                     return
-                sample = await self._one(self.variants[name], self.cases[ci], r)
+                sample = await self._one(self.variants[name], ci, r)
                 self.samples[name][ci][r] = sample
                 progress.update(sample)
+                if self.counters is not None:  # progress seen by the parent of a pool worker
+                    with self.counters.get_lock():
+                        self.counters[0] += 1
+                        self.counters[1] += sample.error is not None
+                        self.counters[2] += sample.cached
 
         n = max(1, min(self.opts.concurrency, len(work)))
         tasks = [asyncio.ensure_future(worker()) for _ in range(n)]
@@ -325,7 +374,21 @@ class _Engine:
         except asyncio.CancelledError:
             for t in tasks:
                 t.cancel()
-            self._stop("interrupted (Ctrl-C) before every call finished")
+            self._stop(INTERRUPTED)
+
+    async def run(self) -> dict[str, list[CaseResult]]:
+        work = self._static()
+        self.min_calls = max(1, min(self.opts.min_calls_for_budget, len(work)))
+        enabled = sys.stderr.isatty() if self.opts.progress is None else bool(self.opts.progress)
+        progress = _Progress(len(work), enabled and bool(work))
+        workers = self._worker_count(work) if work else 1
+        try:
+            if workers > 1:
+                from .pool import run_pool
+
+                await run_pool(self, work, workers, progress)
+            else:
+                await self._run_local(work, progress)
         finally:
             progress.finish()
             if self.cache is not None:

@@ -36,13 +36,18 @@ from typing import Any
 _LITELLM = None
 
 
+def set_offline_env() -> None:
+    """litellm reads these at import: use the bundled cost map, never fetch anything."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
 def litellm_module():
     """Import litellm once, after making it offline (local cost map) and quiet."""
     global _LITELLM
     if _LITELLM is None:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        set_offline_env()
         import litellm
 
         litellm.suppress_debug_info = True

@@ -1,7 +1,6 @@
 """Renderers: a run or comparison dict in, text out. No I/O here; the CLI writes the text."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 FORMATS = ("table", "json", "md", "junit")
@@ -19,7 +18,9 @@ def kind_of(doc: dict) -> str:
 def render(doc: dict, fmt: str, **opts: Any) -> str:
     kind = kind_of(doc)
     if fmt == "json":
-        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        from ..pipeline import dumps
+
+        return dumps(doc)
     if fmt == "table":
         from . import terminal
 

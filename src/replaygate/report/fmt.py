@@ -58,3 +58,16 @@ def pvalue(p: Any) -> str:
     if p < 1e-4:
         return f"{p:.1e}"
     return f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
+
+
+def gate_interval(metric: str, gate: dict) -> str:
+    """A gate's interval in the scale it was decided on: a relative change for "N%" rules,
+    the metric's own units otherwise."""
+    ci = gate.get("ci")
+    if not ci or ci[0] is None or ci[1] is None:
+        return "n/a"
+    if gate.get("scale") == "relative":
+        return f"[{100 * ci[0]:+.1f}%, {100 * ci[1]:+.1f}%]"
+    if gate.get("scale") == "value":
+        return f"[{value(metric, ci[0])}, {value(metric, ci[1])}]"
+    return interval(metric, ci, gate.get("ci_kind"))

@@ -30,7 +30,7 @@ def render_comparison(doc: dict) -> str:
                            name=_clean(f"{m} {g.get('rule', '')}".strip()))
         detail = (f"baseline {fmt.value(m, g.get('baseline'))}, candidate {fmt.value(m, g.get('candidate'))}, "
                   f"delta {fmt.delta(m, g.get('delta'), g.get('baseline'))}, "
-                  f"interval {fmt.interval(m, g.get('ci'), g.get('ci_kind'))}, p {fmt.pvalue(g.get('p_value'))}, "
+                  f"interval {fmt.gate_interval(m, g)}, p {fmt.pvalue(g.get('p_value'))}, "
                   f"mode {g.get('mode', '')}, verdict {g.get('verdict')}")
         if g.get("verdict") == "fail":
             f = ET.SubElement(tc, "failure", message=_clean(f"{m} regressed"), type="regression")

@@ -33,7 +33,7 @@ def gate_rows(doc: dict) -> list[list[str]]:
             fmt.value(metric, g.get("baseline")),
             fmt.value(metric, g.get("candidate")),
             fmt.delta(metric, g.get("delta"), g.get("baseline")),
-            fmt.interval(metric, g.get("ci"), g.get("ci_kind")),
+            fmt.gate_interval(metric, g),
             str(g.get("verdict", "")).upper(),
         ])
     return rows
@@ -70,16 +70,20 @@ def render_comparison(doc: dict, **_: Any) -> str:
         out.append(tabulate(gate_rows(doc),
                             headers=["gate", "mode", "baseline", "candidate", "delta", "interval", "verdict"],
                             disable_numparse=True))
-        notes = [f"  {g['metric']}: {g['note']}" for g in doc["gates"] if g.get("note")]
-        if notes:
-            out.extend(["", "Notes:", *notes])
+        reasons = [f"  {g['metric']}: {g['reason']}" for g in doc["gates"] if g.get("reason")]
+        if reasons:
+            out.extend(["", "Why:", *reasons])
     regs = doc.get("regressions", [])
     if regs:
         out.append("")
         out.append(f"Cases that regressed ({len(regs)}; worst first):")
         for r in regs[:10]:
-            out.append(f"  {r.get('case')}: {r.get('metric', '')} "
-                       f"{_short(r.get('baseline'))} -> {_short(r.get('candidate'))}")
+            why = "; ".join(f"{f.get('scorer')}: {f.get('reason')}" for f in r.get("failed") or [])
+            out.append(f"  {r.get('case')}: {_short(why or r.get('metric', ''), 50)}")
+            if "candidate_output" in r:
+                out.append(f"      candidate: {_short(r.get('candidate_output'), 90)}")
+        if len(regs) > 10:
+            out.append(f"  ... and {len(regs) - 10} more (the json report lists them all)")
     for w in doc.get("warnings", []):
         out.append(f"warning: {w}")
     out.append("")
@@ -104,6 +108,7 @@ def _gate_heading(doc: dict) -> str:
 
 def _short(v: Any, width: int = 60) -> str:
     s = v if isinstance(v, str) else repr(v)
+    s = "".join(ch if ch.isprintable() else " " for ch in s)  # no terminal escapes from model text
     s = s.replace("\n", " ")
     return s if len(s) <= width else s[: width - 1] + "…"
 

@@ -8,6 +8,7 @@ A scorer type subclasses ``Scorer``, declares its own config keys as a JSON Sche
 """
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -36,17 +37,19 @@ class Outcome:
 
 @dataclass
 class ScoringContext:
-    """What async scorers need besides the case and the sample: the response cache, offline mode,
-    a shared concurrency limit for model calls."""
+    """What async scorers need besides the case and the sample: the response cache and its mode
+    (offline: read only, a miss is an error; refresh: call again and overwrite), a shared
+    concurrency limit for model calls."""
     cache: Any = None  # replaygate.replay.cache.ResponseCache or None
     offline: bool = False
+    refresh: bool = False
     concurrency: int = 8
     warnings: list[str] = field(default_factory=list)
     _semaphore: Any = None
 
     @property
-    def semaphore(self):
-        import asyncio
+    def semaphore(self) -> asyncio.Semaphore:
+        # created on first use, inside the running event loop
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(max(1, self.concurrency))
         return self._semaphore

@@ -91,6 +91,8 @@ class PythonScorer(Scorer):
                                   field=self.field("function"))
             if not params["file"].endswith(".py"):
                 raise ConfigError("`file` must be a .py file", field=self.field("file"))
+            if not Path(params["file"]).is_file():
+                raise ConfigError(f"no such file {params['file']!r}", field=self.field("file"))
             ref = f"{params['file']}:{ref}"
         self.fn = load_function(ref, self.field("function"))
         self.args = dict(params.get("args", {}))

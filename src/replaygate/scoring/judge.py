@@ -18,6 +18,7 @@ Built-in rubrics (all default to ``threshold: 0.5``):
 """
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from typing import Any, Callable
@@ -189,8 +190,9 @@ class Judge(Scorer):
     async def acheck(self, case: Case, sample: Sample, ctx: ScoringContext) -> Outcome:
         messages, parse = self.messages(case, sample)
         usage = Usage(self.client.model)
-        outcomes = [self.judgment(await self.client.ask_json(ctx, self.prompt, messages, k, parse, usage))
-                    for k in range(self.repeats)]
+        verdicts = await asyncio.gather(*(self.client.ask_json(ctx, self.prompt, messages, k, parse, usage)
+                                          for k in range(self.repeats)))
+        outcomes = [self.judgment(v) for v in verdicts]
         first = outcomes[0]
         details = dict(first.details or {})
         details["prompt"] = self.prompt.id

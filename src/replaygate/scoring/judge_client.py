@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
@@ -115,7 +116,8 @@ class ModelClient:
     @classmethod
     def from_spec(cls, spec: dict) -> "ModelClient":
         return cls(model=spec["model"], api_base=spec.get("api_base"), api_key_env=spec.get("api_key_env"),
-                   params=dict(spec.get("params", {"temperature": 0})), price=spec.get("price"),
+                   # a judge should be repeatable: temperature 0 unless the config says otherwise
+                   params={"temperature": 0, **spec.get("params", {})}, price=spec.get("price"),
                    timeout=float(spec.get("timeout", 60.0)), retries=int(spec.get("retries", 2)))
 
     def request(self, messages: list[dict]) -> dict:
@@ -151,7 +153,7 @@ class ModelClient:
         else from the model, with one correction turn on a malformed reply."""
         from replaygate.replay.cache import request_key
         key = _key("judge", {"prompt": prompt.id, "request": request_key(self.request(messages), repeat)})
-        if ctx.cache is not None:
+        if ctx.cache is not None and not ctx.refresh:
             hit = ctx.cache.get(key)
             if hit is not None:
                 try:
@@ -186,7 +188,7 @@ class ModelClient:
         keys = [_key("embedding", {"model": self.model, "api_base": self.api_base, "text": t}) for t in texts]
         out: list[list[float] | None] = [None] * len(texts)
         for i, k in enumerate(keys):
-            hit = ctx.cache.get(k) if ctx.cache is not None else None
+            hit = ctx.cache.get(k) if ctx.cache is not None and not ctx.refresh else None
             if hit is not None:
                 out[i] = hit["embedding"]
                 usage.cache_hits += 1
@@ -194,7 +196,6 @@ class ModelClient:
         if missing:
             if ctx.offline:
                 raise ScorerFailure("embedding not in the cache (offline)", "CacheMiss")
-            import time
             start = time.perf_counter()
             vectors = await self._with_retries(ctx, lambda: llm.embed(
                 self.model, [texts[i] for i in missing], api_base=self.api_base,

@@ -88,7 +88,8 @@ class Pairwise(Scorer):
 
 async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
                          cand_results: list[CaseResult], spec: dict | Pairwise, *, cache=None,
-                         concurrency: int = 8, offline: bool = False) -> dict[str, Any]:
+                         concurrency: int = 8, offline: bool = False, refresh: bool = False
+                         ) -> dict[str, Any]:
     """Judge every case present in both runs. Samples are paired by repeat index and each pair
     judged in both orders; a case's value is the mean over its pairs (1 candidate better, 0.5 tie,
     0 baseline better). A failed sample loses to a successful one; two failed samples, a missing
@@ -102,7 +103,7 @@ async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
     scorer = spec if isinstance(spec, Pairwise) else build_scorer(spec, "pairwise")
     if not isinstance(scorer, Pairwise):
         raise TypeError(f"score_pairwise needs a pairwise scorer, got {scorer.type!r}")
-    ctx = ScoringContext(cache=cache, offline=offline, concurrency=concurrency)
+    ctx = ScoringContext(cache=cache, offline=offline, refresh=refresh, concurrency=concurrency)
     base_by_id = {r.id: r for r in base_results}
     usage_total = {"model": scorer.client.model} | new_usage_total()
     per_case: dict[str, float] = {}
@@ -155,6 +156,9 @@ async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
         first_id = next(iter(errors))
         warnings.append(f"pairwise {scorer.name!r}: {len(errors)} cases could not be judged "
                         f"(first: {first_id}: {errors[first_id]})")
+    if usage_total["cost_unknown"]:
+        warnings.append(f"pairwise {scorer.name!r}: no price known for model {scorer.client.model!r}: "
+                        "its judge cost is null (set `price` on the scorer)")
     if skipped:
         warnings.append(f"pairwise {scorer.name!r}: {len(skipped)} cases not compared "
                         "(see `skipped`)")

@@ -12,11 +12,12 @@ USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd"
 
 
 async def score_results(cases: dict[str, Case], results: list[CaseResult], scorers: list[Scorer], *,
-                        cache=None, concurrency: int = 8, offline: bool = False) -> list[str]:
+                        cache=None, concurrency: int = 8, offline: bool = False,
+                        refresh: bool = False) -> list[str]:
     """Fill ``Sample.scores`` in place for every sample whose replay succeeded (a failed sample
     gets no scores: metrics count it as failed). A scorer that crashes on a sample records a
     Score with an error there. Returns warnings (error counts per scorer, missing cases)."""
-    ctx = ScoringContext(cache=cache, offline=offline, concurrency=concurrency)
+    ctx = ScoringContext(cache=cache, offline=offline, refresh=refresh, concurrency=concurrency)
     warnings: list[str] = []
     # pairwise scorers compare two runs: the pipeline calls score_pairwise for them
     scorers = [s for s in scorers if not getattr(s, "pairwise", False)]
@@ -46,6 +47,10 @@ async def score_results(cases: dict[str, Case], results: list[CaseResult], score
         await asyncio.gather(*pending)
     warnings.extend(ctx.warnings)
     warnings.extend(error_summary(results, scorers))
+    for name, total in judge_usage(results).items():
+        if total["cost_unknown"]:
+            warnings.append(f"scorer {name!r}: no price known for model {total['model']!r}: its judge "
+                            "cost is null (set `price` on the scorer)")
     return warnings
 
 

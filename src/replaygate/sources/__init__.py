@@ -14,6 +14,14 @@ def load_dataset(entries: list[dict]) -> list[Case]:
             from .golden import load_golden
 
             found, label = load_golden(entry["golden"]), entry["golden"]
+        elif "cases" in entry:  # the output of `replaygate import`
+            from .traces import compile_where, read_cases_jsonl, sample_cases
+
+            match = compile_where(entry.get("where"))
+            found = [c for c in read_cases_jsonl(entry["cases"]) if match(c)]
+            if entry.get("sample"):
+                found = sample_cases(found, entry["sample"]["n"], entry["sample"].get("seed", 0))
+            label = entry["cases"]
         else:
             from .traces import load_traces
 
