@@ -112,7 +112,9 @@ class ImportStats:
 
 
 def _counts(c: Counter) -> str:
-    return ", ".join(f"{k} {v}" for k, v in c.most_common())
+    """"name count" pairs, most common first; one per line when many (keeps the table narrow)."""
+    sep = ", " if len(c) <= 3 else "\n"
+    return sep.join(f"{k} {v}" for k, v in c.most_common())
 
 
 def _iso(ns: int) -> str:
