@@ -124,6 +124,9 @@ def test_bad_requests_get_the_right_status(tmp_path):
         r = http.post("/v1/logs", content=b"x", headers={"Content-Type": "text/plain"})
         assert r.status_code == 415
         r = http.post("/v1/metrics", content=b"{}", headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()) == (200, {})  # acknowledged, not recorded
+        assert rcv.counts.metrics_ignored == 1
+        r = http.post("/v2/whatever", content=b"{}", headers={"Content-Type": "application/json"})
         assert r.status_code == 404
         r = http.post("/v1/traces", content=b"{}", headers={"Content-Type": "application/json",
                                                            "Content-Encoding": "br"})

@@ -10,7 +10,8 @@ message events (log records) to their spans without further setup.
 Responses follow the OTLP/HTTP spec: 200 with an empty ``Export*ServiceResponse`` in the
 request's content type; 400 with a ``google.rpc.Status`` for undecodable bodies; 413 when the
 body (after gzip decompression) exceeds ``max_body_bytes``; 415 for other content types or
-encodings; 404 for other paths.
+encodings; 404 for other paths. ``POST /v1/metrics`` is acknowledged and dropped, so an app whose
+whole OTLP endpoint points here does not log export errors.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class ReceiverCounts:
     requests: int = 0
     spans: int = 0
     log_records: int = 0
+    metrics_ignored: int = 0  # /v1/metrics requests acknowledged and dropped
     rejected: dict[int, int] = field(default_factory=dict)  # HTTP status -> count
 
 
@@ -77,6 +79,10 @@ class _Recorder:
             self._file.flush()
             self.counts.spans += spans
             self.counts.log_records += logs
+
+    def count_ignored(self) -> None:
+        with self._lock:
+            self.counts.metrics_ignored += 1
 
     def count(self, status: int) -> None:
         with self._lock:
@@ -134,7 +140,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         try:
-            signal = _SIGNALS.get(self.path.split("?")[0])
+            path = self.path.split("?")[0]
+            if path == "/v1/metrics":
+                # an app pointed at us exports metrics too: acknowledge, do not record
+                self._body()
+                self.recorder.count_ignored()
+                self._reply(200, b"" if ctype == PROTOBUF else b"{}", PROTOBUF if ctype == PROTOBUF else JSON)
+                return
+            signal = _SIGNALS.get(path)
             if signal is None:
                 self._drain()
                 raise _BadRequest(404, f"unknown path {self.path}; use /v1/traces or /v1/logs")
