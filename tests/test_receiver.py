@@ -20,7 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from replaygate.sources.receiver import running_receiver, serve
+from replaygate.sources.receiver import rpc_status_bytes, running_receiver, serve
 from replaygate.sources.traces import import_traces, load_traces
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
@@ -158,3 +158,10 @@ def test_serve_blocks_until_stopped(tmp_path):
     t.join(5)
     assert not t.is_alive()
     assert result["counts"].spans == 9 and result["counts"].requests == 1
+
+
+@pytest.mark.parametrize("code, message", [(3, "bad"), (3, ""), (300, "é" * 200)])
+def test_hand_written_rpc_status_matches_googleapis(code, message):
+    st = status_pb2.Status.FromString(rpc_status_bytes(code, message))
+    assert (st.code, st.message) == (code, message)
+    assert rpc_status_bytes(code, message) == status_pb2.Status(code=code, message=message).SerializeToString()

@@ -26,7 +26,6 @@ from typing import Callable, Iterator
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (ExportLogsServiceRequest,
                                                                     ExportLogsServiceResponse)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
@@ -52,6 +51,24 @@ class ReceiverCounts:
     log_records: int = 0
     metrics_ignored: int = 0  # /v1/metrics requests acknowledged and dropped
     rejected: dict[int, int] = field(default_factory=dict)  # HTTP status -> count
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def rpc_status_bytes(code: int, message: str) -> bytes:
+    """A serialized ``google.rpc.Status{code=1, message=2}``, written by hand so the receiver
+    does not need googleapis-common-protos (not a dependency of opentelemetry-proto)."""
+    msg = message.encode("utf-8")
+    out = b"\x08" + _varint(code) if code else b""  # proto3 leaves default values out
+    return out + (b"\x12" + _varint(len(msg)) + msg if msg else b"")
 
 
 class _BadRequest(Exception):
@@ -129,9 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.recorder.count(status)
 
     def _error(self, status: int, message: str, content_type: str) -> None:
-        st = status_pb2.Status(code=_INVALID_ARGUMENT, message=message)
         if content_type == PROTOBUF:
-            body = st.SerializeToString()
+            body = rpc_status_bytes(_INVALID_ARGUMENT, message)
         else:
             content_type = JSON
             body = json.dumps({"code": _INVALID_ARGUMENT, "message": message}).encode()
