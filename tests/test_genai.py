@@ -146,7 +146,7 @@ def test_params_aliases_and_coercion():
          "gen_ai.output.type": "json", "gen_ai.request.stream": True}
     assert genai.request_params(a) == {
         "model": "m", "temperature": 0.3, "top_k": 40, "presence_penalty": 0.5, "max_tokens": 128,
-        "seed": 9, "n": 2, "stop": ["x", "y"], "response_format": "json", "reasoning_effort": "low",
+        "seed": 9, "n": 2, "stop": ["x", "y"], "response_format": {"type": "json_object"}, "reasoning_effort": "low",
         "stream": True}
 
 
@@ -243,3 +243,16 @@ def test_vercel_ai_sdk_do_generate_span():
     res = genai.extract(calls, [], "chat")
     assert res.case.recorded.finish_reason == "tool_call"
     assert res.case.recorded.tool_calls[0].arguments == '{"a":1}'
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("json", {"type": "json_object"}), ("json_object", {"type": "json_object"}), ("text", None),
+    ("speech", None), ("json_schema", None), ('{"type": "json_schema", "json_schema": {"name": "x"}}',
+                                             {"type": "json_schema", "json_schema": {"name": "x"}})])
+def test_response_format_in_the_form_the_chat_api_takes(raw, expected):
+    assert genai.request_params({"gen_ai.output.type": raw}).get("response_format") == expected
+
+
+def test_choice_count_is_recorded_but_not_replayed():
+    case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.prompt.0.content": "q", "gen_ai.request.choice.count": 3})
+    assert "n" not in case.params and case.metadata["request_n"] == 3

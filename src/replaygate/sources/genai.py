@@ -715,16 +715,30 @@ def _int_if_whole(v: Any) -> Any:
     return int(f) if f is not None and f.is_integer() else f
 
 
+def _response_format(v: Any) -> Any:
+    """As the chat API takes it: gen_ai.output.type "json" (or OpenAI's "json_object") becomes
+    {"type": "json_object"}; "text"/"image"/"speech" and a bare "json_schema" (its schema was not
+    recorded) are left out; a recorded object (OpenInference invocation params) is kept."""
+    v = maybe_json(v)
+    if isinstance(v, dict):
+        return v
+    if str(v).lower() in ("json", "json_object"):
+        return {"type": "json_object"}
+    return None
+
+
 _PARAM_CONV: dict[str, Callable[[Any], Any]] = {
     "model": str, "temperature": _num, "top_p": _num, "top_k": _int_if_whole,
     "frequency_penalty": _num, "presence_penalty": _num,
     "max_tokens": lambda v: _num(v, int), "seed": lambda v: _num(v, int), "n": lambda v: _num(v, int),
-    "stop": _stop_list, "response_format": maybe_json, "reasoning_effort": str,
+    "stop": _stop_list, "response_format": _response_format, "reasoning_effort": str,
     "stream": lambda v: v is True or str(v).lower() == "true",
 }
 
 
 def request_params(a: dict[str, Any]) -> dict[str, Any]:
+    """The recorded request parameters, in the chat-completions form replay sends (``n`` and
+    ``stream`` are kept as a record; the replay engine decides what it sends)."""
     raw = _pick_aliases(_PARAM_ALIAS, ("", a), ("inv.", _invocation_params(a)))
     params = {}
     for name in _PARAM_KEYS:  # a stable key order
@@ -934,8 +948,12 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
         metadata["prompt_name"] = prompt_name
     if warnings:
         metadata["warnings"] = warnings
+    params = request_params(a)
+    n = params.pop("n", None)  # replay compares one answer; asking for n would multiply the cost
+    if n is not None and n != 1:
+        metadata["request_n"] = n
     case = Case(id=f"{span.trace_id}:{span.span_id}", messages=content.messages, tools=tools,
-                params=request_params(a), vars=prompt_vars(a), recorded=recorded,
+                params=params, vars=prompt_vars(a), recorded=recorded,
                 metadata={k: v for k, v in metadata.items() if v is not None})
     return Extraction(case, convention)
 
