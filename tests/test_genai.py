@@ -256,3 +256,11 @@ def test_response_format_in_the_form_the_chat_api_takes(raw, expected):
 def test_choice_count_is_recorded_but_not_replayed():
     case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.prompt.0.content": "q", "gen_ai.request.choice.count": 3})
     assert "n" not in case.params and case.metadata["request_n"] == 3
+
+
+def test_non_chat_parts_are_flagged():
+    msgs = [{"role": "user", "parts": [{"type": "text", "content": "listen"},
+                                       {"type": "blob", "modality": "audio", "content": "AAA"}]}]
+    case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.input.messages": msgs})
+    assert case.messages[0].content[1]["type"] == "blob"
+    assert "content parts the chat API may not accept: blob" in case.metadata["warnings"]

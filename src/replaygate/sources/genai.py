@@ -926,6 +926,10 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
                 for t in tools if not t["function"].get("parameters")]
     if content.output is None and not is_error:
         warnings.append("no output recorded")
+    odd = sorted({str(p.get("type")) for m in content.messages if isinstance(m.content, list)
+                  for p in m.content if p.get("type") not in ("text", "image_url")})
+    if odd:  # kept as recorded, but a chat-completions provider will not take them
+        warnings.append(f"content parts the chat API may not accept: {', '.join(odd)}")
     metadata: dict[str, Any] = {
         "source": span.source, "trace_id": span.trace_id, "span_id": span.span_id,
         "parent_span_id": span.parent_span_id, "span_name": span.name,
