@@ -165,3 +165,25 @@ def test_hand_written_rpc_status_matches_googleapis(code, message):
     st = status_pb2.Status.FromString(rpc_status_bytes(code, message))
     assert (st.code, st.message) == (code, message)
     assert rpc_status_bytes(code, message) == status_pb2.Status(code=code, message=message).SerializeToString()
+
+
+def test_corrupted_bodies_get_400_or_200_never_a_dropped_connection(tmp_path):
+    import random
+    rng = random.Random(5)
+    bodies = [((FIX / "otel137.pb").read_bytes(), "application/x-protobuf"),
+              ((FIX / "openllmetry.json").read_bytes(), "application/json"),
+              ((FIX / "events_logs.jsonl").read_bytes(), "application/json")]
+    seen = set()
+    with running_receiver(tmp_path / "t.jsonl") as rcv, \
+            httpx.Client(base_url=rcv.endpoint, trust_env=False) as http:
+        for i in range(90):
+            data, ctype = bodies[i % 3]
+            b = bytearray(data)
+            for _ in range(rng.randint(1, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            path = "/v1/logs" if i % 3 == 2 else "/v1/traces"
+            r = http.post(path, content=bytes(b[: rng.randrange(1, len(b) + 1)]),
+                          headers={"Content-Type": ctype})
+            assert r.status_code in (200, 400), r.text
+            seen.add(r.status_code)
+    assert 400 in seen

@@ -133,6 +133,7 @@ def _gunzip_bounded(data: bytes, limit: int) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     recorder: _Recorder  # set on the subclass made per server
     protocol_version = "HTTP/1.1"  # keep-alive, as exporters expect
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args) -> None:  # quiet: the CLI prints a summary
         pass
