@@ -1,4 +1,5 @@
 """compare/calibrate.py: noise from A/A data and the sizes needed per gate."""
+import json
 import math
 
 import numpy as np
@@ -53,6 +54,7 @@ def test_two_run_calibration_measures_the_flip_rate_and_sizes_the_gates():
     assert e["cases_needed"] > 0 and "within 0.05" in e["note"]
     # nothing changed, so no gate may fail on the A/A pair
     assert all(g["verdict"] != "fail" for g in res["aa_gates"])
+    json.dumps(res, allow_nan=False)  # plain JSON: no numpy scalars, no NaN
     text = render_calibration(res)
     assert "flip rate" in text and "quality.pass_rate max_decrease 0.03" in text
 

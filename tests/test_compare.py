@@ -183,6 +183,15 @@ def test_holm_can_be_switched_off_and_is_reported():
     assert off["gates"][0]["p_adjusted"] == off["gates"][0]["p_value"]
 
 
+def test_bootstrap_resamples_come_from_the_config_key():
+    base, cand = _pair(n=60, drop=0.1)
+    few = compare_runs(base, cand, GATES[:1], {"bootstrap": 2000})
+    assert few["decision"]["resamples"] == 2000
+    with pytest.raises(ConfigError) as e:
+        compare_runs(base, cand, GATES[:1], {"bootstrap": 50})
+    assert e.value.field == "decision.bootstrap"
+
+
 def test_results_are_reproducible_for_a_seed():
     base, cand = _pair(n=80, drop=0.05, latency=None)
     a = compare_runs(base, cand, GATES, {}, seed=7)
@@ -201,3 +210,51 @@ def test_a_handful_of_cases_cannot_fail_a_bootstrap_gate():
     assert "too thin" in out["gates"][0]["reason"] and out["exit_code"] == 0
     ni = compare_runs(base, cand, gates, {"mode": "noninferior"})
     assert ni["exit_code"] == 1
+
+
+def test_a_rule_guarding_the_good_direction_is_flagged(schema):
+    base, cand = _pair(n=50)
+    out = _valid(compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_increase": 0.05},
+                                           {"metric": "latency.mean", "max_increase": "10%"}], {}), schema)
+    assert "fails when the metric improves" in out["gates"][0]["warnings"][0]
+    assert out["gates"][1]["warnings"] == []
+
+
+def test_pairwise_win_rate_is_compared_against_no_preference(schema):
+    base, cand = _pair(n=200, seed=5)
+    rng = np.random.default_rng(5)
+    ids = [c.id for c in base.cases]
+    worse = {cid: float(v) for cid, v in zip(ids, rng.choice([0.0, 0.5, 1.0], 200, p=[0.6, 0.2, 0.2]))}
+    pw = {"metric": "pairwise.pref.win_rate", "per_case": worse, "warnings": ["pairwise 'pref': 3 cases not compared"]}
+    gates = [{"metric": "pairwise.pref.win_rate", "min": 0.45}, {"metric": "pairwise.pref.win_rate", "max_decrease": 0.0}]
+    out = _valid(compare_runs(base, cand, gates, {}, pairwise=[pw]), schema)
+    m = out["metrics"]["pairwise.pref.win_rate"]
+    assert m["baseline"] == 0.5 and m["candidate"] == pytest.approx(np.mean(list(worse.values())))
+    assert m["delta"] == pytest.approx(m["candidate"] - 0.5) and m["ci"][1] < 0
+    assert m["test"] == "wilcoxon_signed_rank" and m["n"] == 200
+    assert "3 cases not compared" in m["warnings"][0]
+    assert [g["verdict"] for g in out["gates"]] == ["fail", "fail"] and out["exit_code"] == 1
+    even = {cid: 0.5 for cid in ids}
+    ok = compare_runs(base, cand, gates[:1], {}, pairwise=[{"metric": "pairwise.pref.win_rate", "per_case": even}])
+    assert ok["exit_code"] == 0
+
+
+def test_noninferior_passes_with_enough_evidence_and_relative_rules_on_rates():
+    base, cand = _pair(n=300, drop=0.0, seed=6)
+    ni = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": 0.05, "mode": "noninferior"}], {})
+    assert ni["gates"][0]["verdict"] == "pass" and ni["exit_code"] == 0
+    base, cand = _pair(n=300, drop=0.15, seed=6)
+    rel = compare_runs(base, cand, [{"metric": "quality.pass_rate", "max_decrease": "5%"}], {})
+    g = rel["gates"][0]
+    # a relative tolerance on a 0/1 rate becomes 5% of the baseline rate
+    assert g["tolerance"] == pytest.approx(0.05 * g["baseline"]) and g["verdict"] == "fail"
+
+
+def test_bound_gates_on_bootstrap_metrics():
+    base, cand = _pair(n=120, repeats=3, seed=7)
+    low = compare_runs(base, cand, [{"metric": "quality.pass_rate", "min": 0.99}], {})
+    high = compare_runs(base, cand, [{"metric": "quality.pass_rate", "min": 0.5}], {})
+    assert low["gates"][0]["verdict"] == "fail" and low["gates"][0]["scale"] == "value"
+    lo, hi = high["gates"][0]["ci"]
+    assert lo <= high["gates"][0]["candidate"] <= hi
+    assert high["gates"][0]["verdict"] == "pass"

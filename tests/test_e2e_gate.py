@@ -157,10 +157,16 @@ def test_pairwise_judge_win_rate_is_a_gateable_paired_metric(project, llm_server
     cmp = json.loads((tmp_path / "cmp.json").read_text())
     win = cmp["metrics"]["pairwise.pref.win_rate"]
     # the judge prefers the answer naming the code word: baseline wins the ~15% wrong cases, ties elsewhere
-    assert 0.39 < win["candidate"] < 0.46 and win["baseline"] == pytest.approx(1 - win["candidate"])
+    assert 0.39 < win["candidate"] < 0.46 and win["baseline"] == 0.5  # 0.5 = no preference
     gate = next(g for g in cmp["gates"] if g["metric"] == "pairwise.pref.win_rate")
     assert gate["verdict"] == "fail" and gate["ci"][1] < 0.47
     cand = json.loads((tmp_path / "runs/candidate.json").read_text())
     # identical answers tie without a call; every differing pair is judged in both orders
     assert cand["judge_usage"]["pref"]["calls"] == 2 * cmp["n_regressions"]
     assert "score.pref.mean" not in cand["summary"]
+    # the judgments are stored on the candidate run: comparing the saved runs gates them again
+    r2 = invoke("compare", tmp_path / "runs/baseline.json", tmp_path / "runs/candidate.json", "-c", cfg,
+                "--format", "json", "-o", tmp_path / "cmp2.json")
+    assert r2.exit_code == 1
+    again = json.loads((tmp_path / "cmp2.json").read_text())["metrics"]["pairwise.pref.win_rate"]
+    assert again["candidate"] == win["candidate"] and again["ci"] == win["ci"]

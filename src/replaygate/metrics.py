@@ -149,13 +149,6 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     note = f"{skipped} errored samples without a cost left out" if skipped else None
     out["cost.mean"] = series("cost.mean", "mean", costs, unknown=unknown, note=note)
     out["cost.total"] = series("cost.total", "total", costs, unknown=unknown, note=note)
-    for info_ in run.scorers:
-        if info_.type == "pairwise":
-            # per-case win values set by the pipeline after judging both runs (1 - value on the
-            # baseline side), so the pair's difference is 2 * win_rate - 1 and stays paired
-            vals = [math.nan if (sc := d.get(info_.name)) is None or sc.score is None else sc.score
-                    for d in dicts]
-            out[f"pairwise.{info_.name}.win_rate"] = series(f"pairwise.{info_.name}.win_rate", "mean", vals)
     out["tokens.input.mean"] = series("tokens.input.mean", "mean", tin)
     out["tokens.output.mean"] = series("tokens.output.mean", "mean", tout)
     # design.md: a scorer crash is an error too (its sample also fails quality.pass_rate)

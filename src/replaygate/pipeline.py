@@ -216,40 +216,49 @@ def compare(base: Run, cand: Run, cfg: Config | None, seed: int = 0) -> dict:
 
     gates = cfg["gates"] if cfg else []
     decision = cfg["decision"] if cfg else {"mode": "significant", "confidence": 0.95, "holm": True}
-    return compare_runs(base, cand, gates=gates, decision=decision, seed=seed)
+    return compare_runs(base, cand, gates=gates, decision=decision, seed=seed,
+                        pairwise=pairwise_judgments(cand))
 
 
 def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: list,
                 settings: RunSettings) -> None:
-    """Pairwise judges see both answers of a case; their per-case win value (1 candidate
-    better, 0.5 tie, 0 baseline better) goes on the candidate's samples and 1 - value on the
-    baseline's, which makes `pairwise.NAME.win_rate` an ordinary paired metric."""
-    from .metrics import summarize
+    """Pairwise judges see both answers of a case. Each case's win value (1 candidate better,
+    0.5 tie, 0 baseline better) is stored on the candidate's samples, so a saved candidate run
+    keeps its judgments and `compare` can gate on them later."""
     from .model import Score
     from .scoring import score_pairwise_sync
 
-    pairwise = [s for s in scorers if getattr(s, "pairwise", False)]
-    if not pairwise:
-        return
     by_id = {c.id: c for c in cases}
-    for scorer in pairwise:
+    for scorer in (s for s in scorers if getattr(s, "pairwise", False)):
         res = score_pairwise_sync(by_id, base.cases, cand.cases, scorer, cache=_scoring_cache(cfg, settings),
                                   concurrency=settings.concurrency or cfg["concurrency"],
                                   offline=settings.cache_mode == "offline",
                                   refresh=settings.cache_mode == "refresh")
-        for run, flip in ((cand, False), (base, True)):
-            for case in run.cases:
-                value = res["per_case"].get(case.id)
-                if value is None:
-                    continue
-                v = 1.0 - value if flip else value
+        for case in cand.cases:
+            value = res["per_case"].get(case.id)
+            if value is not None:
                 for sample in case.samples:
-                    sample.scores[scorer.name] = Score(score=v, passed=None, reason="pairwise win value")
-            run.warnings = sorted(set(run.warnings) | set(res.get("warnings") or []))
+                    sample.scores[scorer.name] = Score(score=value, passed=None, reason="pairwise win value")
         cand.judge_usage[scorer.name] = res.get("judge_usage")
-        for cid, msg in (res.get("errors") or {}).items():
-            cand.warnings.append(f"pairwise {scorer.name}: case {cid}: {msg}")
-    base.summary, cand.summary = summarize(base), summarize(cand)
+        errors = [f"pairwise {scorer.name}: case {cid}: {msg}" for cid, msg in (res.get("errors") or {}).items()]
+        cand.warnings = sorted(set(cand.warnings) | set(res.get("warnings") or []) | set(errors))
+
+
+def pairwise_judgments(cand: Run) -> list[dict]:
+    """The pairwise judgments stored on a candidate run, in the shape compare_runs takes."""
+    out = []
+    for info in cand.scorers:
+        if info.type != "pairwise":
+            continue
+        per_case = {}
+        for case in cand.cases:
+            got = [s.scores[info.name].score for s in case.samples
+                   if info.name in s.scores and s.scores[info.name].score is not None]
+            if got:
+                per_case[case.id] = got[0]  # the same case-level value on every sample
+        if per_case:
+            out.append({"metric": f"pairwise.{info.name}.win_rate", "per_case": per_case})
+    return out
 
 
 def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, Run]:

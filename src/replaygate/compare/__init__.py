@@ -1,11 +1,13 @@
 """Compare two runs case by case and apply the gates: the comparison.json of design.md.
 
-``compare_runs(base, cand, gates, decision, seed=0) -> dict`` is the entry point. It is pure:
-the caller loads the runs and writes or renders the result.
+``compare_runs(base, cand, gates, decision, seed=0, pairwise=None) -> dict`` is the entry point.
+It is pure: the caller loads the runs and writes or renders the result. Its ``exit_code`` is 1
+exactly when some gate has ``passed: false`` (a fail, or inconclusive in noninferior mode).
+Invalid gates raise ConfigError naming ``gates[i].field``; duplicate case ids raise InputError.
 
-``decision`` keys: ``mode`` (point | significant | noninferior, default significant),
-``confidence`` (two-sided, default 0.95), ``holm`` (default true), ``resamples`` (bootstrap
-resamples, default 10,000).
+``decision`` keys (the config's ``decision:``): ``mode`` (point | significant | noninferior,
+default significant), ``confidence`` (two-sided, default 0.95), ``holm`` (default true),
+``bootstrap`` (resamples, default 10,000; ``resamples`` is accepted as an alias).
 """
 from __future__ import annotations
 
@@ -14,22 +16,31 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..metrics import case_metrics
+from ..metrics import MetricSeries, case_metrics
 from ..model import SCHEMA_VERSION, Run
 from . import stats
 from .diff import case_changes
 from .gates import evaluate, parse_gates
-from .paired import MetricComparison, compare_means, compare_quantiles
+from .paired import MetricComparison, compare_means, compare_quantiles, json_safe
 
-__all__ = ["compare_runs", "paired_comparisons", "Paired"]
+__all__ = ["compare_runs", "paired_comparisons", "Paired", "resamples_of"]
 
 
-def _index(run: Run, side: str) -> dict[str, int]:
-    idx: dict[str, int] = {}
-    for i, c in enumerate(run.cases):
-        if c.id in idx:
-            raise InputError(f"case id {c.id!r} appears twice in the {side} run", field="cases")
-        idx[c.id] = i
+def resamples_of(decision: dict) -> int:
+    """Bootstrap resamples from the decision settings (config key ``bootstrap``)."""
+    key = "bootstrap" if "bootstrap" in decision else "resamples"
+    value = decision.get(key, stats.DEFAULT_RESAMPLES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1000:
+        raise ConfigError(f"must be a whole number of at least 1000, got {value!r}", field=f"decision.{key}")
+    return value
+
+
+def _index(ids: list[str], side: str) -> dict[str, int]:
+    idx = dict(zip(ids, range(len(ids))))
+    if len(idx) != len(ids):
+        seen: set[str] = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))
+        raise InputError(f"case id {dup!r} appears twice in the {side} run", field="cases")
     return idx
 
 
@@ -41,22 +52,33 @@ class Paired:
     cand: dict
     ids: list[str]  # paired case ids, in baseline order
     n: int
-    base_index: dict[str, int]  # case id -> position in the run
-    cand_index: dict[str, int]
+    base_pos: np.ndarray  # position in the baseline run of each paired case
+    cand_pos: np.ndarray  # position in the candidate run of each paired case
+    only_in_baseline: list[str]
+    only_in_candidate: list[str]
 
 
 def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: int = stats.DEFAULT_RESAMPLES,
-                       seed: int = 0, rules: list | None = None) -> Paired:
-    """Pair the runs by case id and compare every metric measured in both."""
-    bi, ci = _index(base, "baseline"), _index(cand, "candidate")
-    paired_ids = [c.id for c in base.cases if c.id in ci]
-    n = len(paired_ids)
-    to_b = np.full(len(base.cases), -1, dtype=np.int64)
-    to_c = np.full(len(cand.cases), -1, dtype=np.int64)
-    for k, cid in enumerate(paired_ids):
-        to_b[bi[cid]] = k
-        to_c[ci[cid]] = k
+                       seed: int = 0, rules: list | None = None, pairwise: list[dict] | None = None) -> Paired:
+    """Pair the runs by case id and compare every metric measured in both (plus the pairwise
+    judgments, see :func:`compare_runs`)."""
+    base_ids, cand_ids = [c.id for c in base.cases], [c.id for c in cand.cases]
+    _index(base_ids, "baseline")
+    ci = _index(cand_ids, "candidate")
+    in_cand = np.fromiter(map(ci.get, base_ids, [-1] * len(base_ids)), dtype=np.int64, count=len(base_ids))
+    base_pos = np.flatnonzero(in_cand >= 0)
+    cand_pos = in_cand[base_pos]
+    n = int(base_pos.size)
+    to_b = np.full(len(base_ids), -1, dtype=np.int64)
+    to_c = np.full(len(cand_ids), -1, dtype=np.int64)
+    to_b[base_pos] = np.arange(n)
+    to_c[cand_pos] = np.arange(n)
+    paired_ids = [base_ids[i] for i in base_pos]
+    only_b = [base_ids[i] for i in np.flatnonzero(to_b < 0)]
+    only_c = [cand_ids[i] for i in np.flatnonzero(to_c < 0)]
     mb, mcand = case_metrics(base), case_metrics(cand)
+    for pw in pairwise or []:
+        mb[pw["metric"]], mcand[pw["metric"]] = _pairwise_series(pw, paired_ids)
     for g in rules or []:
         if g.metric not in mb and g.metric not in mcand:
             known = ", ".join(sorted(set(mb) | set(mcand)))
@@ -65,30 +87,50 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
     weights = stats.CaseWeights(n, resamples, seed) if n > 0 else None
     common = [m for m in mb if m in mcand]
     comps: dict[str, MetricComparison] = compare_means(
-        [m for m in common if mb[m].kind != "quantile"], mb, mcand, to_b, to_c, n, weights, alpha)
+        [m for m in common if mb[m].kind != "quantile" and not m.startswith("pairwise.")],
+        mb, mcand, to_b, to_c, n, weights, alpha)
+    ident = np.arange(n)  # pairwise series are already in pairing order
+    comps.update(compare_means([pw["metric"] for pw in pairwise or []], mb, mcand, ident, ident, n, weights, alpha))
+    for pw in pairwise or []:
+        comps[pw["metric"]].warnings.extend(pw.get("warnings") or [])
     groups: dict[str, list[str]] = {}  # quantiles of the same samples: latency.p50..p99, ttft.*
     for m in common:
         if mb[m].kind == "quantile":
             groups.setdefault(m.rsplit(".", 1)[0], []).append(m)
     for names in groups.values():
         comps.update(compare_quantiles(names, mb, mcand, to_b, to_c, n, weights, alpha))
-    return Paired(comps, mb, mcand, paired_ids, n, bi, ci)
+    return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c)
+
+
+def _pairwise_series(pw: dict, paired_ids: list[str]):
+    """A pairwise judgment (scoring.pairwise.score_pairwise) as two series in pairing order: the
+    candidate's per-case win value in [0, 1] against the no-preference reference 0.5, so the
+    paired machinery gives the interval of win_rate - 0.5 and gates work on it as on any mean."""
+    pos = {cid: k for k, cid in enumerate(paired_ids)}
+    vals = np.full(len(paired_ids), np.nan)
+    for cid, v in (pw.get("per_case") or {}).items():
+        if cid in pos and v is not None:
+            vals[pos[cid]] = float(v)
+    idx = np.arange(len(paired_ids))
+    mk = lambda v: MetricSeries(pw["metric"], "mean", True, v, idx, len(paired_ids))
+    return mk(np.where(np.isfinite(vals), 0.5, np.nan)), mk(vals)
 
 
 def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision: dict | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, pairwise: list[dict] | None = None) -> dict:
+    """The comparison.json dict. ``pairwise``: results of ``scoring.pairwise.score_pairwise``
+    (``{"metric": "pairwise.NAME.win_rate", "per_case": {id: value}, ...}``), compared against
+    no preference (0.5): baseline 0.5, candidate the win rate, delta win_rate - 0.5."""
     decision = dict(decision or {})
     rules = parse_gates(gates or [], decision)
     conf = float(decision.get("confidence", 0.95))
     alpha = (1 - conf) / 2
     holm = bool(decision.get("holm", True))
-    resamples = int(decision.get("resamples", stats.DEFAULT_RESAMPLES))
-    if resamples < 1000:
-        raise ConfigError("resamples must be at least 1000", field="decision.resamples")
+    resamples = resamples_of(decision)
 
-    paired = paired_comparisons(base, cand, alpha, resamples, seed, rules)
-    comps, mb, mcand, paired_ids, n = paired.comps, paired.base, paired.cand, paired.ids, paired.n
-    bi, ci = paired.base_index, paired.cand_index
+    paired = paired_comparisons(base, cand, alpha, resamples, seed, rules, pairwise)
+    comps, mb, mcand, n = paired.comps, paired.base, paired.cand, paired.n
+    only_b, only_c = paired.only_in_baseline, paired.only_in_candidate
 
     metrics = {}
     for m in list(mb) + [x for x in mcand if x not in mb]:
@@ -109,22 +151,19 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     counting = {s.name for s in base.scorers + cand.scorers if not s.informational}
     if not (base.scorers or cand.scorers):
         counting = set(name for m in metrics if m.startswith("score.") for name in [m.split(".")[1]])
-    pairs = [(bi[cid], ci[cid]) for cid in paired_ids]
     q = comps.get("quality.pass_rate")
     changes = {"regressions": [], "improvements": [], "n_regressions": 0, "n_improvements": 0}
     if q is not None and q.case_base is not None:
-        changes = case_changes(base, cand, pairs, q.case_base, q.case_cand, counting)
+        changes = case_changes(base, cand, paired.base_pos, paired.cand_pos, q.case_base, q.case_cand, counting)
 
     warnings = []
     if not base.complete or not cand.complete:
         warnings.append("a run is incomplete: " + ", ".join(s for s, r in (("baseline", base), ("candidate", cand)) if not r.complete))
-    only_b = [c.id for c in base.cases if c.id not in ci]
-    only_c = [c.id for c in cand.cases if c.id not in bi]
     if only_b or only_c:
         warnings.append(f"{len(only_b)} cases only in baseline and {len(only_c)} only in candidate are not compared")
     if n == 0:
         warnings.append("no case is in both runs: nothing to compare")
-    return {
+    return json_safe({
         "schema_version": SCHEMA_VERSION,
         "verdict": verdict,
         "exit_code": exit_code,
@@ -140,4 +179,4 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         "holm": holm_info,
         **changes,
         "warnings": warnings,
-    }
+    })

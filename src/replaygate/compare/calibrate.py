@@ -21,9 +21,10 @@ from scipy import stats as sps
 
 from ..errors import InputError
 from ..model import CaseResult, Run
-from . import paired_comparisons
+from . import paired_comparisons, resamples_of
 from . import stats as st
 from .gates import evaluate, parse_gates
+from .paired import json_safe
 
 POWER = 0.8
 
@@ -53,7 +54,7 @@ def calibrate(run_a: Run, run_b: Run | None, gates: list[dict], decision: dict |
         source = "even vs odd repeats of one run"
     conf = float(decision.get("confidence", 0.95))
     alpha = (1 - conf) / 2
-    paired = paired_comparisons(run_a, run_b, alpha, int(decision.get("resamples", 10_000)), seed, rules)
+    paired = paired_comparisons(run_a, run_b, alpha, resamples_of(decision), seed, rules)
     comps, n = paired.comps, paired.n
     if n == 0:
         raise InputError("the two runs share no case id: nothing to calibrate", field="cases")
@@ -62,10 +63,10 @@ def calibrate(run_a: Run, run_b: Run | None, gates: list[dict], decision: dict |
     m = sum(1 for g in rules if g.mode == "significant") or 1
     recs = [_recommend(g, comps.get(g.metric), n, repeats, m) for g in rules]
     aa_gates, _ = evaluate(rules, comps, bool(decision.get("holm", True)))
-    return {"source": source, "n_cases": n, "repeats": repeats, "confidence": conf, "power": POWER,
+    return json_safe({"source": source, "n_cases": n, "repeats": repeats, "confidence": conf, "power": POWER,
             "family_size": m, "noise": noise, "recommendations": recs,
             "aa_gates": [{"metric": g["metric"], "rule": g["rule"], "verdict": g["verdict"],
-                          "passed": g["passed"]} for g in aa_gates]}
+                          "passed": g["passed"]} for g in aa_gates]})
 
 
 def _se(mc) -> float | None:
@@ -101,7 +102,7 @@ def _recommend(g, mc, n: int, repeats: int, m: int) -> dict:
         rec["note"] = "metric not measured in the A/A data" + (f" ({mc.unknown})" if mc and mc.unknown else "")
         return rec
     a = g.alpha / m
-    k = sps.norm.ppf(1 - a) + sps.norm.ppf(POWER)
+    k = float(sps.norm.ppf(1 - a) + sps.norm.ppf(POWER))
     if g.rule in ("min", "max"):
         return rec | _bound_need(g, mc, k, n)
     tau = g.amount * (mc.baseline or 0.0) if (g.relative and (mc.binary or mc.kind != "quantile")) else g.amount
@@ -123,7 +124,7 @@ def _recommend(g, mc, n: int, repeats: int, m: int) -> dict:
 
 
 def _cases_and_repeats(need: int | None, n: int, repeats: int, mde_now: float, tau: float) -> dict:
-    out = {"tolerance": tau, "mde_now": mde_now, "enough_now": mde_now <= tau}
+    out = {"tolerance": float(tau), "mde_now": float(mde_now), "enough_now": bool(mde_now <= tau)}
     if need is None:
         out["note"] = "a zero tolerance can never be shown: use a tolerance > 0"
         return out
@@ -149,7 +150,7 @@ def _bound_need(g, mc, k: float, n: int) -> dict:
         se = float(np.nanstd(mc.cand_reps))
         mde_now = k * se
         need = math.ceil(n * (mde_now / room) ** 2) if mde_now > 0 else 1
-    return {"tolerance": bound, "mde_now": mde_now, "enough_now": mde_now <= room, "cases_needed": need,
+    return {"tolerance": bound, "mde_now": float(mde_now), "enough_now": bool(mde_now <= room), "cases_needed": int(need),
             "note": f"{need} cases to show the value stays within {bound:g} (observed {p:.4g})"}
 
 

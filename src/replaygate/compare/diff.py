@@ -7,6 +7,8 @@ escaping for a given page is the renderer's job.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..model import CaseResult, Run
 
 MAX_TEXT = 500
@@ -37,28 +39,26 @@ def _first_output(case: CaseResult) -> str | None:
     return None
 
 
-def case_changes(base: Run, cand: Run, pairs: list[tuple[int, int]], base_pass, cand_pass,
+def case_changes(base: Run, cand: Run, base_pos, cand_pos, base_pass, cand_pass,
                  counting: set[str], limit: int = 200) -> dict:
     """Regressions and improvements of the per-case pass share, largest change first.
 
-    ``pairs`` are (baseline case index, candidate case index); ``base_pass``/``cand_pass`` the
-    per-case pass shares in pairing order (NaN where a side has no sample). Lists are cut at
-    ``limit`` entries each; the totals are always reported.
+    ``base_pos``/``cand_pos``: run positions of the paired cases; ``base_pass``/``cand_pass``:
+    their per-case pass shares in pairing order (NaN where a side has no sample). Lists are cut
+    at ``limit`` entries each; the totals are always reported.
     """
-    reg, imp = [], []
-    for k, (ib, ic) in enumerate(pairs):
-        b, c = base_pass[k], cand_pass[k]
-        if not (b == b and c == c) or b == c:  # NaN or no change
-            continue
-        (reg if c < b else imp).append((abs(c - b), k, ib, ic, b, c))
-    out = {"n_regressions": len(reg), "n_improvements": len(imp)}
-    for key, items in (("regressions", reg), ("improvements", imp)):
-        items.sort(key=lambda t: (-t[0], base.cases[t[2]].id))
+    b, c = np.asarray(base_pass, dtype=float), np.asarray(cand_pass, dtype=float)
+    with np.errstate(invalid="ignore"):
+        change = c - b  # NaN where a side has no value: neither a regression nor an improvement
+        kinds = (("regressions", np.flatnonzero(change < 0)), ("improvements", np.flatnonzero(change > 0)))
+    out = {"n_regressions": int(kinds[0][1].size), "n_improvements": int(kinds[1][1].size)}
+    for key, ks in kinds:
+        ks = sorted(ks.tolist(), key=lambda k: (-abs(change[k]), base.cases[base_pos[k]].id))[:limit]
         entries = []
-        for _, _, ib, ic, b, c in items[:limit]:
-            bc, cc = base.cases[ib], cand.cases[ic]
-            entries.append({"case": bc.id, "metric": "quality.pass_rate", "baseline": float(b),
-                            "candidate": float(c), "input": truncate(bc.input or cc.input),
+        for k in ks:
+            bc, cc = base.cases[base_pos[k]], cand.cases[cand_pos[k]]
+            entries.append({"case": bc.id, "metric": "quality.pass_rate", "baseline": float(b[k]),
+                            "candidate": float(c[k]), "input": truncate(bc.input or cc.input),
                             "expected": truncate(str(bc.expected)) if bc.expected is not None else None,
                             "baseline_output": truncate(_first_output(bc)),
                             "candidate_output": truncate(_first_output(cc)),

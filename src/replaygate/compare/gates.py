@@ -35,14 +35,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sps
 
 from ..errors import ConfigError
+from ..metrics import direction
 from . import stats as st
-from .paired import MetricComparison, _finite
+from .paired import MetricComparison, json_safe
 
 MODES = ("point", "significant", "noninferior")
 RULES = ("max_decrease", "max_increase", "min", "max")
@@ -114,8 +116,7 @@ class _Test:
     tau: float
     p_beyond: float | None
     p_within: float | None
-    interval: callable  # alpha -> (lo, hi) of the gate's reported quantity
-    to_x: callable  # reported quantity -> x (monotone)
+    interval: Callable[[float], tuple[float, float] | None]  # alpha -> interval of the reported quantity
     se_x: float | None
     scale: str
     observed: float | None
@@ -132,11 +133,11 @@ def _change_test(g: Gate, mc: MetricComparison) -> _Test:
         p_beyond, p_within = (p_up, p_down) if sign > 0 else (p_down, p_up)
         flip = (n01 + n10) / n
         return _Test(sign * mc.delta, tau, p_beyond, p_within,
-                     lambda a: st.tango_interval(n01, n10, n, a, st.CONTINUITY), lambda v: sign * v,
+                     lambda a: st.tango_interval(n01, n10, n, a, st.CONTINUITY),
                      math.sqrt(max(flip - mc.delta ** 2, 0.0) / n), "difference", mc.delta)
     if g.relative:
         if mc.ratio_reps is None or mc.ratio is None:
-            return _Test(None, g.amount, None, None, lambda a: None, lambda v: v, None, "relative", None)
+            return _Test(None, g.amount, None, None, lambda a: None, None, "relative", None)
         reps, obs = mc.ratio_reps - 1.0, mc.ratio - 1.0
         scale = "relative"
     else:
@@ -157,8 +158,7 @@ def _reps_test(xreps, x, tau, n, sign, scale, observed) -> _Test:
         lo, hi = st.percentile_interval(xreps, a, n)
         return tuple(sorted((sign * lo, sign * hi)))  # back in the reported quantity
 
-    return _Test(x, tau, p_beyond, p_within, interval, lambda v: sign * v,
-                 float(np.nanstd(xreps)), scale, observed)
+    return _Test(x, tau, p_beyond, p_within, interval, float(np.nanstd(xreps)), scale, observed)
 
 
 def _bound_test(g: Gate, mc: MetricComparison) -> _Test:
@@ -168,13 +168,12 @@ def _bound_test(g: Gate, mc: MetricComparison) -> _Test:
         pg, pl = st.binom_p_greater(k, n, g.amount), st.binom_p_less(k, n, g.amount)
         p_beyond, p_within = (pg, pl) if sign > 0 else (pl, pg)
         return _Test(sign * (mc.candidate - g.amount), 0.0, p_beyond, p_within,
-                     lambda a: st.clopper_pearson(k, n, a), lambda v: sign * (v - g.amount),
+                     lambda a: st.clopper_pearson(k, n, a),
                      math.sqrt(g.amount * (1 - g.amount) / n) if 0 < g.amount < 1 else None,
                      "value", mc.candidate)
     xreps = sign * (mc.cand_reps - g.amount)
     t = _reps_test(xreps, sign * (mc.candidate - g.amount), 0.0, mc.expand_n, sign, "value", mc.candidate)
     t.interval = lambda a, _i=t.interval: tuple(v + g.amount for v in _i(a))
-    t.to_x = lambda v: sign * (v - g.amount)
     return t
 
 
@@ -205,11 +204,12 @@ def evaluate(gates: list[Gate], comps: dict[str, MetricComparison], holm: bool =
         mc = comps.get(g.metric)
         d = {"metric": g.metric, "rule": g.text, "mode": g.mode, "confidence": g.confidence,
              "baseline": mc.baseline if mc else None, "candidate": mc.candidate if mc else None,
-             "delta": mc.delta if mc else None, "n": mc.n if mc else 0}
+             "delta": mc.delta if mc else None, "n": mc.n if mc else 0,
+             "warnings": _direction_warning(g)}
         if t is None:
             d.update(verdict="inconclusive", passed=g.mode != "noninferior", reason=why, ci=None,
                      p_value=None, p_adjusted=None, mde=None, scale=None, observed=None, tolerance=None)
-            out.append(_finite(d))
+            out.append(json_safe(d))
             continue
         a = g.alpha
         p_adj, rank = adj.get(g.index, (t.p_beyond, None))
@@ -229,11 +229,20 @@ def evaluate(gates: list[Gate], comps: dict[str, MetricComparison], holm: bool =
         d["mde"] = mde_x
         verdict, passed, reason = _decide(g, t, p_adj, mde_x)
         d.update(verdict=verdict, passed=passed, reason=reason)
-        out.append(_finite(d))
+        out.append(json_safe(d))
     info = {"applied": bool(holm and m > 0), "enabled": holm, "family_size": m,
             "method": "holm step-down on one-sided p-values against each gate's tolerance",
             "gates": [gates[i].index for i in family]}
     return out, info
+
+
+def _direction_warning(g: Gate) -> list[str]:
+    """A change rule that guards the good direction is probably a typo: say so."""
+    higher_better = direction(g.metric)
+    if (g.rule == "max_increase" and higher_better) or (g.rule == "max_decrease" and not higher_better):
+        better = "higher" if higher_better else "lower"
+        return [f"{g.rule} on {g.metric}, where {better} is better: this gate fails when the metric improves"]
+    return []
 
 
 def _no_data(g: Gate, mc: MetricComparison | None) -> str | None:

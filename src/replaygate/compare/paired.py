@@ -65,17 +65,19 @@ class MetricComparison:
             out["repeats"] = self.repeats
         if self.unknown is not None:
             out["unknown"] = self.unknown
-        return _finite(out)
+        return json_safe(out)
 
 
-def _finite(obj):
-    """NaN/inf are not JSON: report them as null."""
+def json_safe(obj):
+    """Plain JSON values: numpy scalars become Python ones; NaN/inf (not JSON) become null."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
     return obj
 
 

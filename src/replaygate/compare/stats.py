@@ -33,7 +33,7 @@ POWER = 0.80
 DEFAULT_RESAMPLES = 10_000
 # Up to this many cases the weights are classic multinomial resamples; above it the cheaper
 # cyclic-shift Poisson bootstrap of CaseWeights is used (the two agree closely there).
-EXACT_MAX_N = 2_000
+EXACT_MAX_N = 500
 # Fewer paired cases than this and a bootstrap interval cannot carry a gate decision.
 MIN_BOOTSTRAP_N = 10
 
@@ -96,6 +96,23 @@ def tango_interval(n01: int, n10: int, n: int, alpha: float = 0.025, cc: float =
 def tango_p_greater(n01: int, n10: int, n: int, delta0: float, cc: float = CONTINUITY) -> float:
     """One-sided p-value of H0: difference <= delta0 against H1: difference > delta0."""
     return float(stats.norm.sf(tango_z(n01, n10, n, delta0, cc)))
+
+
+def paired_fail_probability(n: int, p01: float, p10: float, delta0: float, alpha: float = 0.025,
+                            cc: float = CONTINUITY) -> float:
+    """Exact probability, over every paired 2x2 table of n cases, that the one-sided score test
+    finds the pass-rate difference below ``delta0`` (a gate "fell by more than -delta0" fails).
+    p01 / p10: true shares of cases that flip fail->pass / pass->fail. With delta0 equal to the
+    true difference p01 - p10 this is the test's size; with a true drop beyond, its power."""
+    total = 0.0
+    bs = np.arange(n + 1)
+    pb = stats.binom.pmf(bs, n, p01)
+    for b in bs[pb > 1e-12]:
+        cs = np.arange(n - b + 1)
+        pc = stats.binom.pmf(cs, n - b, p10 / (1 - p01)) if p01 < 1 else (cs == 0).astype(float)
+        z = np.array([tango_z(int(b), int(c), n, delta0, cc) for c in cs])
+        total += pb[b] * float(np.sum(pc[stats.norm.cdf(z) <= alpha]))
+    return total
 
 
 def clopper_pearson(k: int, n: int, alpha: float = 0.025) -> tuple[float, float]:
@@ -259,7 +276,8 @@ class CaseWeights:
         self.n = n
         self.B = int(n_resamples)
         rng = np.random.default_rng(seed)
-        self.exact = n <= EXACT_MAX_N
+        # (the dense count matrix is n x B bytes: keep it under ~50 MB even for large B)
+        self.exact = n <= EXACT_MAX_N and n * self.B <= 50_000_000
         if self.exact:
             counts = np.empty((n, self.B), dtype=np.uint8)
             step = max(1, (1 << 18) // n)
