@@ -264,3 +264,11 @@ def test_non_chat_parts_are_flagged():
     case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.input.messages": msgs})
     assert case.messages[0].content[1]["type"] == "blob"
     assert "content parts the chat API may not accept: blob" in case.metadata["warnings"]
+
+
+def test_recorded_evaluation_events_are_kept():
+    ev = Event(genai.EVALUATION_EVENT, 9, {"gen_ai.evaluation.name": "Relevance",
+                                          "gen_ai.evaluation.score.value": 4.0,
+                                          "gen_ai.evaluation.score.label": "relevant"})
+    case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.prompt.0.content": "q"}, [ev])
+    assert case.metadata["evaluations"] == [{"name": "Relevance", "score": 4.0, "label": "relevant"}]

@@ -68,8 +68,9 @@ CHOICE_EVENT = "gen_ai.choice"
 DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 PROMPT_EVENT_126 = "gen_ai.content.prompt"
 COMPLETION_EVENT_126 = "gen_ai.content.completion"
+EVALUATION_EVENT = "gen_ai.evaluation.result"
 GENAI_EVENT_NAMES = frozenset({*LEGACY_MESSAGE_EVENTS, CHOICE_EVENT, DETAILS_EVENT,
-                               PROMPT_EVENT_126, COMPLETION_EVENT_126})
+                               PROMPT_EVENT_126, COMPLETION_EVENT_126, EVALUATION_EVENT})
 
 
 def classify(span: SpanRecord) -> tuple[str, str | None]:
@@ -950,6 +951,9 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
     prompt_name = _first(a.get("gen_ai.prompt.name"), a.get("traceloop.prompt.key"))
     if prompt_name is not None:
         metadata["prompt_name"] = prompt_name
+    evaluations = recorded_evaluations(events)
+    if evaluations:
+        metadata["evaluations"] = evaluations
     if warnings:
         metadata["warnings"] = warnings
     params = request_params(a)
@@ -960,6 +964,21 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
                 params=params, vars=prompt_vars(a), recorded=recorded,
                 metadata={k: v for k, v in metadata.items() if v is not None})
     return Extraction(case, convention)
+
+
+def recorded_evaluations(events: list[Event]) -> list[dict[str, Any]]:
+    """Evaluations already attached to the call (gen_ai.evaluation.result events), kept so
+    reports can show them next to replaygate's own scores."""
+    out = []
+    for ev in events:
+        if ev.name != EVALUATION_EVENT:
+            continue
+        a = ev.attributes
+        item = {"name": a.get("gen_ai.evaluation.name"), "score": _num(a.get("gen_ai.evaluation.score.value")),
+                "label": a.get("gen_ai.evaluation.score.label"),
+                "explanation": a.get("gen_ai.evaluation.explanation"), "error": a.get("error.type")}
+        out.append({k: v for k, v in item.items() if v is not None})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
