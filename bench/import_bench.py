@@ -1,6 +1,6 @@
 """Trace import speed: spans/s for protobuf and JSON input vs the raw protobuf decode rate.
 
-    PYTHONPATH=src python bench/import_bench.py            # ~100k spans, well under a minute
+    PYTHONPATH=src python bench/import_bench.py            # ~80k spans, under a minute
     PYTHONPATH=src python bench/import_bench.py --big      # 1M spans (~1 GB of JSON)
 
 Generates a realistic agent workload (per trace: an agent span, a retrieval span with two
@@ -164,7 +164,7 @@ def timed(mode: str, path: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spans", type=int, default=100_000)
+    ap.add_argument("--spans", type=int, default=80_000)
     ap.add_argument("--big", action="store_true", help="1M spans (about 1 GB of OTLP/JSON)")
     ap.add_argument("--dir", help="where to write the generated files (default: a temp dir)")
     ap.add_argument("--modes", default="decode,import,stream",

@@ -146,7 +146,7 @@ def test_params_aliases_and_coercion():
          "gen_ai.output.type": "json", "gen_ai.request.stream": True}
     assert genai.request_params(a) == {
         "model": "m", "temperature": 0.3, "top_k": 40, "presence_penalty": 0.5, "max_tokens": 128,
-        "seed": 9, "n": 2, "stop": ["x", "y"], "response_format": "json", "reasoning_effort": "low",
+        "seed": 9, "n": 2, "stop": ["x", "y"], "response_format": {"type": "json_object"}, "reasoning_effort": "low",
         "stream": True}
 
 
@@ -211,3 +211,64 @@ def test_credentials_never_reach_case_metadata():
                                            (True, None), ("x", None), (None, None)])
 def test_counts_are_coerced_to_finite_ints(raw, expected):
     assert genai._usage({"gen_ai.usage.input_tokens": raw})["input_tokens"] == expected
+
+
+def test_vercel_ai_sdk_do_generate_span():
+    msgs = [{"role": "system", "content": "Be terse."},
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Oslo?"}]},
+            {"role": "assistant", "content": [{"type": "tool-call", "toolCallId": "t1", "toolName": "weather",
+                                               "args": {"city": "Oslo"}}]},
+            {"role": "tool", "content": [{"type": "tool-result", "toolCallId": "t1", "toolName": "weather",
+                                          "result": {"temp": -3}}]}]
+    attrs = {"ai.operationId": "ai.generateText.doGenerate", "ai.model.id": "gpt-4o", "ai.model.provider": "openai.chat",
+             "ai.prompt.messages": json.dumps(msgs), "ai.response.text": "It is -3C.",
+             "ai.response.finishReason": "stop", "ai.usage.promptTokens": 30, "ai.usage.completionTokens": 5,
+             "ai.prompt.tools": [json.dumps({"type": "function", "name": "weather",
+                                             "parameters": {"type": "object"}})]}
+    case, conv = case_of(attrs)
+    assert conv == "vercel-ai"
+    assert [m.role for m in case.messages] == ["system", "user", "assistant", "tool"]
+    assert case.messages[2].tool_calls[0].arguments == '{"city": "Oslo"}'
+    assert (case.messages[3].tool_call_id, case.messages[3].content) == ("t1", '{"temp": -3}')
+    assert case.params["model"] == "gpt-4o" and case.metadata["provider"] == "openai.chat"
+    assert case.tools[0]["function"]["name"] == "weather"
+    assert (case.recorded.output, case.recorded.input_tokens, case.recorded.output_tokens) == ("It is -3C.", 30, 5)
+    outer = span({"ai.operationId": "ai.generateText", "ai.model.id": "gpt-4o"})
+    assert genai.classify(outer)[0] == genai.AGENT  # the wrapper is context, not a second case
+    calls = span({"ai.operationId": "ai.streamText.doStream", "ai.model.id": "m",
+                  "ai.prompt.messages": json.dumps([{"role": "user", "content": "go"}]),
+                  "ai.response.toolCalls": json.dumps([{"toolCallType": "function", "toolCallId": "c",
+                                                       "toolName": "f", "args": "{\"a\":1}"}]),
+                  "ai.response.finishReason": "tool-calls"})
+    res = genai.extract(calls, [], "chat")
+    assert res.case.recorded.finish_reason == "tool_call"
+    assert res.case.recorded.tool_calls[0].arguments == '{"a":1}'
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("json", {"type": "json_object"}), ("json_object", {"type": "json_object"}), ("text", None),
+    ("speech", None), ("json_schema", None), ('{"type": "json_schema", "json_schema": {"name": "x"}}',
+                                             {"type": "json_schema", "json_schema": {"name": "x"}})])
+def test_response_format_in_the_form_the_chat_api_takes(raw, expected):
+    assert genai.request_params({"gen_ai.output.type": raw}).get("response_format") == expected
+
+
+def test_choice_count_is_recorded_but_not_replayed():
+    case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.prompt.0.content": "q", "gen_ai.request.choice.count": 3})
+    assert "n" not in case.params and case.metadata["request_n"] == 3
+
+
+def test_non_chat_parts_are_flagged():
+    msgs = [{"role": "user", "parts": [{"type": "text", "content": "listen"},
+                                       {"type": "blob", "modality": "audio", "content": "AAA"}]}]
+    case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.input.messages": msgs})
+    assert case.messages[0].content[1]["type"] == "blob"
+    assert "content parts the chat API may not accept: blob" in case.metadata["warnings"]
+
+
+def test_recorded_evaluation_events_are_kept():
+    ev = Event(genai.EVALUATION_EVENT, 9, {"gen_ai.evaluation.name": "Relevance",
+                                          "gen_ai.evaluation.score.value": 4.0,
+                                          "gen_ai.evaluation.score.label": "relevant"})
+    case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.prompt.0.content": "q"}, [ev])
+    assert case.metadata["evaluations"] == [{"name": "Relevance", "score": 4.0, "label": "relevant"}]

@@ -272,3 +272,34 @@ def test_bad_spans_are_counted_while_good_ones_import(tmp_path):
     assert [c.id.split(":")[1] for c in cases] == ["00000000000000a1", "00000000000000a4"]
     assert stats.skipped == Counter({"malformed span": 2, "malformed content": 1})
     assert stats.spans_read == 5 and stats.llm_calls == 3
+
+
+def test_iter_import_memory_does_not_grow_with_the_cases(tmp_path):
+    import tracemalloc
+
+    def line(i):
+        attrs = [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                 {"key": "gen_ai.request.model", "value": {"stringValue": "m"}},
+                 {"key": "gen_ai.input.messages", "value": {"stringValue": json.dumps(
+                     [{"role": "user", "parts": [{"type": "text", "content": f"{i} " + "x" * 40000}]}])}}]
+        spans = [{"traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}", "name": "chat m",
+                  "startTimeUnixNano": "1", "endTimeUnixNano": "2", "attributes": attrs}]
+        return json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": spans}]}]})
+
+    f = tmp_path / "many.jsonl"
+    f.write_text("\n".join(line(i) for i in range(200)) + "\n")
+
+    def peak(fn):
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    stats = ImportStats()
+    streamed = peak(lambda: sum(1 for _ in iter_import([f], stats)))
+    listed = peak(lambda: import_traces([f]))
+    assert stats.cases == 200
+    assert listed > 8_000_000  # ~40 KB of content per case, all held
+    assert streamed < listed / 3  # a read buffer and one case

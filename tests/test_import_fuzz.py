@@ -17,7 +17,7 @@ FILES = sorted(p for p in FIX.iterdir() if p.suffix in (".json", ".jsonl", ".pb"
 def _mutations(data: bytes, rng: random.Random):
     for _ in range(40):
         b = bytearray(data)
-        kind = rng.randrange(4)
+        kind = rng.randrange(5)
         if kind == 0:  # truncate
             yield bytes(b[: rng.randrange(len(b))])
         elif kind == 1:  # flip bytes
@@ -28,9 +28,14 @@ def _mutations(data: bytes, rng: random.Random):
             i = rng.randrange(len(b))
             del b[i: i + rng.randint(1, 64)]
             yield bytes(b)
-        else:  # gzip then truncate
+        elif kind == 3:  # gzip then truncate
             z = gzip.compress(bytes(b))
             yield z[: rng.randrange(10, len(z))]
+        else:  # gzip then flip bytes in the deflate stream
+            z = bytearray(gzip.compress(bytes(b)))
+            for _ in range(rng.randint(1, 4)):
+                z[rng.randrange(10, len(z))] = rng.randrange(256)
+            yield bytes(z)
 
 
 @pytest.mark.parametrize("src", FILES, ids=lambda p: p.name)

@@ -20,7 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from replaygate.sources.receiver import running_receiver, serve
+from replaygate.sources.receiver import rpc_status_bytes, running_receiver, serve
 from replaygate.sources.traces import import_traces, load_traces
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
@@ -124,6 +124,9 @@ def test_bad_requests_get_the_right_status(tmp_path):
         r = http.post("/v1/logs", content=b"x", headers={"Content-Type": "text/plain"})
         assert r.status_code == 415
         r = http.post("/v1/metrics", content=b"{}", headers={"Content-Type": "application/json"})
+        assert (r.status_code, r.json()) == (200, {})  # acknowledged, not recorded
+        assert rcv.counts.metrics_ignored == 1
+        r = http.post("/v2/whatever", content=b"{}", headers={"Content-Type": "application/json"})
         assert r.status_code == 404
         r = http.post("/v1/traces", content=b"{}", headers={"Content-Type": "application/json",
                                                            "Content-Encoding": "br"})
@@ -155,3 +158,32 @@ def test_serve_blocks_until_stopped(tmp_path):
     t.join(5)
     assert not t.is_alive()
     assert result["counts"].spans == 9 and result["counts"].requests == 1
+
+
+@pytest.mark.parametrize("code, message", [(3, "bad"), (3, ""), (300, "é" * 200)])
+def test_hand_written_rpc_status_matches_googleapis(code, message):
+    st = status_pb2.Status.FromString(rpc_status_bytes(code, message))
+    assert (st.code, st.message) == (code, message)
+    assert rpc_status_bytes(code, message) == status_pb2.Status(code=code, message=message).SerializeToString()
+
+
+def test_corrupted_bodies_get_400_or_200_never_a_dropped_connection(tmp_path):
+    import random
+    rng = random.Random(5)
+    bodies = [((FIX / "otel137.pb").read_bytes(), "application/x-protobuf"),
+              ((FIX / "openllmetry.json").read_bytes(), "application/json"),
+              ((FIX / "events_logs.jsonl").read_bytes(), "application/json")]
+    seen = set()
+    with running_receiver(tmp_path / "t.jsonl") as rcv, \
+            httpx.Client(base_url=rcv.endpoint, trust_env=False) as http:
+        for i in range(90):
+            data, ctype = bodies[i % 3]
+            b = bytearray(data)
+            for _ in range(rng.randint(1, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            path = "/v1/logs" if i % 3 == 2 else "/v1/traces"
+            r = http.post(path, content=bytes(b[: rng.randrange(1, len(b) + 1)]),
+                          headers={"Content-Type": ctype})
+            assert r.status_code in (200, 400), r.text
+            seen.add(r.status_code)
+    assert 400 in seen

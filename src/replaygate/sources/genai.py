@@ -11,6 +11,7 @@ Conventions, detected per span and recorded in ``Case.metadata["convention"]``:
 * ``openllmetry``      indexed gen_ai.prompt.N.* / gen_ai.completion.N.* keys
 * ``openinference``    llm.input_messages.N.message.*, llm.output_messages.N.*, llm.* params
 * ``openinference-raw`` OpenInference input.value holding the raw provider request
+* ``vercel-ai``        Vercel AI SDK ai.prompt.messages / ai.response.* on doGenerate/doStream spans
 
 Only inference spans become cases; the rest (retrieval, tools, agents) are classified so the
 importer can use them as context or count them.
@@ -49,6 +50,15 @@ _OPENINFERENCE_OP = {"LLM": "chat", "EMBEDDING": "embeddings", "RETRIEVER": "ret
                      "RERANKER": "reranker", "TOOL": "execute_tool", "AGENT": "invoke_agent",
                      "CHAIN": "chain", "GUARDRAIL": "guardrail", "EVALUATOR": "evaluator",
                      "PROMPT": "prompt"}
+# Vercel AI SDK: the doGenerate/doStream spans are the provider calls; the outer generateText /
+# streamText spans wrap them (and their tool loops), so they are context.
+_VERCEL_OP = {"ai.generateText.doGenerate": (INFERENCE, "chat"), "ai.streamText.doStream": (INFERENCE, "chat"),
+              "ai.generateObject.doGenerate": (INFERENCE, "chat"), "ai.streamObject.doStream": (INFERENCE, "chat"),
+              "ai.generateText": (AGENT, "ai.generateText"), "ai.streamText": (AGENT, "ai.streamText"),
+              "ai.generateObject": (AGENT, "ai.generateObject"), "ai.streamObject": (AGENT, "ai.streamObject"),
+              "ai.toolCall": (TOOL, "execute_tool"), "ai.embed.doEmbed": (EMBEDDINGS, "embeddings"),
+              "ai.embedMany.doEmbed": (EMBEDDINGS, "embeddings"), "ai.embed": (EMBEDDINGS, "embeddings"),
+              "ai.embedMany": (EMBEDDINGS, "embeddings")}
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
                "llm.request.model_name")
 
@@ -58,8 +68,9 @@ CHOICE_EVENT = "gen_ai.choice"
 DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 PROMPT_EVENT_126 = "gen_ai.content.prompt"
 COMPLETION_EVENT_126 = "gen_ai.content.completion"
+EVALUATION_EVENT = "gen_ai.evaluation.result"
 GENAI_EVENT_NAMES = frozenset({*LEGACY_MESSAGE_EVENTS, CHOICE_EVENT, DETAILS_EVENT,
-                               PROMPT_EVENT_126, COMPLETION_EVENT_126})
+                               PROMPT_EVENT_126, COMPLETION_EVENT_126, EVALUATION_EVENT})
 
 
 def classify(span: SpanRecord) -> tuple[str, str | None]:
@@ -74,6 +85,9 @@ def classify(span: SpanRecord) -> tuple[str, str | None]:
         if isinstance(op, str) and op:
             op = op.lower()
             return _OP_CATEGORY.get(op, UNSUPPORTED), op
+    vercel = a.get("ai.operationId")
+    if isinstance(vercel, str) and vercel:
+        return _VERCEL_OP.get(vercel, (UNSUPPORTED, vercel))
     if "gen_ai.tool.name" in a or "gen_ai.tool.call.id" in a:
         return TOOL, "execute_tool"
     if any(k in a for k in _MODEL_KEYS) or any(e.name == PROMPT_EVENT_126 for e in span.events):
@@ -198,7 +212,7 @@ def normalize_finish_reason(x: Any) -> str | None:
         x = x[0] if x else None
     if x is None or x == "":
         return None
-    r = str(x).strip().lower()
+    r = str(x).strip().lower().replace("-", "_")  # Vercel AI SDK: "tool-calls"
     return _FINISH.get(r, r)
 
 
@@ -394,14 +408,15 @@ def _tool_def(d: Any) -> dict | None:
     return {"type": "function", "function": fn}
 
 
-_TOOL_PREFIXES = ("gen_ai.tool.definitions", "llm.request.functions.", "llm.tools.")
+_TOOL_PREFIXES = ("gen_ai.tool.definitions", "llm.request.functions.", "llm.tools.", "ai.prompt.tools")
 
 
 def _tools(a: dict[str, Any]) -> list[dict]:
     if not any(k.startswith(_TOOL_PREFIXES) for k in a):
         return []
     for raw in (a.get("gen_ai.tool.definitions"), rebuild_indexed(a, "gen_ai.tool.definitions"),
-                rebuild_indexed(a, "llm.request.functions"), rebuild_indexed(a, "llm.tools")):
+                rebuild_indexed(a, "llm.request.functions"), rebuild_indexed(a, "llm.tools"),
+                a.get("ai.prompt.tools")):
         raw = maybe_json(raw)
         if isinstance(raw, dict):
             raw = [raw]
@@ -516,6 +531,54 @@ def _openllmetry(a: dict[str, Any], events: list[Event]) -> Content | None:
     return Content("openllmetry", msgs, output)
 
 
+def _vercel_message(d: Any) -> list[Message]:
+    """Vercel AI SDK message: content is text or parts {type: text | tool-call | tool-result}."""
+    if not isinstance(d, dict):
+        return []
+    content = d.get("content")
+    if not isinstance(content, list):
+        return openai_message(d)
+    role = _role(d.get("role"))
+    texts: list[dict] = []
+    calls: list[ToolCall] = []
+    results: list[Message] = []
+    for p in content:
+        t = p.get("type") if isinstance(p, dict) else None
+        if t == "tool-call":
+            calls.append(ToolCall(name=str(p.get("toolName")), arguments=_args_text(p.get("args", p.get("input"))),
+                                  id=p.get("toolCallId")))
+        elif t == "tool-result":
+            res = _first(p.get("result"), p.get("output"))
+            results.append(Message(role="tool", content=_text(res) if res is not None else "",
+                                   tool_call_id=p.get("toolCallId")))
+        elif p is not None:
+            texts.append(p)
+    out = [Message(role=role, content=_content_parts(texts), tool_calls=calls)] if texts or calls else []
+    return out + results
+
+
+def _vercel(a: dict[str, Any], events: list[Event]) -> Content | None:
+    """Vercel AI SDK spans (ai.generateText.doGenerate / ai.streamText.doStream)."""
+    raw = maybe_json(a.get("ai.prompt.messages"))
+    if raw is None:
+        prompt = maybe_json(a.get("ai.prompt"))  # {system?, prompt? | messages?} on outer spans
+        if isinstance(prompt, dict):
+            raw = prompt.get("messages") or (
+                [{"role": "system", "content": prompt["system"]}] if prompt.get("system") else []) + (
+                [{"role": "user", "content": prompt["prompt"]}] if prompt.get("prompt") else [])
+    text, calls = a.get("ai.response.text"), maybe_json(a.get("ai.response.toolCalls"))
+    if raw is None and text is None and calls is None:
+        return None
+    msgs = [m for d in (raw if isinstance(raw, list) else []) for m in _vercel_message(d)]
+    output = None
+    if text is not None or calls:
+        output = _Output(text, [ToolCall(name=str(c.get("toolName")), arguments=_args_text(c.get("args")),
+                                         id=c.get("toolCallId"))
+                                for c in (calls if isinstance(calls, list) else []) if isinstance(c, dict)],
+                         normalize_finish_reason(a.get("ai.response.finishReason")))
+    return Content("vercel-ai", msgs, output)
+
+
 def _openinference(a: dict[str, Any], events: list[Event]) -> Content | None:
     inputs = rebuild_indexed(a, "llm.input_messages")
     outputs = rebuild_indexed(a, "llm.output_messages")
@@ -558,7 +621,7 @@ def find_content(span: SpanRecord, events: list[Event]) -> Content | None:
         if ev.name == DETAILS_EVENT:
             a = {**a, **ev.attributes}
     best: Content | None = None
-    for finder in (_otel_137, _openllmetry, _openinference, _otel_events, _otel_126):
+    for finder in (_otel_137, _openllmetry, _openinference, _otel_events, _otel_126, _vercel):
         found = finder(a, events)  # lazily: most spans stop at the first convention
         if found is None:
             continue
@@ -588,7 +651,7 @@ def _invocation_params(a: dict[str, Any]) -> dict[str, Any]:
 # llm.invocation_parameters (or the raw request in input.value).
 _PARAM_KEYS: dict[str, tuple[str, ...]] = {
     "model": ("gen_ai.request.model", "llm.request.model_name", "inv.model", "llm.model_name",
-              "gen_ai.response.model"),
+              "ai.model.id", "gen_ai.response.model"),
     "temperature": ("gen_ai.request.temperature", "inv.temperature", "llm.temperature"),
     "top_p": ("gen_ai.request.top_p", "inv.top_p", "llm.top_p"),
     "top_k": ("gen_ai.request.top_k", "inv.top_k", "llm.top_k"),
@@ -608,11 +671,13 @@ _PARAM_KEYS: dict[str, tuple[str, ...]] = {
     "stream": ("gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming", "inv.stream"),
 }
 _USAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
+                     "ai.usage.inputTokens", "ai.usage.promptTokens"),
     "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                      "llm.token_count.completion"),
+                      "llm.token_count.completion", "ai.usage.outputTokens", "ai.usage.completionTokens"),
     "cached_tokens": ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
-                      "llm.token_count.prompt_details.cache_read", "gen_ai.usage.cached_tokens"),
+                      "llm.token_count.prompt_details.cache_read", "gen_ai.usage.cached_tokens",
+                      "ai.usage.cachedInputTokens"),
     "total_tokens": ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total"),
     "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
                          "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"),
@@ -651,16 +716,30 @@ def _int_if_whole(v: Any) -> Any:
     return int(f) if f is not None and f.is_integer() else f
 
 
+def _response_format(v: Any) -> Any:
+    """As the chat API takes it: gen_ai.output.type "json" (or OpenAI's "json_object") becomes
+    {"type": "json_object"}; "text"/"image"/"speech" and a bare "json_schema" (its schema was not
+    recorded) are left out; a recorded object (OpenInference invocation params) is kept."""
+    v = maybe_json(v)
+    if isinstance(v, dict):
+        return v
+    if str(v).lower() in ("json", "json_object"):
+        return {"type": "json_object"}
+    return None
+
+
 _PARAM_CONV: dict[str, Callable[[Any], Any]] = {
     "model": str, "temperature": _num, "top_p": _num, "top_k": _int_if_whole,
     "frequency_penalty": _num, "presence_penalty": _num,
     "max_tokens": lambda v: _num(v, int), "seed": lambda v: _num(v, int), "n": lambda v: _num(v, int),
-    "stop": _stop_list, "response_format": maybe_json, "reasoning_effort": str,
+    "stop": _stop_list, "response_format": _response_format, "reasoning_effort": str,
     "stream": lambda v: v is True or str(v).lower() == "true",
 }
 
 
 def request_params(a: dict[str, Any]) -> dict[str, Any]:
+    """The recorded request parameters, in the chat-completions form replay sends (``n`` and
+    ``stream`` are kept as a record; the replay engine decides what it sends)."""
     raw = _pick_aliases(_PARAM_ALIAS, ("", a), ("inv.", _invocation_params(a)))
     params = {}
     for name in _PARAM_KEYS:  # a stable key order
@@ -679,7 +758,7 @@ def _usage(a: dict[str, Any]) -> dict[str, int | None]:
 def provider_of(span: SpanRecord) -> str | None:
     a = span.attributes
     p = _first(a.get("gen_ai.provider.name"), a.get("gen_ai.system"), a.get("llm.provider"),
-               a.get("llm.system"))
+               a.get("llm.system"), a.get("ai.model.provider"))
     return str(p).lower() if p is not None else None
 
 
@@ -700,7 +779,9 @@ _CONTENT_KEYS = frozenset({
     "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
     "gen_ai.system.instructions", "gen_ai.tool.definitions", "gen_ai.prompt", "gen_ai.completion",
     "input.value", "output.value", "llm.invocation_parameters", "llm.prompt_template.template",
-    "llm.prompt_template.variables", "traceloop.entity.input", "traceloop.entity.output"})
+    "llm.prompt_template.variables", "traceloop.entity.input", "traceloop.entity.output",
+    "ai.prompt", "ai.prompt.messages", "ai.prompt.tools", "ai.response.text", "ai.response.toolCalls",
+    "ai.response.object", "ai.response.providerMetadata"})
 _CONTENT_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.",
                      "llm.output_messages.", "llm.tools.", "llm.request.functions.", "llm.prompts.",
                      "llm.choices.", "gen_ai.tool.definitions.", "retrieval.documents.")
@@ -846,6 +927,10 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
                 for t in tools if not t["function"].get("parameters")]
     if content.output is None and not is_error:
         warnings.append("no output recorded")
+    odd = sorted({str(p.get("type")) for m in content.messages if isinstance(m.content, list)
+                  for p in m.content if p.get("type") not in ("text", "image_url")})
+    if odd:  # kept as recorded, but a chat-completions provider will not take them
+        warnings.append(f"content parts the chat API may not accept: {', '.join(odd)}")
     metadata: dict[str, Any] = {
         "source": span.source, "trace_id": span.trace_id, "span_id": span.span_id,
         "parent_span_id": span.parent_span_id, "span_name": span.name,
@@ -866,12 +951,34 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
     prompt_name = _first(a.get("gen_ai.prompt.name"), a.get("traceloop.prompt.key"))
     if prompt_name is not None:
         metadata["prompt_name"] = prompt_name
+    evaluations = recorded_evaluations(events)
+    if evaluations:
+        metadata["evaluations"] = evaluations
     if warnings:
         metadata["warnings"] = warnings
+    params = request_params(a)
+    n = params.pop("n", None)  # replay compares one answer; asking for n would multiply the cost
+    if n is not None and n != 1:
+        metadata["request_n"] = n
     case = Case(id=f"{span.trace_id}:{span.span_id}", messages=content.messages, tools=tools,
-                params=request_params(a), vars=prompt_vars(a), recorded=recorded,
+                params=params, vars=prompt_vars(a), recorded=recorded,
                 metadata={k: v for k, v in metadata.items() if v is not None})
     return Extraction(case, convention)
+
+
+def recorded_evaluations(events: list[Event]) -> list[dict[str, Any]]:
+    """Evaluations already attached to the call (gen_ai.evaluation.result events), kept so
+    reports can show them next to replaygate's own scores."""
+    out = []
+    for ev in events:
+        if ev.name != EVALUATION_EVENT:
+            continue
+        a = ev.attributes
+        item = {"name": a.get("gen_ai.evaluation.name"), "score": _num(a.get("gen_ai.evaluation.score.value")),
+                "label": a.get("gen_ai.evaluation.score.label"),
+                "explanation": a.get("gen_ai.evaluation.explanation"), "error": a.get("error.type")}
+        out.append({k: v for k, v in item.items() if v is not None})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

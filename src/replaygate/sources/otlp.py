@@ -25,6 +25,7 @@ import gzip
 import io
 import json
 import struct
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -493,6 +494,9 @@ def _is_logs_name(path: Path) -> bool:
     return "log" in path.name.lower()
 
 
+_DECOMPRESS_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
 def read_file(path: str | Path, counts: DecodeCounts | None = None,
               limits: Limits = DEFAULT_LIMITS) -> Iterator[SpanRecord | LogRecordEvent]:
     """Stream the spans and log records of one file. Raises InputError naming the file (and
@@ -509,7 +513,7 @@ def read_file(path: str | Path, counts: DecodeCounts | None = None,
     try:
         try:
             head = stream.peek(64)[:64]
-        except (OSError, EOFError, gzip.BadGzipFile) as e:
+        except _DECOMPRESS_ERRORS as e:
             raise InputError(f"cannot decompress: {e}", file=source) from None
         if not head:
             raise InputError("empty file", file=source)
@@ -521,7 +525,7 @@ def read_file(path: str | Path, counts: DecodeCounts | None = None,
         else:
             records = _read_proto(stream, source, counts, limits, _is_logs_name(path))
         yield from records
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except _DECOMPRESS_ERRORS as e:
         raise InputError(f"cannot decompress: {e}", file=source) from None
     finally:
         stream.close()

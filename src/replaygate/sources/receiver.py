@@ -10,7 +10,8 @@ message events (log records) to their spans without further setup.
 Responses follow the OTLP/HTTP spec: 200 with an empty ``Export*ServiceResponse`` in the
 request's content type; 400 with a ``google.rpc.Status`` for undecodable bodies; 413 when the
 body (after gzip decompression) exceeds ``max_body_bytes``; 415 for other content types or
-encodings; 404 for other paths.
+encodings; 404 for other paths. ``POST /v1/metrics`` is acknowledged and dropped, so an app whose
+whole OTLP endpoint points here does not log export errors.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from typing import Callable, Iterator
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
-from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (ExportLogsServiceRequest,
                                                                     ExportLogsServiceResponse)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
@@ -49,7 +49,26 @@ class ReceiverCounts:
     requests: int = 0
     spans: int = 0
     log_records: int = 0
+    metrics_ignored: int = 0  # /v1/metrics requests acknowledged and dropped
     rejected: dict[int, int] = field(default_factory=dict)  # HTTP status -> count
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def rpc_status_bytes(code: int, message: str) -> bytes:
+    """A serialized ``google.rpc.Status{code=1, message=2}``, written by hand so the receiver
+    does not need googleapis-common-protos (not a dependency of opentelemetry-proto)."""
+    msg = message.encode("utf-8")
+    out = b"\x08" + _varint(code) if code else b""  # proto3 leaves default values out
+    return out + (b"\x12" + _varint(len(msg)) + msg if msg else b"")
 
 
 class _BadRequest(Exception):
@@ -77,6 +96,10 @@ class _Recorder:
             self._file.flush()
             self.counts.spans += spans
             self.counts.log_records += logs
+
+    def count_ignored(self) -> None:
+        with self._lock:
+            self.counts.metrics_ignored += 1
 
     def count(self, status: int) -> None:
         with self._lock:
@@ -110,6 +133,7 @@ def _gunzip_bounded(data: bytes, limit: int) -> bytes:
 class _Handler(BaseHTTPRequestHandler):
     recorder: _Recorder  # set on the subclass made per server
     protocol_version = "HTTP/1.1"  # keep-alive, as exporters expect
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args) -> None:  # quiet: the CLI prints a summary
         pass
@@ -123,9 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.recorder.count(status)
 
     def _error(self, status: int, message: str, content_type: str) -> None:
-        st = status_pb2.Status(code=_INVALID_ARGUMENT, message=message)
         if content_type == PROTOBUF:
-            body = st.SerializeToString()
+            body = rpc_status_bytes(_INVALID_ARGUMENT, message)
         else:
             content_type = JSON
             body = json.dumps({"code": _INVALID_ARGUMENT, "message": message}).encode()
@@ -134,7 +157,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         try:
-            signal = _SIGNALS.get(self.path.split("?")[0])
+            path = self.path.split("?")[0]
+            if path == "/v1/metrics":
+                # an app pointed at us exports metrics too: acknowledge, do not record
+                self._body()
+                self.recorder.count_ignored()
+                self._reply(200, b"" if ctype == PROTOBUF else b"{}", PROTOBUF if ctype == PROTOBUF else JSON)
+                return
+            signal = _SIGNALS.get(path)
             if signal is None:
                 self._drain()
                 raise _BadRequest(404, f"unknown path {self.path}; use /v1/traces or /v1/logs")

@@ -1,10 +1,14 @@
 """OTLP trace files -> replayable cases, with a summary of what was found and skipped.
 
-Input: files or folders (see ``otlp.py`` for formats). Trace and log files are read in one pass,
-streamed; log records carrying GenAI events are joined to their span by (trace id, span id), so
-the legacy event form works whether events arrive as span events or in a separate logs file.
+Input: files or folders (see ``otlp.py`` for formats), decoded as a stream. Log records carrying
+GenAI events are joined to their span by (trace id, span id), so the legacy event form works
+whether events arrive as span events or in a separate logs file, before or after the spans.
 Only inference spans become cases; retrieval spans of the same trace that started before an
-LLM call give it ``context`` (their document texts).
+LLM call give it ``context`` (their document texts). A span seen twice (exporter retries, the
+same data in two files) becomes one case; the copy is counted.
+
+``import_traces`` reads once and returns a list (memory grows with the LLM calls);
+``iter_import`` reads twice and yields cases as it goes (memory bounded by the join state).
 
 ``where`` (a config dataset entry's filter; every given key must match):
 
@@ -108,7 +112,9 @@ class ImportStats:
 
 
 def _counts(c: Counter) -> str:
-    return ", ".join(f"{k} {v}" for k, v in c.most_common())
+    """"name count" pairs, most common first; one per line when many (keeps the table narrow)."""
+    sep = ", " if len(c) <= 3 else "\n"
+    return sep.join(f"{k} {v}" for k, v in c.most_common())
 
 
 def _iso(ns: int) -> str:
