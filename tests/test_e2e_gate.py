@@ -170,3 +170,31 @@ def test_pairwise_judge_win_rate_is_a_gateable_paired_metric(project, llm_server
     assert r2.exit_code == 1
     again = json.loads((tmp_path / "cmp2.json").read_text())["metrics"]["pairwise.pref.win_rate"]
     assert again["candidate"] == win["candidate"] and again["ci"] == win["ci"]
+
+
+def test_git_prompt_resolved_from_the_config_repo_from_any_cwd(tmp_path, llm_server, monkeypatch):
+    import git
+
+    repo_dir = tmp_path / "repo"
+    (repo_dir / "prompts").mkdir(parents=True)
+    repo = git.Repo.init(repo_dir)
+    (repo_dir / "prompts/system.md").write_text("Committed prompt.")
+    repo.index.add(["prompts/system.md"])
+    repo.index.commit("prompt v1")
+    (repo_dir / "prompts/system.md").write_text("Uncommitted edit.")  # the work tree differs
+    (repo_dir / "golden.jsonl").write_text('{"id": "a", "input": "hi", "expected": "hi"}\n')
+    (repo_dir / "replaygate.yaml").write_text(f"""\
+version: 1
+dataset: [{{golden: golden.jsonl}}]
+variants:
+  candidate: {{model: openai/echo, api_base: "{llm_server.api_base}", prompt: {{system: "git:HEAD:prompts/system.md"}}}}
+scorers: [{{name: ok, type: contains}}]
+""")
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    r = invoke("run", "-c", repo_dir / "replaygate.yaml", "--variant", "candidate", "-o", tmp_path / "r.json",
+               "--no-cache")
+    assert r.exit_code == 0, r.output
+    bodies = [q["body"] for q in llm_server.stats()["requests"] if q["prompt"] == "hi"]
+    assert bodies and bodies[0]["messages"][0] == {"role": "system", "content": "Committed prompt."}
+    run = json.loads((tmp_path / "r.json").read_text())
+    assert "base_dir" not in run["variant"]

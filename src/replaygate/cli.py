@@ -59,12 +59,13 @@ def _run_options(f):
     f = click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")(f)
     f = click.option("--refresh", is_flag=True, help="Call the model again and overwrite cached responses.")(f)
     f = click.option("--concurrency", type=click.IntRange(1, 4096), help="Calls in flight (overrides the config).")(f)
+    f = click.option("--workers", type=click.IntRange(1, 64), help="Replay worker processes (overrides the config).")(f)
     f = click.option("--repeats", type=click.IntRange(1, 100), help="Samples per case (overrides the config).")(f)
     f = click.option("--seed", type=int, help="Seed for sampling and bootstrap (overrides the config).")(f)
     return f
 
 
-def _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed):
+def _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed):
     from .pipeline import RunSettings
 
     chosen = [n for n, on in (("--offline", offline), ("--no-cache", no_cache), ("--refresh", refresh)) if on]
@@ -73,7 +74,7 @@ def _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed):
     mode = "offline" if offline else "off" if no_cache else "refresh" if refresh else "rw"
     verbose = ctx.obj.get("verbose")
     progress = sys.stderr.isatty() and not ctx.obj.get("quiet") or bool(verbose)
-    return RunSettings(cache_mode=mode, concurrency=concurrency, repeats=repeats,
+    return RunSettings(cache_mode=mode, concurrency=concurrency, workers=workers, repeats=repeats,
                        progress=progress, seed=seed)
 
 
@@ -197,7 +198,7 @@ def record(listen, output):
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Run JSON to write.")
 @_run_options
 @click.pass_context
-def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concurrency, repeats, seed):
+def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concurrency, workers, repeats, seed):
     """Replay one variant, score it and write the run JSON (exit 0 when every case was replayed)."""
     from .config import load_config
     from .errors import RunIncomplete
@@ -205,7 +206,7 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
     from .report import render
 
     cfg = load_config(config_path)
-    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
     try:
         run = run_variant(cfg, variant, settings)
     except RunIncomplete as e:
@@ -250,7 +251,7 @@ def compare(baseline, candidate, config_path, fmt, output, seed):
 @click.option("--save-runs", type=click.Path(file_okay=False), help="Also write baseline.json and candidate.json here.")
 @_run_options
 @click.pass_context
-def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, concurrency, repeats, seed):
+def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, concurrency, workers, repeats, seed):
     """Run baseline and candidate, compare and gate (the CI command). Exit 0 pass, 1 regression."""
     from .config import load_config
     from .errors import RunIncomplete
@@ -259,7 +260,7 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
     from .report import render
 
     cfg = load_config(config_path)
-    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
     try:
         doc, base, cand = do_gate(cfg, settings)
     except RunIncomplete as e:
@@ -284,7 +285,7 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the result here instead of stdout.")
 @_run_options
 @click.pass_context
-def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh, concurrency, repeats, seed):
+def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh, concurrency, workers, repeats, seed):
     """A/A run: the baseline against itself. Measures noise (flip rate, score and latency spread)
     and recommends cases and repeats so each gate can detect its tolerance at 80% power."""
     from .compare.calibrate import render_calibration
@@ -293,7 +294,7 @@ def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh
     from .pipeline import dumps
 
     cfg = load_config(config_path)
-    settings = _settings(ctx, offline, no_cache, refresh, concurrency, repeats, seed)
+    settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
     result, _ = do_calibrate(cfg, settings, variant)
     text = dumps(result) if fmt == "json" else render_calibration(result) + "\n"
     _emit(text, output)

@@ -19,6 +19,7 @@ from .errors import ConfigError
 DEFAULTS: dict[str, Any] = {
     "repeats": 1,
     "concurrency": 16,
+    "workers": 1,
     "timeout": 60.0,
     "max_retries": 4,
     "seed": 0,
@@ -52,7 +53,8 @@ class Config:
         if name not in variants:
             raise ConfigError(f"no variant named {name!r} (the config has: {', '.join(variants)})",
                               file=str(self.path), line=self.lines.get(("variants",)), field="variants")
-        return {"name": name, **variants[name]}
+        # base_dir: where `git:REF:path` prompts look for the repository (the config's folder)
+        return {"name": name, **variants[name], "base_dir": str(self.base_dir)}
 
     @property
     def cache_path(self) -> Path | None:

@@ -23,6 +23,7 @@ class RunSettings:
     """Flags that override the config for one invocation."""
     cache_mode: str = "rw"  # rw | off | offline | refresh
     concurrency: int | None = None
+    workers: int | None = None
     repeats: int | None = None
     progress: bool = False
     seed: int | None = None
@@ -74,6 +75,7 @@ def replay_options(cfg: Config, settings: RunSettings):
 
     return ReplayOptions(
         concurrency=settings.concurrency or cfg["concurrency"],
+        workers=settings.workers or cfg["workers"],
         repeats=settings.repeats or cfg["repeats"],
         timeout_s=float(cfg["timeout"]),
         max_retries=int(cfg["max_retries"]),
@@ -103,7 +105,7 @@ def environment(cfg: Config | None = None) -> dict[str, Any]:
 
 def _variant_record(variant: dict) -> dict:
     """The variant as stored in the run file: its config, never a secret (only api_key_env)."""
-    return json.loads(json.dumps(variant, default=str))
+    return json.loads(json.dumps({k: v for k, v in variant.items() if k != "base_dir"}, default=str))
 
 
 def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
