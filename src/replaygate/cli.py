@@ -143,7 +143,7 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors):
     import json
 
     from .errors import InputError
-    from .sources.traces import compile_where, import_traces, sample_cases, write_cases_jsonl
+    from .sources.traces import ImportStats, compile_where, import_traces, iter_import, sample_cases, write_cases_jsonl
 
     where = None
     if where_json:
@@ -152,15 +152,17 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors):
         except json.JSONDecodeError as e:
             raise InputError(f"--where is not JSON: {e.msg}") from None
     match = compile_where(where)
-    cases, stats = import_traces(list(traces), include_errors=include_errors)
-    kept = [c for c in cases if match(c)]
-    if sample_n:
-        kept = sample_cases(kept, sample_n, seed)
-    n = write_cases_jsonl(kept, output)
+    if sample_n:  # sampling needs every case in hand
+        cases, stats = import_traces(list(traces), include_errors=include_errors)
+        n = write_cases_jsonl(sample_cases([c for c in cases if match(c)], sample_n, seed), output)
+    else:  # streamed: memory does not grow with the number of cases
+        stats = ImportStats()
+        n = write_cases_jsonl((c for c in iter_import(list(traces), stats, include_errors=include_errors)
+                               if match(c)), output)
     if not ctx.obj.get("quiet"):
         click.echo(stats.render())
         if where or sample_n:
-            click.echo(f"kept after --where/--sample: {n} of {len(cases)}")
+            click.echo(f"kept after --where/--sample: {n} of {stats.cases}")
     click.echo(f"wrote {n} cases to {output}", err=True)
     if n == 0:
         raise InputError("no replayable LLM call found (see the table for what was skipped and why)",
