@@ -71,3 +71,15 @@ def gate_interval(metric: str, gate: dict) -> str:
     if gate.get("scale") == "value":
         return f"[{value(metric, ci[0])}, {value(metric, ci[1])}]"
     return interval(metric, ci, gate.get("ci_kind"))
+
+
+def gate_mde(metric: str, gate: dict) -> str:
+    """The smallest change the gate catches with 80% power, in the gate's scale."""
+    mde = gate.get("mde")
+    if mde is None or gate.get("scale") not in ("difference", "relative"):
+        return "n/a"
+    if gate["scale"] == "relative":
+        return f"{100 * mde:.1f}%"
+    if is_rate(metric):
+        return f"{100 * mde:.1f} pts"
+    return value(metric, mde)

@@ -48,9 +48,10 @@ def render_comparison(doc: dict, max_cases: int = 5) -> str:
             rows.append([escape(f"{m} {g.get('rule', '')}"), escape(g.get("mode", "")),
                          escape(fmt.value(m, g.get("baseline"))), escape(fmt.value(m, g.get("candidate"))),
                          escape(fmt.delta(m, g.get("delta"), g.get("baseline"))),
-                         escape(fmt.gate_interval(m, g)),
+                         escape(fmt.gate_interval(m, g)), escape(fmt.gate_mde(m, g)),
                          _ICON.get(g.get("verdict"), escape(g.get("verdict")))])
-        out.append(_table(["gate", "mode", "baseline", "candidate", "delta", "interval", "verdict"], rows))
+        out.append(_table(["gate", "mode", "baseline", "candidate", "delta", "interval", "detects (80% power)",
+                           "verdict"], rows))
         out.append("")
     rows = []
     for name, m in doc.get("metrics", {}).items():

@@ -34,6 +34,7 @@ def gate_rows(doc: dict) -> list[list[str]]:
             fmt.value(metric, g.get("candidate")),
             fmt.delta(metric, g.get("delta"), g.get("baseline")),
             fmt.gate_interval(metric, g),
+            fmt.gate_mde(metric, g),
             str(g.get("verdict", "")).upper(),
         ])
     return rows
@@ -68,7 +69,8 @@ def render_comparison(doc: dict, **_: Any) -> str:
         out.append("")
         out.append(_gate_heading(doc))
         out.append(tabulate(gate_rows(doc),
-                            headers=["gate", "mode", "baseline", "candidate", "delta", "interval", "verdict"],
+                            headers=["gate", "mode", "baseline", "candidate", "delta", "interval",
+                                     "detects (80%)", "verdict"],
                             disable_numparse=True))
         reasons = [f"  {g['metric']}: {g['reason']}" for g in doc["gates"] if g.get("reason")]
         if reasons:
