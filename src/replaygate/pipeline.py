@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from . import __version__
 from .config import Config, ConfigProblems, format_path, line_of
@@ -109,30 +110,26 @@ def _variant_record(variant: dict) -> dict:
 
 
 def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
-                    cases: list[Case] | None = None) -> tuple[dict[str, list[CaseResult]], list[str], bool]:
-    """Replay several variants interleaved case by case. Returns results, warnings, complete."""
+                    cases: list[Case]) -> tuple[dict[str, list[CaseResult]], list[str]]:
+    """Replay several variants interleaved case by case. Returns results and warnings; an
+    incomplete replay raises RunIncomplete carrying `.partial` and `.warnings`."""
     from .replay.engine import replay_sync
 
-    cases = load_cases(cfg) if cases is None else cases
-    variants = {n: cfg.variant(n) for n in names}
-    opts = replay_options(cfg, settings)
     warnings: list[str] = []
-    try:
-        return replay_sync(cases, variants, opts, warnings=warnings), warnings, True
-    except RunIncomplete as e:
-        e.warnings = warnings  # type: ignore[attr-defined]
-        raise
+    results = replay_sync(cases, {n: cfg.variant(n) for n in names}, replay_options(cfg, settings),
+                          warnings=warnings)
+    return results, warnings
 
 
-def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult],
-             scorers: list, warnings: list[str], *, complete: bool, settings: RunSettings) -> Run:
+def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult], scorers: list,
+             warnings: list[str], *, complete: bool, settings: RunSettings, cache=None) -> Run:
+    """Score the replayed results (judges use `cache`) and assemble the Run with its summary."""
     from .metrics import summarize
     from .scoring import judge_usage, score_results_sync
 
     by_id = {c.id: c for c in cases}
-    scoring_cache = _scoring_cache(cfg, settings)
     warnings = list(warnings) + list(score_results_sync(
-        by_id, results, scorers, cache=scoring_cache,
+        by_id, results, scorers, cache=cache,
         concurrency=settings.concurrency or cfg["concurrency"],
         offline=settings.cache_mode == "offline", refresh=settings.cache_mode == "refresh") or [])
     run = Run(variant=_variant_record(cfg.variant(name)), environment=environment(cfg),
@@ -144,12 +141,16 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
     return run
 
 
-def _scoring_cache(cfg: Config, settings: RunSettings):
+@contextmanager
+def scoring_cache(cfg: Config, settings: RunSettings) -> Iterator[Any]:
+    """The response cache for judge and embedding calls (None with --no-cache), closed after use."""
     if cfg.cache_path is None or settings.cache_mode == "off":
-        return None
+        yield None
+        return
     from .replay.cache import ResponseCache
 
-    return ResponseCache(cfg.cache_path)
+    with ResponseCache(cfg.cache_path) as cache:
+        yield cache
 
 
 def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> Run:
@@ -158,15 +159,15 @@ def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> 
     settings = settings or RunSettings()
     scorers = build_scorers(cfg)
     cases = load_cases(cfg)
-    try:
-        results, warnings, complete = replay_variants(cfg, [name], settings, cases)
-    except RunIncomplete as e:
-        partial = e.partial[name]  # type: ignore[attr-defined]
-        e.run = make_run(cfg, name, cases, partial, scorers, getattr(e, "warnings", []),  # type: ignore[attr-defined]
-                         complete=False, settings=settings)
-        raise
-    return make_run(cfg, name, cases, results[name], scorers, warnings, complete=complete,
-                    settings=settings)
+    with scoring_cache(cfg, settings) as cache:
+        try:
+            results, warnings = replay_variants(cfg, [name], settings, cases)
+        except RunIncomplete as e:
+            e.run = make_run(cfg, name, cases, e.partial[name], scorers,  # type: ignore[attr-defined]
+                             getattr(e, "warnings", []), complete=False, settings=settings, cache=cache)
+            raise
+        return make_run(cfg, name, cases, results[name], scorers, warnings, complete=True,
+                        settings=settings, cache=cache)
 
 
 def load_run(path: str | Path) -> Run:
@@ -223,7 +224,7 @@ def compare(base: Run, cand: Run, cfg: Config | None, seed: int = 0) -> dict:
 
 
 def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: list,
-                settings: RunSettings) -> None:
+                settings: RunSettings, cache=None) -> None:
     """Pairwise judges see both answers of a case. Each case's win value (1 candidate better,
     0.5 tie, 0 baseline better) is stored on the candidate's samples, so a saved candidate run
     keeps its judgments and `compare` can gate on them later."""
@@ -232,7 +233,7 @@ def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: l
 
     by_id = {c.id: c for c in cases}
     for scorer in (s for s in scorers if getattr(s, "pairwise", False)):
-        res = score_pairwise_sync(by_id, base.cases, cand.cases, scorer, cache=_scoring_cache(cfg, settings),
+        res = score_pairwise_sync(by_id, base.cases, cand.cases, scorer, cache=cache,
                                   concurrency=settings.concurrency or cfg["concurrency"],
                                   offline=settings.cache_mode == "offline",
                                   refresh=settings.cache_mode == "refresh")
@@ -267,21 +268,20 @@ def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, R
     """Run baseline and candidate interleaved, score both, compare and apply the gates.
     An incomplete replay raises RunIncomplete (exit 3) with the partial runs attached."""
     settings = settings or RunSettings()
-    base_name, cand_name = cfg["baseline"], cfg["candidate"]
+    names = [cfg["baseline"], cfg["candidate"]]
     scorers = build_scorers(cfg)
     cases = load_cases(cfg)
-    try:
-        results, warnings, _ = replay_variants(cfg, [base_name, cand_name], settings, cases)
-    except RunIncomplete as e:
-        partial = e.partial  # type: ignore[attr-defined]
-        e.runs = [make_run(cfg, n, cases, partial[n], scorers, getattr(e, "warnings", []),  # type: ignore[attr-defined]
-                           complete=False, settings=settings) for n in (base_name, cand_name)]
-        raise
-    base = make_run(cfg, base_name, cases, results[base_name], scorers, warnings, complete=True,
-                    settings=settings)
-    cand = make_run(cfg, cand_name, cases, results[cand_name], scorers, warnings, complete=True,
-                    settings=settings)
-    judge_pairs(cfg, cases, base, cand, scorers, settings)
+    with scoring_cache(cfg, settings) as cache:
+        try:
+            results, warnings = replay_variants(cfg, names, settings, cases)
+        except RunIncomplete as e:
+            e.runs = [make_run(cfg, n, cases, e.partial[n], scorers,  # type: ignore[attr-defined]
+                               getattr(e, "warnings", []), complete=False, settings=settings, cache=cache)
+                      for n in names]
+            raise
+        base, cand = (make_run(cfg, n, cases, results[n], scorers, warnings, complete=True,
+                               settings=settings, cache=cache) for n in names)
+        judge_pairs(cfg, cases, base, cand, scorers, settings, cache)
     comparison = compare(base, cand, cfg, seed=settings.seed if settings.seed is not None else cfg["seed"])
     return comparison, base, cand
 
@@ -301,6 +301,6 @@ def calibrate(cfg: Config, settings: RunSettings | None = None, variant: str | N
                          "variant that calls a model or your pipeline (--variant NAME)",
                          file=str(cfg.path))
     repeats = max(2, settings.repeats or cfg["repeats"])
-    run = run_variant(cfg, name, RunSettings(**{**settings.__dict__, "repeats": repeats}))
+    run = run_variant(cfg, name, replace(settings, repeats=repeats))
     seed = settings.seed if settings.seed is not None else cfg["seed"]
     return _calibrate(run, None, cfg["gates"], cfg["decision"], seed=seed), run
