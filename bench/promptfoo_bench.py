@@ -21,7 +21,7 @@ model ``echo@latency=L`` on the fake server, cache off, no assertions/scorers):
                      home in a temporary directory
   promptfoo-nowrite  the same with ``--no-write`` (no results database)
   rg-run             ``replaygate run --no-cache --concurrency C`` on a golden JSONL of the same
-                     N inputs, writing run.json (worker processes chosen automatically)
+                     N inputs, writing run.json (one process: the config's default workers: 1)
   rg-run-wK          the same with ``--workers K``
 
 Throughput comes from the server: N / (last arrival - first arrival + L) over the N bench calls,
