@@ -32,7 +32,7 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -418,12 +418,31 @@ def _allocate(n: int, sizes: list[int]) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # cases.jsonl
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _dataclass_fields(o: Any) -> dict[str, Any]:
+    """json ``default`` hook: a dataclass as its fields, shallow. The encoder recurses, so the
+    line is the one ``json.dumps(case.to_dict())`` writes, without ``asdict``'s deep copy of
+    every value (most of the cost of writing a case)."""
+    names = _FIELD_NAMES.get(type(o))
+    if names is None:
+        if not is_dataclass(o) or isinstance(o, type):
+            raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+        names = _FIELD_NAMES[type(o)] = tuple(f.name for f in fields(o))
+    return {name: getattr(o, name) for name in names}
+
+
+_CASE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_dataclass_fields)
+
+
 def write_cases_jsonl(cases: Iterable[Case], path: str | Path) -> int:
     """One ``Case.to_dict()`` per line (UTF-8). Returns the number written."""
     n = 0
+    encode = _CASE_ENCODER.encode
     with open(path, "w", encoding="utf-8") as f:
         for c in cases:
-            f.write(json.dumps(c.to_dict(), ensure_ascii=False, separators=(",", ":")))
+            f.write(encode(c))
             f.write("\n")
             n += 1
     return n
