@@ -19,6 +19,8 @@ importer can use them as context or count them.
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
 import math
 import re
 from dataclasses import dataclass
@@ -98,13 +100,29 @@ def classify(span: SpanRecord) -> tuple[str, str | None]:
 # ---------------------------------------------------------------------------------------------
 # value helpers
 
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+_json_ws_end = json.decoder.WHITESPACE.match
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` for text that starts with a JSON value (no leading whitespace): the same
+    scanner and the same errors (ValueError), without the per-call wrapper layers."""
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        raise ValueError("expecting value") from None
+    if _json_ws_end(text, end).end() != len(text):
+        raise ValueError("extra data")
+    return value
+
+
 def maybe_json(x: Any) -> Any:
     """Parse JSON text (content attributes on spans are JSON strings; some emitters encode
     twice). Anything else is returned unchanged."""
     for _ in range(2):
         if isinstance(x, str) and x[:1] in ("[", "{", '"'):
             try:
-                x = json.loads(x)
+                x = _loads(x)
             except ValueError:
                 return x
         else:
@@ -204,6 +222,13 @@ _FINISH = {"tool_calls": "tool_call", "function_call": "tool_call", "tool_use": 
 
 
 def normalize_finish_reason(x: Any) -> str | None:
+    # fast path: an already normalised reason, bare or as the common recorded ["stop"]
+    # (the general path below maps it to the same value)
+    first = x[0] if type(x) is list and len(x) == 1 else x
+    if type(first) is str:
+        known = _FINISH.get(first)
+        if known is not None:
+            return known
     if isinstance(x, str):
         parsed = maybe_json(x)
         if isinstance(parsed, list):
@@ -306,6 +331,22 @@ def openai_message(d: dict, default_role: str = "user") -> list[Message]:
                     tool_call_id=tool_call_id, name=d.get("name"))]
 
 
+def _text_parts(parts: Any) -> str | None:
+    """The joined text of a non-empty list of OTel text parts ({type: text, content: str}),
+    else None."""
+    if type(parts) is not list or not parts:
+        return None
+    texts = []
+    for p in parts:
+        if type(p) is not dict or p.get("type") != "text":
+            return None
+        c = p.get("content")
+        if type(c) is not str:
+            return None
+        texts.append(c)
+    return "".join(texts)
+
+
 def otel_message(d: Any, default_role: str = "user") -> list[Message]:
     """An OTel ChatMessage {role, parts[]} (or an OpenAI-shaped message found in its place)."""
     if isinstance(d, str):
@@ -314,6 +355,10 @@ def otel_message(d: Any, default_role: str = "user") -> list[Message]:
         return []
     if "parts" not in d:
         return openai_message(d, default_role)
+    text = _text_parts(d["parts"])
+    if text is not None:  # fast path: only text parts, as _content_parts would join them
+        return [Message(role=_role(d.get("role"), default_role), content=text, tool_calls=[],
+                        name=d.get("name"))]
     role = _role(d.get("role"), default_role)
     content_parts: list = []
     calls: list[ToolCall] = []
@@ -412,7 +457,10 @@ _TOOL_PREFIXES = ("gen_ai.tool.definitions", "llm.request.functions.", "llm.tool
 
 
 def _tools(a: dict[str, Any]) -> list[dict]:
-    if not any(k.startswith(_TOOL_PREFIXES) for k in a):
+    for k in a:
+        if k.startswith(_TOOL_PREFIXES):
+            break
+    else:
         return []
     for raw in (a.get("gen_ai.tool.definitions"), rebuild_indexed(a, "gen_ai.tool.definitions"),
                 rebuild_indexed(a, "llm.request.functions"), rebuild_indexed(a, "llm.tools"),
@@ -436,8 +484,8 @@ class Content:
 
 
 def _otel_137(a: dict[str, Any], events: list[Event]) -> Content | None:
-    if not any(k in a for k in ("gen_ai.input.messages", "gen_ai.output.messages",
-                                "gen_ai.system_instructions", "gen_ai.system.instructions")):
+    if ("gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a
+            and "gen_ai.system_instructions" not in a and "gen_ai.system.instructions" not in a):
         return None
     msgs = messages_from(a.get("gen_ai.input.messages"))
     system = _system_message(_first(a.get("gen_ai.system_instructions"),
@@ -696,8 +744,13 @@ def _pick_aliases(alias: dict[str, tuple[str, int]], *sources: tuple[str, dict])
     """One pass over the attributes (not one lookup per alias): the best-ranked value per field."""
     best: dict[str, tuple[int, Any]] = {}
     for prefix, d in sources:
-        for k, v in d.items():
-            hit = alias.get(prefix + k if prefix else k)
+        if not d:
+            continue
+        if prefix:
+            hits = [(alias.get(prefix + k), v) for k, v in d.items()]
+        else:  # the attributes: only the keys that are aliases (a set intersection, in C)
+            hits = [(alias[k], d[k]) for k in d.keys() & alias.keys()]
+        for hit, v in hits:
             if hit is None or v is None or v == "":
                 continue
             name, rank = hit
