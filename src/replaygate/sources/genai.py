@@ -275,9 +275,9 @@ def _content_parts(content: Any) -> str | list[dict] | None:
         content = [content]
     if not isinstance(content, list):
         return _text(content)
-    if all(type(p) is dict and p.get("type") == "text" and type(p.get("content")) is str
-           for p in content):  # fast path: OTel text parts
-        return "".join(p["content"] for p in content)
+    text = _text_parts(content)
+    if text is not None:  # fast path: OTel text parts
+        return text
     parts: list[dict] = []
     for p in content:
         if isinstance(p, str):
@@ -805,7 +805,7 @@ def request_params(a: dict[str, Any]) -> dict[str, Any]:
 
 def _usage(a: dict[str, Any]) -> dict[str, int | None]:
     raw = _pick_aliases(_USAGE_ALIAS, ("", a))
-    return {name: _num(raw.get(name), int) for name in _USAGE_KEYS}
+    return {name: _num(raw[name], int) if name in raw else None for name in _USAGE_KEYS}
 
 
 def provider_of(span: SpanRecord) -> str | None:
@@ -1061,15 +1061,17 @@ def retrieval_documents(span: SpanRecord) -> list[str]:
 
 def _retrieval_documents(span: SpanRecord) -> list[str]:
     a = span.attributes
-    if any(k.startswith(("reranker.output_documents.", "retrieval.documents.")) for k in a):
-        docs = _openinference_documents(a)
-        if docs:
-            return docs
+    for k in a:
+        if k.startswith(("reranker.output_documents.", "retrieval.documents.")):
+            docs = _openinference_documents(a)
+            if docs:
+                return docs
+            break
     docs = []
     raw = maybe_json(a.get("gen_ai.retrieval.documents"))
     if isinstance(raw, list):
         for d in raw:
-            text = _first(*(d.get(k) for k in ("content", "text", "page_content", "document"))) \
+            text = _first(d.get("content"), d.get("text"), d.get("page_content"), d.get("document")) \
                 if isinstance(d, dict) else d
             if text:
                 docs.append(_text(text))
