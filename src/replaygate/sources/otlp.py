@@ -214,7 +214,14 @@ _JSON_VALUE = {
 def json_attrs(kvs: Any) -> dict[str, Any]:
     if not kvs:
         return {}
-    return {kv["key"]: json_value(kv.get("value")) for kv in kvs}
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        key = kv["key"]
+        v = kv.get("value")
+        # the common case inlined (hot path): what json_value returns for a stringValue
+        x = v.get("stringValue") if type(v) is dict else None
+        out[key] = x if x is not None else json_value(v)
+    return out
 
 
 def _g(d: dict, camel: str, snake: str, default: Any = None) -> Any:
