@@ -394,7 +394,24 @@ def messages_from(value: Any, default_role: str = "user") -> list[Message]:
     return out
 
 
+_system_text_memo: dict[str, str] = {}  # one system prompt is recorded on many spans
+
+
 def _system_message(value: Any) -> Message | None:
+    if type(value) is str:
+        text = _system_text_memo.get(value)
+        if text is not None:
+            return Message(role="system", content=text)
+        message = _parse_system_message(value)
+        if message is not None and type(message.content) is str and len(value) <= 100_000:
+            if len(_system_text_memo) >= 256:
+                _system_text_memo.clear()
+            _system_text_memo[value] = message.content
+        return message
+    return _parse_system_message(value)
+
+
+def _parse_system_message(value: Any) -> Message | None:
     value = maybe_json(value)
     if value is None or value == [] or value == "":
         return None

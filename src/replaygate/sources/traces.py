@@ -36,6 +36,7 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -453,19 +454,22 @@ def _allocate(n: int, sizes: list[int]) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # cases.jsonl
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELD_GETTERS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple]]] = {}
 
 
 def _dataclass_fields(o: Any) -> dict[str, Any]:
     """json ``default`` hook: a dataclass as its fields, shallow. The encoder recurses, so the
     line is the one ``json.dumps(case.to_dict())`` writes, without ``asdict``'s deep copy of
     every value (most of the cost of writing a case)."""
-    names = _FIELD_NAMES.get(type(o))
-    if names is None:
+    hit = _FIELD_GETTERS.get(type(o))
+    if hit is None:
         if not is_dataclass(o) or isinstance(o, type):
             raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
-        names = _FIELD_NAMES[type(o)] = tuple(f.name for f in fields(o))
-    return {name: getattr(o, name) for name in names}
+        names = tuple(f.name for f in fields(o))
+        getter = attrgetter(*names) if len(names) > 1 else (lambda x, n=names[0]: (getattr(x, n),))
+        hit = _FIELD_GETTERS[type(o)] = (names, getter)
+    names, getter = hit
+    return dict(zip(names, getter(o)))
 
 
 _CASE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_dataclass_fields)
