@@ -403,8 +403,8 @@ def _system_message(value: Any) -> Message | None:
         if text is not None:
             return Message(role="system", content=text)
         message = _parse_system_message(value)
-        if message is not None and type(message.content) is str and len(value) <= 100_000:
-            if len(_system_text_memo) >= 256:
+        if message is not None and type(message.content) is str and len(value) <= 65_536:
+            if len(_system_text_memo) >= 64:  # bounded: at most a few MB
                 _system_text_memo.clear()
             _system_text_memo[value] = message.content
         return message

@@ -178,9 +178,8 @@ class _Importer:
             return None
         self.seen.add(key)
         stats.llm_calls += 1
-        joined = sorted(self.log_events.pop(key, []),
-                        key=lambda e: e.time_ns)  # stable sort: keeps emission order
-        events = span.events + joined if joined else span.events
+        joined = self.log_events.pop(key, None)
+        events = span.events + sorted(joined, key=_event_time) if joined else span.events  # stable
         result = genai.extract(span, events, op, include_errors=self.include_errors)
         stats.conventions[result.convention] += 1
         if result.case is None:
@@ -295,10 +294,17 @@ def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
     imp.finish(counts)
 
 
+def _event_time(e: Event) -> int:
+    return e.time_ns
+
+
 def _context_for(span: SpanRecord, retrieved: list[_Retrieved] | None) -> list[str]:
     """Documents retrieved earlier in the same trace (the RAG context of this call)."""
     if not retrieved:
         return []
+    if len(retrieved) == 1:  # the common case: one retrieval before the call
+        r = retrieved[0]
+        return list(dict.fromkeys(r.docs)) if r.start_ns <= span.start_ns else []
     out: list[str] = []
     seen: set[str] = set()
     for r in sorted(retrieved, key=lambda r: r.start_ns):
