@@ -24,7 +24,7 @@ import json.scanner
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from replaygate.model import Case, ErrorInfo, Message, Recorded, ToolCall
 from replaygate.sources.otlp import Event, SpanRecord
@@ -474,10 +474,7 @@ _TOOL_PREFIXES = ("gen_ai.tool.definitions", "llm.request.functions.", "llm.tool
 
 
 def _tools(a: dict[str, Any]) -> list[dict]:
-    for k in a:
-        if k.startswith(_TOOL_PREFIXES):
-            break
-    else:
+    if not _key_plan(a).has_tools:
         return []
     for raw in (a.get("gen_ai.tool.definitions"), rebuild_indexed(a, "gen_ai.tool.definitions"),
                 rebuild_indexed(a, "llm.request.functions"), rebuild_indexed(a, "llm.tools"),
@@ -838,10 +835,9 @@ def prompt_vars(a: dict[str, Any]) -> dict[str, Any]:
         v = maybe_json(a.get(key))
         if isinstance(v, dict):
             out.update(v)
-    lead = "gen_ai.prompt.variable."
-    for k, v in a.items():
-        if k.startswith(lead):
-            out[k[len(lead):]] = v
+    lead = _PROMPT_VARIABLE
+    for k in _key_plan(a).var_keys:
+        out[k[len(lead):]] = a[k]
     return out
 
 
@@ -892,22 +888,60 @@ def redact(value: Any) -> Any:
     return value
 
 
-def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
-    """The attributes minus message content and credentials (kept small for `where` filters)."""
+def _kept_keys(keys: Iterable[str]) -> tuple[str, ...]:
     memo = _dropped_key_memo
-    out = {}
-    for k, v in a.items():
+    kept = []
+    for k in keys:
         drop = memo.get(k)
         if drop is None:
             drop = _drop_key(k)
             if len(memo) < 50_000:  # indexed keys (gen_ai.prompt.N...) must not grow it forever
                 memo[k] = drop
         if not drop:
-            # a plain string without a credential marker is kept as is (redact's own test,
-            # inlined: most values are short strings and numbers)
-            out[k] = v if (type(v) is str and "sk-" not in v and "earer" not in v
-                           and "asic" not in v) else redact(v)
+            kept.append(k)
+    return tuple(kept)
+
+
+def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
+    """The attributes minus message content and credentials (kept small for `where` filters)."""
+    out = {}
+    for k in _key_plan(a).kept:
+        v = a[k]
+        # a plain string without a credential marker is kept as is (redact's own test,
+        # inlined: most values are short strings and numbers)
+        out[k] = v if (type(v) is str and "sk-" not in v and "earer" not in v
+                       and "asic" not in v) else redact(v)
     return out
+
+
+_PROMPT_VARIABLE = "gen_ai.prompt.variable."
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyPlan:
+    """What extraction needs from the attribute names alone. Spans of one instrumentation
+    share their set of names, so this is worked out once per set instead of scanning every
+    name of every span again in each helper."""
+    kept: tuple[str, ...]  # filterable_attributes' keys (not content, not credentials)
+    var_keys: tuple[str, ...]  # gen_ai.prompt.variable.*
+    has_tools: bool  # any tool-definition key
+
+
+_key_plans: dict[tuple[str, ...], _KeyPlan] = {}
+_KEY_PLAN_MAX_KEYS = 64  # bigger (indexed) key sets are planned per call, not remembered
+
+
+def _key_plan(a: dict[str, Any]) -> _KeyPlan:
+    keys = tuple(a)
+    plan = _key_plans.get(keys)
+    if plan is None:
+        plan = _KeyPlan(_kept_keys(keys), tuple(k for k in keys if k.startswith(_PROMPT_VARIABLE)),
+                        any(k.startswith(_TOOL_PREFIXES) for k in keys))
+        if len(keys) <= _KEY_PLAN_MAX_KEYS:
+            if len(_key_plans) >= 1024:
+                _key_plans.clear()
+            _key_plans[keys] = plan
+    return plan
 
 
 _resource_memo: dict[int, tuple[dict, dict]] = {}
