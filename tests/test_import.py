@@ -240,6 +240,33 @@ def test_cases_jsonl_round_trip_and_bad_line(tmp_path):
         read_cases_jsonl(out)
 
 
+def test_cases_jsonl_lines_are_exactly_the_case_dicts(tmp_path):
+    # write_cases_jsonl encodes dataclasses itself (no asdict copy): same text as to_dict()
+    cases, _ = import_traces([FIX], include_errors=True)
+    out = tmp_path / "cases.jsonl"
+    write_cases_jsonl(cases, out)
+    expected = [json.dumps(c.to_dict(), ensure_ascii=False, separators=(",", ":")) for c in cases]
+    assert out.read_text(encoding="utf-8").splitlines() == expected
+
+
+def test_import_restores_the_garbage_collector_state(tmp_path):
+    import gc
+    assert gc.isenabled()
+    import_traces([FIX])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        import_traces([FIX])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text((FIX / "otel137.jsonl").read_text() + "{oops\n")
+    with pytest.raises(InputError):
+        import_traces([bad])
+    assert gc.isenabled()
+
+
 def test_missing_and_empty_inputs(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         import_traces([tmp_path / "missing.jsonl"])

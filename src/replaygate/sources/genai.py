@@ -19,10 +19,12 @@ importer can use them as context or count them.
 from __future__ import annotations
 
 import json
+import json.decoder
+import json.scanner
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from replaygate.model import Case, ErrorInfo, Message, Recorded, ToolCall
 from replaygate.sources.otlp import Event, SpanRecord
@@ -98,13 +100,29 @@ def classify(span: SpanRecord) -> tuple[str, str | None]:
 # ---------------------------------------------------------------------------------------------
 # value helpers
 
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+_json_ws_end = json.decoder.WHITESPACE.match
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` for text that starts with a JSON value (no leading whitespace): the same
+    scanner and the same errors (ValueError), without the per-call wrapper layers."""
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        raise ValueError("expecting value") from None
+    if _json_ws_end(text, end).end() != len(text):
+        raise ValueError("extra data")
+    return value
+
+
 def maybe_json(x: Any) -> Any:
     """Parse JSON text (content attributes on spans are JSON strings; some emitters encode
     twice). Anything else is returned unchanged."""
     for _ in range(2):
         if isinstance(x, str) and x[:1] in ("[", "{", '"'):
             try:
-                x = json.loads(x)
+                x = _loads(x)
             except ValueError:
                 return x
         else:
@@ -204,6 +222,13 @@ _FINISH = {"tool_calls": "tool_call", "function_call": "tool_call", "tool_use": 
 
 
 def normalize_finish_reason(x: Any) -> str | None:
+    # fast path: an already normalised reason, bare or as the common recorded ["stop"]
+    # (the general path below maps it to the same value)
+    first = x[0] if type(x) is list and len(x) == 1 else x
+    if type(first) is str:
+        known = _FINISH.get(first)
+        if known is not None:
+            return known
     if isinstance(x, str):
         parsed = maybe_json(x)
         if isinstance(parsed, list):
@@ -250,9 +275,9 @@ def _content_parts(content: Any) -> str | list[dict] | None:
         content = [content]
     if not isinstance(content, list):
         return _text(content)
-    if all(type(p) is dict and p.get("type") == "text" and type(p.get("content")) is str
-           for p in content):  # fast path: OTel text parts
-        return "".join(p["content"] for p in content)
+    text = _text_parts(content)
+    if text is not None:  # fast path: OTel text parts
+        return text
     parts: list[dict] = []
     for p in content:
         if isinstance(p, str):
@@ -306,6 +331,22 @@ def openai_message(d: dict, default_role: str = "user") -> list[Message]:
                     tool_call_id=tool_call_id, name=d.get("name"))]
 
 
+def _text_parts(parts: Any) -> str | None:
+    """The joined text of a non-empty list of OTel text parts ({type: text, content: str}),
+    else None."""
+    if type(parts) is not list or not parts:
+        return None
+    texts = []
+    for p in parts:
+        if type(p) is not dict or p.get("type") != "text":
+            return None
+        c = p.get("content")
+        if type(c) is not str:
+            return None
+        texts.append(c)
+    return "".join(texts)
+
+
 def otel_message(d: Any, default_role: str = "user") -> list[Message]:
     """An OTel ChatMessage {role, parts[]} (or an OpenAI-shaped message found in its place)."""
     if isinstance(d, str):
@@ -314,6 +355,10 @@ def otel_message(d: Any, default_role: str = "user") -> list[Message]:
         return []
     if "parts" not in d:
         return openai_message(d, default_role)
+    text = _text_parts(d["parts"])
+    if text is not None:  # fast path: only text parts, as _content_parts would join them
+        return [Message(role=_role(d.get("role"), default_role), content=text, tool_calls=[],
+                        name=d.get("name"))]
     role = _role(d.get("role"), default_role)
     content_parts: list = []
     calls: list[ToolCall] = []
@@ -349,7 +394,24 @@ def messages_from(value: Any, default_role: str = "user") -> list[Message]:
     return out
 
 
+_system_text_memo: dict[str, str] = {}  # one system prompt is recorded on many spans
+
+
 def _system_message(value: Any) -> Message | None:
+    if type(value) is str:
+        text = _system_text_memo.get(value)
+        if text is not None:
+            return Message(role="system", content=text)
+        message = _parse_system_message(value)
+        if message is not None and type(message.content) is str and len(value) <= 65_536:
+            if len(_system_text_memo) >= 64:  # bounded: at most a few MB
+                _system_text_memo.clear()
+            _system_text_memo[value] = message.content
+        return message
+    return _parse_system_message(value)
+
+
+def _parse_system_message(value: Any) -> Message | None:
     value = maybe_json(value)
     if value is None or value == [] or value == "":
         return None
@@ -412,7 +474,7 @@ _TOOL_PREFIXES = ("gen_ai.tool.definitions", "llm.request.functions.", "llm.tool
 
 
 def _tools(a: dict[str, Any]) -> list[dict]:
-    if not any(k.startswith(_TOOL_PREFIXES) for k in a):
+    if not _key_plan(a).has_tools:
         return []
     for raw in (a.get("gen_ai.tool.definitions"), rebuild_indexed(a, "gen_ai.tool.definitions"),
                 rebuild_indexed(a, "llm.request.functions"), rebuild_indexed(a, "llm.tools"),
@@ -436,8 +498,8 @@ class Content:
 
 
 def _otel_137(a: dict[str, Any], events: list[Event]) -> Content | None:
-    if not any(k in a for k in ("gen_ai.input.messages", "gen_ai.output.messages",
-                                "gen_ai.system_instructions", "gen_ai.system.instructions")):
+    if ("gen_ai.input.messages" not in a and "gen_ai.output.messages" not in a
+            and "gen_ai.system_instructions" not in a and "gen_ai.system.instructions" not in a):
         return None
     msgs = messages_from(a.get("gen_ai.input.messages"))
     system = _system_message(_first(a.get("gen_ai.system_instructions"),
@@ -696,8 +758,13 @@ def _pick_aliases(alias: dict[str, tuple[str, int]], *sources: tuple[str, dict])
     """One pass over the attributes (not one lookup per alias): the best-ranked value per field."""
     best: dict[str, tuple[int, Any]] = {}
     for prefix, d in sources:
-        for k, v in d.items():
-            hit = alias.get(prefix + k if prefix else k)
+        if not d:
+            continue
+        if prefix:
+            hits = [(alias.get(prefix + k), v) for k, v in d.items()]
+        else:  # the attributes: only the keys that are aliases (a set intersection, in C)
+            hits = [(alias[k], d[k]) for k in d.keys() & alias.keys()]
+        for hit, v in hits:
             if hit is None or v is None or v == "":
                 continue
             name, rank = hit
@@ -752,7 +819,7 @@ def request_params(a: dict[str, Any]) -> dict[str, Any]:
 
 def _usage(a: dict[str, Any]) -> dict[str, int | None]:
     raw = _pick_aliases(_USAGE_ALIAS, ("", a))
-    return {name: _num(raw.get(name), int) for name in _USAGE_KEYS}
+    return {name: _num(raw[name], int) if name in raw else None for name in _USAGE_KEYS}
 
 
 def provider_of(span: SpanRecord) -> str | None:
@@ -768,10 +835,9 @@ def prompt_vars(a: dict[str, Any]) -> dict[str, Any]:
         v = maybe_json(a.get(key))
         if isinstance(v, dict):
             out.update(v)
-    lead = "gen_ai.prompt.variable."
-    for k, v in a.items():
-        if k.startswith(lead):
-            out[k[len(lead):]] = v
+    lead = _PROMPT_VARIABLE
+    for k in _key_plan(a).var_keys:
+        out[k[len(lead):]] = a[k]
     return out
 
 
@@ -822,19 +888,65 @@ def redact(value: Any) -> Any:
     return value
 
 
-def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
-    """The attributes minus message content and credentials (kept small for `where` filters)."""
+def _kept_keys(keys: Iterable[str]) -> tuple[str, ...]:
     memo = _dropped_key_memo
-    out = {}
-    for k, v in a.items():
+    kept = []
+    for k in keys:
         drop = memo.get(k)
         if drop is None:
             drop = _drop_key(k)
             if len(memo) < 50_000:  # indexed keys (gen_ai.prompt.N...) must not grow it forever
                 memo[k] = drop
         if not drop:
+            kept.append(k)
+    return tuple(kept)
+
+
+def filterable_attributes(a: dict[str, Any]) -> dict[str, Any]:
+    """The attributes minus message content and credentials (kept small for `where` filters)."""
+    out = {}
+    for k in _key_plan(a).kept:
+        v = a[k]
+        # redact's own tests inlined for the common values (short strings and numbers):
+        # a string without a credential marker and a number are kept as they are
+        t = type(v)
+        if t is str:
+            out[k] = v if "sk-" not in v and "earer" not in v and "asic" not in v else redact(v)
+        elif t is int or t is float or t is bool:
+            out[k] = v
+        else:
             out[k] = redact(v)
     return out
+
+
+_PROMPT_VARIABLE = "gen_ai.prompt.variable."
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyPlan:
+    """What extraction needs from the attribute names alone. Spans of one instrumentation
+    share their set of names, so this is worked out once per set instead of scanning every
+    name of every span again in each helper."""
+    kept: tuple[str, ...]  # filterable_attributes' keys (not content, not credentials)
+    var_keys: tuple[str, ...]  # gen_ai.prompt.variable.*
+    has_tools: bool  # any tool-definition key
+
+
+_key_plans: dict[tuple[str, ...], _KeyPlan] = {}
+_KEY_PLAN_MAX_KEYS = 64  # bigger (indexed) key sets are planned per call, not remembered
+
+
+def _key_plan(a: dict[str, Any]) -> _KeyPlan:
+    keys = tuple(a)
+    plan = _key_plans.get(keys)
+    if plan is None:
+        plan = _KeyPlan(_kept_keys(keys), tuple(k for k in keys if k.startswith(_PROMPT_VARIABLE)),
+                        any(k.startswith(_TOOL_PREFIXES) for k in keys))
+        if len(keys) <= _KEY_PLAN_MAX_KEYS:
+            if len(_key_plans) >= 1024:
+                _key_plans.clear()
+            _key_plans[keys] = plan
+    return plan
 
 
 _resource_memo: dict[int, tuple[dict, dict]] = {}
@@ -1008,15 +1120,17 @@ def retrieval_documents(span: SpanRecord) -> list[str]:
 
 def _retrieval_documents(span: SpanRecord) -> list[str]:
     a = span.attributes
-    if any(k.startswith(("reranker.output_documents.", "retrieval.documents.")) for k in a):
-        docs = _openinference_documents(a)
-        if docs:
-            return docs
+    for k in a:
+        if k.startswith(("reranker.output_documents.", "retrieval.documents.")):
+            docs = _openinference_documents(a)
+            if docs:
+                return docs
+            break
     docs = []
     raw = maybe_json(a.get("gen_ai.retrieval.documents"))
     if isinstance(raw, list):
         for d in raw:
-            text = _first(*(d.get(k) for k in ("content", "text", "page_content", "document"))) \
+            text = _first(d.get("content"), d.get("text"), d.get("page_content"), d.get("document")) \
                 if isinstance(d, dict) else d
             if text:
                 docs.append(_text(text))

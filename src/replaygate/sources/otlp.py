@@ -167,10 +167,10 @@ def proto_attrs(kvs) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in kvs:
         v = kv.value
-        if v.WhichOneof("value") == "string_value":  # the common case, inlined (hot path)
-            out[kv.key] = v.string_value
-        else:
-            out[kv.key] = proto_value(v)
+        # the common case first (hot path): a non-empty string_value means the oneof is a
+        # string, with no WhichOneof call; "" and the other kinds take the general path
+        s = v.string_value
+        out[kv.key] = s if s else proto_value(v)
     return out
 
 
@@ -214,7 +214,14 @@ _JSON_VALUE = {
 def json_attrs(kvs: Any) -> dict[str, Any]:
     if not kvs:
         return {}
-    return {kv["key"]: json_value(kv.get("value")) for kv in kvs}
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        key = kv["key"]
+        v = kv.get("value")
+        # the common case inlined (hot path): what json_value returns for a stringValue
+        x = v.get("stringValue") if type(v) is dict else None
+        out[key] = x if x is not None else json_value(v)
+    return out
 
 
 def _g(d: dict, camel: str, snake: str, default: Any = None) -> Any:
@@ -325,6 +332,10 @@ _OTLP_TOP_KEYS = ("resourceSpans", "resource_spans", "resourceLogs", "resource_l
 # ---------------------------------------------------------------------------------------------
 # protobuf walker
 
+_ZERO16 = bytes(16)
+_ZERO8 = bytes(8)
+
+
 def _proto_spans(msg: TracesData, source: str, counts: DecodeCounts) -> Iterator[SpanRecord]:
     for rs in msg.resource_spans:
         resource = proto_attrs(rs.resource.attributes)
@@ -333,15 +344,21 @@ def _proto_spans(msg: TracesData, source: str, counts: DecodeCounts) -> Iterator
             for sp in ss.spans:
                 counts.spans += 1
                 try:
-                    trace_id = normalize_id(sp.trace_id, 16)
-                    span_id = normalize_id(sp.span_id, 8)
+                    # ids of the right length and not all zero (the hot path) skip normalize_id
+                    tid, sid, pid = sp.trace_id, sp.span_id, sp.parent_span_id
+                    trace_id = tid.hex() if len(tid) == 16 and tid != _ZERO16 else normalize_id(tid, 16)
+                    span_id = sid.hex() if len(sid) == 8 and sid != _ZERO8 else normalize_id(sid, 8)
                     if trace_id is None or span_id is None:
                         raise ValueError("missing trace or span id")
+                    parent = pid.hex() if len(pid) == 8 and pid != _ZERO8 else normalize_id(pid, 8)
+                    raw_events = sp.events
+                    status = sp.status
                     yield SpanRecord(
-                        trace_id, span_id, normalize_id(sp.parent_span_id, 8), sp.name, sp.kind,
+                        trace_id, span_id, parent, sp.name, sp.kind,
                         sp.start_time_unix_nano, sp.end_time_unix_nano, proto_attrs(sp.attributes),
-                        [Event(e.name, e.time_unix_nano, proto_attrs(e.attributes)) for e in sp.events],
-                        sp.status.code, sp.status.message, resource, scope, source)
+                        [Event(e.name, e.time_unix_nano, proto_attrs(e.attributes)) for e in raw_events]
+                        if raw_events else [],
+                        status.code, status.message, resource, scope, source)
                 except ValueError:
                     counts.malformed["malformed span"] += 1
 
