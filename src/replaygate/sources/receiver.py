@@ -139,12 +139,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _reply(self, status: int, body: bytes, content_type: str) -> None:
+        # counted before the response leaves, so a client that has its answer sees the count
+        self.recorder.count(status)
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.recorder.count(status)
 
     def _error(self, status: int, message: str, content_type: str) -> None:
         if content_type == PROTOBUF:
