@@ -198,3 +198,26 @@ scorers: [{{name: ok, type: contains}}]
     assert bodies and bodies[0]["messages"][0] == {"role": "system", "content": "Committed prompt."}
     run = json.loads((tmp_path / "r.json").read_text())
     assert "base_dir" not in run["variant"]
+
+
+def test_api_key_never_lands_in_cache_runs_reports_or_output(project, tmp_path, monkeypatch):
+    secret = "sk-live-DO-NOT-LEAK-4242"
+    monkeypatch.setenv("RG_E2E_KEY", secret)
+    cfg = project("wrong-15")
+    cfg.write_text(cfg.read_text().replace('price: {input: 1, output: 2}}',
+                                           'price: {input: 1, output: 2}, api_key_env: RG_E2E_KEY}'))
+    assert cfg.read_text().count("RG_E2E_KEY") == 2
+    outputs = []
+    r = CliRunner().invoke(cli, ["-v", "gate", "-c", str(cfg), "--save-runs", str(tmp_path / "runs")])
+    assert r.exit_code == 1, r.output
+    outputs.append(r.output)
+    for fmt in ("md", "junit", "json"):
+        r = invoke("compare", tmp_path / "runs/baseline.json", tmp_path / "runs/candidate.json", "-c", cfg,
+                   "--format", fmt)
+        outputs.append(r.output)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "cache.sqlite" for p in files)
+    for p in files:
+        assert secret.encode() not in p.read_bytes(), p
+    for text in outputs:
+        assert secret not in text
