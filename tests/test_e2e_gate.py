@@ -122,9 +122,14 @@ def test_quickstart_runs_offline_from_committed_cache(tmp_path):
     src = REPO / "example-configs" / "quickstart"
     dst = tmp_path / "quickstart"
     shutil.copytree(src, dst)  # never write into the repo's cache
+    cache = dst / ".replaygate" / "cache.sqlite"
+    before = cache.read_bytes()
     r = invoke("gate", "-c", dst / "replaygate.yaml", "--offline")
     assert r.exit_code == 1, r.output
     assert "gates failed: quality.pass_rate" in r.output
+    # --offline only reads: a cache committed to git stays byte-identical, no WAL files appear
+    assert cache.read_bytes() == before
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["cache.sqlite"]
 
 
 def test_calibrate_measures_noise_of_a_noisy_baseline(project, llm_server, tmp_path):

@@ -107,3 +107,19 @@ def test_background_writes_visible_at_once_and_committed_on_flush(tmp_path):
     cache.close()
     with pytest.raises(ValueError):
         cache.put("late", {})
+
+
+def test_read_only_cache_never_writes(tmp_path):
+    path = tmp_path / "c.sqlite"
+    missing = ResponseCache(path, read_only=True)  # offline with no cache yet: every lookup misses
+    assert missing.get("k") is None and missing.get_many(["k"]) == {} and len(missing) == 0
+    missing.close()
+    assert not path.exists()
+    with ResponseCache(path) as rw:
+        rw.put("k", {"output": "x"})
+    before = path.read_bytes()
+    with ResponseCache(path, read_only=True) as ro:
+        assert ro.get("k") == {"output": "x"} and ro.get_many(["k", "z"]) == {"k": {"output": "x"}}
+        with pytest.raises(ValueError, match="read-only"):
+            ro.put("z", {"output": "y"})
+    assert path.read_bytes() == before

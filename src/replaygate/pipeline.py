@@ -149,7 +149,7 @@ def scoring_cache(cfg: Config, settings: RunSettings) -> Iterator[Any]:
         return
     from .replay.cache import ResponseCache
 
-    with ResponseCache(cfg.cache_path) as cache:
+    with ResponseCache(cfg.cache_path, read_only=settings.cache_mode == "offline") as cache:
         yield cache
 
 

@@ -14,6 +14,7 @@ import queue
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from typing import Any
 
@@ -48,19 +49,28 @@ class ResponseCache:
     A value put is visible to ``get`` at once (kept in memory until committed). Reads and writes
     are safe from several threads, tasks and processes (WAL)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, read_only: bool = False):
         self.path = os.fspath(path)
-        parent = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(parent, exist_ok=True)
+        self.read_only = read_only
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
-                                   isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a crash of the process (not of the machine), cheaply
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS responses ("
-                             "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
+        if read_only:
+            # --offline: never touch the file (a cache committed to git stays unmodified; a
+            # missing file is an empty cache, so every lookup is a miss)
+            self._db = None
+            if os.path.exists(self.path):
+                uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30,
+                                           isolation_level=None)
+        else:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30,
+                                       isolation_level=None)
+            with self._lock:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode survives a crash of the process (not of the machine), cheaply
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("CREATE TABLE IF NOT EXISTS responses ("
+                                 "key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)")
         self._pending: dict[str, str] = {}
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
@@ -68,12 +78,22 @@ class ResponseCache:
         self._closed = False
         _OPEN.add(self)
 
+    def _select(self, sql: str, args) -> list:
+        if self._db is None:
+            return []
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            if self.read_only:  # a read-only file without the table: nothing cached
+                return []
+            raise
+
     def get(self, key: str) -> dict | None:
         with self._lock:
             text = self._pending.get(key)
             if text is None:
-                row = self._db.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
-                text = None if row is None else row[0]
+                rows = self._select("SELECT value FROM responses WHERE key = ?", (key,))
+                text = rows[0][0] if rows else None
         return None if text is None else json.loads(text)
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
@@ -84,14 +104,15 @@ class ResponseCache:
             for i in range(0, len(unique), 500):
                 chunk = unique[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                found.update(self._db.execute(
-                    f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk).fetchall())
+                found.update(self._select(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk))
             for k in unique:
                 if k in self._pending:
                     found[k] = self._pending[k]
         return {k: json.loads(v) for k, v in found.items()}
 
     def put(self, key: str, value: dict) -> None:
+        if self.read_only:
+            raise ValueError("the cache was opened read-only (--offline)")
         if self._error is not None:
             raise self._error
         text = canonical_json(value)
@@ -149,7 +170,8 @@ class ResponseCache:
     def __len__(self) -> int:
         self.flush()
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            rows = self._select("SELECT COUNT(*) FROM responses", ())
+        return rows[0][0] if rows else 0
 
     def close(self) -> None:
         if self._closed:
@@ -160,7 +182,8 @@ class ResponseCache:
             self._writer.join()
         with self._lock:
             self._closed = True
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
         _OPEN.discard(self)
 
     def __enter__(self) -> "ResponseCache":

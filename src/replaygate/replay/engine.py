@@ -156,7 +156,7 @@ class _Engine:
         if opts.cache_mode != "off" and opts.cache_path is not None:
             from .cache import ResponseCache
 
-            self.cache = ResponseCache(opts.cache_path)
+            self.cache = ResponseCache(opts.cache_path, read_only=opts.cache_mode == "offline")
         self.rpm = TokenBucket(opts.rpm / 60.0) if opts.rpm else None
         self.tpm = TokenBucket(opts.tpm / 60.0) if opts.tpm else None
         self.stop_reason: str | None = None
