@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from replaygate.cli import cli
 from replaygate.compare import compare_runs
 from replaygate.model import CaseResult, Run
-from replaygate.pipeline import load_run
+from replaygate.runfile import load_run
 
 GATES = [{"metric": "quality.pass_rate", "max_decrease": 0.02}]
 DECISION = {"mode": "significant", "confidence": 0.95, "holm": True}

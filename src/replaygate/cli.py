@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .errors import EXIT_INCOMPLETE, EXIT_INPUT, ReplaygateError
+from .errors import EXIT_INCOMPLETE, ReplaygateError
 
 FORMATS = ["table", "json", "md", "junit"]
 
@@ -111,9 +111,10 @@ def init(output: str, force: bool) -> None:
         raise click.UsageError(f"{path} exists; use --force to overwrite")
     path.write_text(STARTER_CONFIG, encoding="utf-8")
     golden = path.parent / "golden.jsonl"
-    if not golden.exists():
+    new_golden = not golden.exists()  # an existing dataset is never overwritten
+    if new_golden:
         golden.write_text(STARTER_GOLDEN, encoding="utf-8")
-    click.echo(f"wrote {path}" + (f" and {golden}" if golden.exists() else ""))
+    click.echo(f"wrote {path}" + (f" and {golden}" if new_golden else ""))
     click.echo(f"next: replaygate validate -c {path}")
 
 
@@ -204,7 +205,8 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
     """Replay one variant, score it and write the run JSON (exit 0 when every case was replayed)."""
     from .config import load_config
     from .errors import RunIncomplete
-    from .pipeline import run_variant, write_json
+    from .pipeline import run_variant
+    from .runfile import write_json
     from .report import render
 
     cfg = load_config(config_path)
@@ -212,9 +214,9 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
     try:
         run = run_variant(cfg, variant, settings)
     except RunIncomplete as e:
-        partial = getattr(e, "run", None)
-        if partial is not None:
-            write_json(partial.to_dict(), output)
+        partial = getattr(e, "runs", None)
+        if partial:
+            write_json(partial[0].to_dict(), output)
             click.echo(f"replaygate: partial run written to {output} (complete: false)", err=True)
         raise
     write_json(run.to_dict(), output)
@@ -235,7 +237,7 @@ def compare(baseline, candidate, config_path, fmt, output, seed):
     """Diff two run files, apply the config's gates; exit 1 when a gate fails."""
     from .config import load_config
     from .pipeline import compare as do_compare
-    from .pipeline import load_run
+    from .runfile import load_run
     from .report import render
 
     cfg = load_config(config_path, check_files=False) if config_path else None
@@ -258,21 +260,23 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
     from .config import load_config
     from .errors import RunIncomplete
     from .pipeline import gate as do_gate
-    from .pipeline import write_json
+    from .runfile import write_json
     from .report import render
 
     cfg = load_config(config_path)
     settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
+    def save(runs) -> None:
+        for name, r in zip(("baseline", "candidate"), runs):
+            write_json(r.to_dict(), Path(save_runs) / f"{name}.json")
+
     try:
         doc, base, cand = do_gate(cfg, settings)
     except RunIncomplete as e:
         if save_runs and getattr(e, "runs", None):
-            for name, r in zip(("baseline", "candidate"), e.runs):
-                write_json(r.to_dict(), Path(save_runs) / f"{name}.json")
+            save(e.runs)  # the partial runs, marked complete: false
         raise
     if save_runs:
-        write_json(base.to_dict(), Path(save_runs) / "baseline.json")
-        write_json(cand.to_dict(), Path(save_runs) / "candidate.json")
+        save((base, cand))
     for w in sorted(set(base.warnings) | set(cand.warnings)):
         click.echo(f"warning: {w}", err=True)
     _emit(render(doc, fmt), output)
@@ -293,7 +297,7 @@ def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh
     from .compare.calibrate import render_calibration
     from .config import load_config
     from .pipeline import calibrate as do_calibrate
-    from .pipeline import dumps
+    from .runfile import dumps
 
     cfg = load_config(config_path)
     settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
@@ -308,26 +312,18 @@ def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
 def report(document, fmt, output):
     """Render a run or comparison JSON as table, md, junit or json."""
-    import json
-
     from .errors import InputError
-    from .pipeline import validate_document
     from .report import kind_of, render
+    from .runfile import read_json, validate_document
 
-    path = Path(document)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("file not found", file=document) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"not a JSON document: {e}", file=document) from None
+    doc = read_json(document)
     try:
         kind = kind_of(doc) if isinstance(doc, dict) else None
     except ValueError:
         kind = None
     if kind is None:
         raise InputError("neither a run nor a comparison file", file=document)
-    validate_document(doc, f"{kind}.schema.json", path)
+    validate_document(doc, f"{kind}.schema.json", document)
     _emit(render(doc, fmt), output)
 
 

@@ -17,7 +17,6 @@ Rules that keep a metric honest:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from operator import attrgetter
 

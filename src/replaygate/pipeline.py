@@ -10,11 +10,10 @@ import json
 import platform
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Iterator
 
 from . import __version__
-from .config import Config, ConfigProblems, format_path, line_of
+from .config import DEFAULT_DECISION, Config, ConfigProblems, line_of
 from .errors import ConfigError, InputError, RunIncomplete
 from .model import Case, CaseResult, Run
 
@@ -71,6 +70,10 @@ def load_cases(cfg: Config) -> list[Case]:
     return load_dataset(cfg["dataset"])
 
 
+def _seed(cfg: Config, settings: RunSettings) -> int:
+    return settings.seed if settings.seed is not None else cfg["seed"]
+
+
 def replay_options(cfg: Config, settings: RunSettings):
     from .replay.engine import ReplayOptions
 
@@ -86,7 +89,7 @@ def replay_options(cfg: Config, settings: RunSettings):
         tpm=cfg.get("tpm"),
         max_error_rate=cfg.get("max_error_rate"),
         progress=settings.progress,
-        seed=settings.seed if settings.seed is not None else cfg["seed"],
+        seed=_seed(cfg, settings),
     )
 
 
@@ -153,72 +156,38 @@ def scoring_cache(cfg: Config, settings: RunSettings) -> Iterator[Any]:
         yield cache
 
 
-def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> Run:
-    """Replay and score one variant. On an incomplete replay, raises RunIncomplete with
-    `.run` set to the partial Run (complete=False) so the caller can still write it."""
-    settings = settings or RunSettings()
+def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cache) -> list[Run]:
+    """Replay the variants interleaved and score them, one Run each. An incomplete replay
+    raises RunIncomplete with `.runs`: the partial runs (complete=False), still scored, so
+    the caller can write them."""
     scorers = build_scorers(cfg)
     cases = load_cases(cfg)
-    with scoring_cache(cfg, settings) as cache:
-        try:
-            results, warnings = replay_variants(cfg, [name], settings, cases)
-        except RunIncomplete as e:
-            e.run = make_run(cfg, name, cases, e.partial[name], scorers,  # type: ignore[attr-defined]
-                             getattr(e, "warnings", []), complete=False, settings=settings, cache=cache)
-            raise
-        return make_run(cfg, name, cases, results[name], scorers, warnings, complete=True,
-                        settings=settings, cache=cache)
-
-
-def load_run(path: str | Path) -> Run:
-    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("run file not found", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read run file: {e}", file=str(path)) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
-    validate_document(data, "run.schema.json", path)
-    return Run.from_dict(data)
+        results, warnings = replay_variants(cfg, names, settings, cases)
+    except RunIncomplete as e:
+        e.runs = [make_run(cfg, n, cases, e.partial[n], scorers,  # type: ignore[attr-defined]
+                           getattr(e, "warnings", []), complete=False, settings=settings, cache=cache)
+                  for n in names]
+        raise
+    runs = [make_run(cfg, n, cases, results[n], scorers, warnings, complete=True, settings=settings,
+                     cache=cache) for n in names]
+    if len(runs) == 2:
+        judge_pairs(cfg, cases, *runs, scorers, settings, cache)
+    return runs
 
 
-def validate_document(data: Any, schema: str, path: str | Path) -> None:
-    from .config import schema_errors
-
-    errs = schema_errors(data, schema)
-    if errs:
-        e = errs[0]
-        more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
-        raise InputError(f"not a valid {schema.split('.')[0]} file: {e.message}{more}",
-                         file=str(path), field=format_path(tuple(e.absolute_path)) or None)
-
-
-def json_default(o: Any) -> Any:
-    """numpy scalars (bool_, float64, int64) from the statistics become plain JSON values."""
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"{type(o).__name__} is not JSON serializable")
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
-
-
-def write_json(obj: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(obj), encoding="utf-8")
-    tmp.replace(path)  # atomic: a reader never sees half a run file
+def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> Run:
+    """Replay and score one variant (see _replay_and_score for an incomplete replay)."""
+    settings = settings or RunSettings()
+    with scoring_cache(cfg, settings) as cache:
+        return _replay_and_score(cfg, [name], settings, cache)[0]
 
 
 def compare(base: Run, cand: Run, cfg: Config | None, seed: int = 0) -> dict:
     from .compare import compare_runs
 
     gates = cfg["gates"] if cfg else []
-    decision = cfg["decision"] if cfg else {"mode": "significant", "confidence": 0.95, "holm": True}
+    decision = cfg["decision"] if cfg else dict(DEFAULT_DECISION)
     return compare_runs(base, cand, gates=gates, decision=decision, seed=seed,
                         pairwise=pairwise_judgments(cand))
 
@@ -265,25 +234,12 @@ def pairwise_judgments(cand: Run) -> list[dict]:
 
 
 def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, Run]:
-    """Run baseline and candidate interleaved, score both, compare and apply the gates.
-    An incomplete replay raises RunIncomplete (exit 3) with the partial runs attached."""
+    """Run baseline and candidate interleaved, score both (pairwise judges too), compare and
+    apply the gates. An incomplete replay raises RunIncomplete (exit 3) with `.runs`."""
     settings = settings or RunSettings()
-    names = [cfg["baseline"], cfg["candidate"]]
-    scorers = build_scorers(cfg)
-    cases = load_cases(cfg)
     with scoring_cache(cfg, settings) as cache:
-        try:
-            results, warnings = replay_variants(cfg, names, settings, cases)
-        except RunIncomplete as e:
-            e.runs = [make_run(cfg, n, cases, e.partial[n], scorers,  # type: ignore[attr-defined]
-                               getattr(e, "warnings", []), complete=False, settings=settings, cache=cache)
-                      for n in names]
-            raise
-        base, cand = (make_run(cfg, n, cases, results[n], scorers, warnings, complete=True,
-                               settings=settings, cache=cache) for n in names)
-        judge_pairs(cfg, cases, base, cand, scorers, settings, cache)
-    comparison = compare(base, cand, cfg, seed=settings.seed if settings.seed is not None else cfg["seed"])
-    return comparison, base, cand
+        base, cand = _replay_and_score(cfg, [cfg["baseline"], cfg["candidate"]], settings, cache)
+    return compare(base, cand, cfg, seed=_seed(cfg, settings)), base, cand
 
 
 def calibrate(cfg: Config, settings: RunSettings | None = None, variant: str | None = None) -> tuple[dict, Run]:
@@ -302,5 +258,4 @@ def calibrate(cfg: Config, settings: RunSettings | None = None, variant: str | N
                          file=str(cfg.path))
     repeats = max(2, settings.repeats or cfg["repeats"])
     run = run_variant(cfg, name, replace(settings, repeats=repeats))
-    seed = settings.seed if settings.seed is not None else cfg["seed"]
-    return _calibrate(run, None, cfg["gates"], cfg["decision"], seed=seed), run
+    return _calibrate(run, None, cfg["gates"], cfg["decision"], seed=_seed(cfg, settings)), run

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, InputError
-from ..model import Case, CaseResult, ErrorInfo, Run, Sample, ToolCall
+from ..errors import ConfigError
+from ..model import Case, CaseResult, ErrorInfo, Sample, ToolCall
 
 
 class UnreplayableCase(Exception):
@@ -234,19 +234,10 @@ def _load_callable(target: str, fld: str) -> Callable[..., Any]:
     return obj
 
 
-def _load_run(path: str, fld: str) -> dict[str, CaseResult]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("run file not found", file=path, field=fld) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read run file: {e}", file=path, field=fld) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg}", file=path, line=e.lineno) from None
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise InputError("not a run file (no 'cases' list)", file=path)
-    run = Run.from_dict(data)
-    return {c.id: c for c in run.cases}
+def _load_run(path: str) -> dict[str, CaseResult]:
+    from ..runfile import load_run
+
+    return {c.id: c for c in load_run(path).cases}
 
 
 Variant = ModelVariant | RecordedVariant | RunVariant | CallableVariant
@@ -260,7 +251,7 @@ def build_variant(spec: dict) -> Variant:
     if spec.get("recorded"):
         return RecordedVariant(name=name, price=spec.get("price"))
     if spec.get("run"):
-        return RunVariant(name=name, path=spec["run"], by_id=_load_run(spec["run"], fld + ".run"))
+        return RunVariant(name=name, path=spec["run"], by_id=_load_run(spec["run"]))
     if spec.get("callable"):
         return CallableVariant(name=name, target=spec["callable"],
                                fn=_load_callable(spec["callable"], fld + ".callable"),

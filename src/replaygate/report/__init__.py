@@ -18,7 +18,7 @@ def kind_of(doc: dict) -> str:
 def render(doc: dict, fmt: str, **opts: Any) -> str:
     kind = kind_of(doc)
     if fmt == "json":
-        from ..pipeline import dumps
+        from ..runfile import dumps
 
         return dumps(doc)
     if fmt == "table":
