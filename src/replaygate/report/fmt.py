@@ -83,3 +83,26 @@ def gate_mde(metric: str, gate: dict) -> str:
     if is_rate(metric):
         return f"{100 * mde:.1f} pts"
     return value(metric, mde)
+
+
+METRIC_HEADERS = ["metric", "baseline", "candidate", "delta", "interval", "p", "n"]
+GATE_HEADERS = ["gate", "mode", "baseline", "candidate", "delta", "interval", "detects (80%)", "verdict"]
+
+
+def metric_rows(doc: dict) -> list[list[str]]:
+    """One row of formatted cells per metric of a comparison (renderers escape or style them)."""
+    return [[name, value(name, m.get("baseline")), value(name, m.get("candidate")),
+             delta(name, m.get("delta"), m.get("baseline")), interval(name, m.get("ci"), m.get("ci_kind")),
+             pvalue(m.get("p_value")), str(m.get("n", ""))]
+            for name, m in doc.get("metrics", {}).items()]
+
+
+def gate_rows(doc: dict) -> list[list[str]]:
+    """One row per gate; the last cell is the raw verdict (pass / fail / inconclusive)."""
+    rows = []
+    for g in doc.get("gates", []):
+        m = g.get("metric", "")
+        rows.append([f"{m} {g.get('rule', '')}".strip(), g.get("mode", ""), value(m, g.get("baseline")),
+                     value(m, g.get("candidate")), delta(m, g.get("delta"), g.get("baseline")),
+                     gate_interval(m, g), gate_mde(m, g), str(g.get("verdict", ""))])
+    return rows

@@ -42,26 +42,12 @@ def render_comparison(doc: dict, max_cases: int = 5) -> str:
     out.append(escape(verdict_line(doc)))
     out.append("")
     if doc.get("gates"):
-        rows = []
-        for g in doc["gates"]:
-            m = g.get("metric", "")
-            rows.append([escape(f"{m} {g.get('rule', '')}"), escape(g.get("mode", "")),
-                         escape(fmt.value(m, g.get("baseline"))), escape(fmt.value(m, g.get("candidate"))),
-                         escape(fmt.delta(m, g.get("delta"), g.get("baseline"))),
-                         escape(fmt.gate_interval(m, g)), escape(fmt.gate_mde(m, g)),
-                         _ICON.get(g.get("verdict"), escape(g.get("verdict")))])
-        out.append(_table(["gate", "mode", "baseline", "candidate", "delta", "interval", "detects (80% power)",
-                           "verdict"], rows))
+        rows = [[*map(escape, r[:-1]), _ICON.get(r[-1], escape(r[-1]))] for r in fmt.gate_rows(doc)]
+        out.append(_table(fmt.GATE_HEADERS, rows))
         out.append("")
-    rows = []
-    for name, m in doc.get("metrics", {}).items():
-        rows.append([escape(name), escape(fmt.value(name, m.get("baseline"))),
-                     escape(fmt.value(name, m.get("candidate"))),
-                     escape(fmt.delta(name, m.get("delta"), m.get("baseline"))),
-                     escape(fmt.interval(name, m.get("ci"), m.get("ci_kind"))),
-                     escape(fmt.pvalue(m.get("p_value"))), escape(m.get("n", ""))])
+    rows = [list(map(escape, r)) for r in fmt.metric_rows(doc)]
     out.append("<details><summary>All metrics ({} paired cases)</summary>\n".format(doc.get("n_paired", 0)))
-    out.append(_table(["metric", "baseline", "candidate", "delta", "interval", "p", "n"], rows))
+    out.append(_table(fmt.METRIC_HEADERS, rows))
     out.append("\n</details>\n")
     regs = doc.get("regressions", [])
     if regs:

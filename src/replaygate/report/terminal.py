@@ -8,38 +8,6 @@ from tabulate import tabulate
 from . import fmt
 
 
-def _metric_rows(doc: dict) -> list[list[str]]:
-    rows = []
-    for name, m in doc.get("metrics", {}).items():
-        rows.append([
-            name,
-            fmt.value(name, m.get("baseline")),
-            fmt.value(name, m.get("candidate")),
-            fmt.delta(name, m.get("delta"), m.get("baseline")),
-            fmt.interval(name, m.get("ci"), m.get("ci_kind")),
-            fmt.pvalue(m.get("p_value")),
-            m.get("n", ""),
-        ])
-    return rows
-
-
-def gate_rows(doc: dict) -> list[list[str]]:
-    rows = []
-    for g in doc.get("gates", []):
-        metric = g.get("metric", "")
-        rows.append([
-            f"{metric} {g.get('rule', '')}".strip(),
-            g.get("mode", ""),
-            fmt.value(metric, g.get("baseline")),
-            fmt.value(metric, g.get("candidate")),
-            fmt.delta(metric, g.get("delta"), g.get("baseline")),
-            fmt.gate_interval(metric, g),
-            fmt.gate_mde(metric, g),
-            str(g.get("verdict", "")).upper(),
-        ])
-    return rows
-
-
 def verdict_line(doc: dict) -> str:
     gates = doc.get("gates", [])
     failed = [g["metric"] for g in gates if g.get("verdict") == "fail"]
@@ -62,16 +30,12 @@ def render_comparison(doc: dict, **_: Any) -> str:
     only_b, only_c = len(doc.get("only_in_baseline", [])), len(doc.get("only_in_candidate", []))
     out.append(f"Compared {n} paired cases ({only_b} only in baseline, {only_c} only in candidate)")
     out.append("")
-    out.append(tabulate(_metric_rows(doc),
-                        headers=["metric", "baseline", "candidate", "delta", "interval", "p", "n"],
-                        disable_numparse=True))
+    out.append(tabulate(fmt.metric_rows(doc), headers=fmt.METRIC_HEADERS, disable_numparse=True))
     if doc.get("gates"):
         out.append("")
         out.append(_gate_heading(doc))
-        out.append(tabulate(gate_rows(doc),
-                            headers=["gate", "mode", "baseline", "candidate", "delta", "interval",
-                                     "detects (80%)", "verdict"],
-                            disable_numparse=True))
+        rows = [[*r[:-1], r[-1].upper()] for r in fmt.gate_rows(doc)]
+        out.append(tabulate(rows, headers=fmt.GATE_HEADERS, disable_numparse=True))
         reasons = [f"  {g['metric']}: {g['reason']}" for g in doc["gates"] if g.get("reason")]
         if reasons:
             out.extend(["", "Why:", *reasons])
