@@ -83,3 +83,19 @@ def test_import_of_garbage_is_exit_2_naming_the_file(tmp_path):
     p = subprocess.run([sys.executable, "-m", "replaygate.cli", "import", str(bad), "-o", str(tmp_path / "o.jsonl")],
                        capture_output=True, text=True)
     assert p.returncode == 2 and str(bad) in p.stderr and "Traceback" not in p.stderr
+
+
+def test_import_with_worker_processes_writes_what_one_process_writes(tmp_path):
+    outs = {}
+    for w in ("1", "2"):
+        out = tmp_path / f"cases-{w}.jsonl"
+        p = subprocess.run([sys.executable, "-m", "replaygate.cli", "import", str(FIXTURES), "-o", str(out),
+                            "--workers", w, "--where", '{"service": "support-bot"}'],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        outs[w] = (out.read_bytes(), p.stdout)
+    assert outs["1"] == outs["2"]
+    assert outs["1"][0].count(b"\n") >= 2 and "kept after --where/--sample" in outs["1"][1]
+    p = subprocess.run([sys.executable, "-m", "replaygate.cli", "import", str(FIXTURES), "-o",
+                        str(tmp_path / "x.jsonl"), "--workers", "0"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--workers" in p.stderr and "Traceback" not in p.stderr

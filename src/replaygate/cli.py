@@ -138,13 +138,16 @@ def validate(config_path: str) -> None:
 @click.option("--sample", "sample_n", type=click.IntRange(1), help="Keep a seeded sample of N cases (stratified by model).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--include-errors", is_flag=True, help="Keep calls whose span has error status.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Processes that decode and extract [default: the usable cores, for inputs over 16 MB; else 1].")
 @click.pass_context
-def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors):
+def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, workers):
     """Read OTLP trace (and log) files or folders; write replayable cases as JSONL."""
     import json
 
     from .errors import InputError
-    from .sources.traces import ImportStats, compile_where, import_traces, iter_import, sample_cases, write_cases_jsonl
+    from .sources.parallel import import_to_jsonl
+    from .sources.traces import compile_where, import_traces, sample_cases, write_cases_jsonl
 
     where = None
     if where_json:
@@ -152,14 +155,13 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors):
             where = json.loads(where_json)
         except json.JSONDecodeError as e:
             raise InputError(f"--where is not JSON: {e.msg}") from None
-    match = compile_where(where)
     if sample_n:  # sampling needs every case in hand
+        match = compile_where(where)
         cases, stats = import_traces(list(traces), include_errors=include_errors)
         n = write_cases_jsonl(sample_cases([c for c in cases if match(c)], sample_n, seed), output)
-    else:  # streamed: memory does not grow with the number of cases
-        stats = ImportStats()
-        n = write_cases_jsonl((c for c in iter_import(list(traces), stats, include_errors=include_errors)
-                               if match(c)), output)
+    else:  # streamed, in worker processes: memory does not grow with the number of cases
+        stats, n = import_to_jsonl(list(traces), output, where=where, include_errors=include_errors,
+                                   workers=workers)
     if not ctx.obj.get("quiet"):
         click.echo(stats.render())
         if where or sample_n:

@@ -29,6 +29,15 @@ class ReplaygateError(Exception):
         fld = f"{self.field}: " if self.field else ""
         return f"{where}{fld}{self.message}"
 
+    def __reduce__(self):
+        # keyword-only fields: the default exception pickling would lose them (and fail), and
+        # errors cross process boundaries in the parallel import
+        return (_rebuild, (type(self), self.message, self.file, self.line, self.field))
+
+
+def _rebuild(cls, message, file, line, field):
+    return cls(message, file=file, line=line, field=field)
+
 
 class InputError(ReplaygateError):
     """Bad config, dataset, trace file or flag (exit 2)."""

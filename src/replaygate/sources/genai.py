@@ -19,13 +19,12 @@ importer can use them as context or count them.
 from __future__ import annotations
 
 import json
-import json.decoder
-import json.scanner
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from replaygate import fastjson
 from replaygate.model import Case, ErrorInfo, Message, Recorded, ToolCall
 from replaygate.sources.otlp import Event, SpanRecord
 
@@ -100,29 +99,13 @@ def classify(span: SpanRecord) -> tuple[str, str | None]:
 # ---------------------------------------------------------------------------------------------
 # value helpers
 
-_scan_json = json.scanner.make_scanner(json.JSONDecoder())
-_json_ws_end = json.decoder.WHITESPACE.match
-
-
-def _loads(text: str) -> Any:
-    """``json.loads`` for text that starts with a JSON value (no leading whitespace): the same
-    scanner and the same errors (ValueError), without the per-call wrapper layers."""
-    try:
-        value, end = _scan_json(text, 0)
-    except StopIteration:
-        raise ValueError("expecting value") from None
-    if _json_ws_end(text, end).end() != len(text):
-        raise ValueError("extra data")
-    return value
-
-
 def maybe_json(x: Any) -> Any:
     """Parse JSON text (content attributes on spans are JSON strings; some emitters encode
     twice). Anything else is returned unchanged."""
     for _ in range(2):
         if isinstance(x, str) and x[:1] in ("[", "{", '"'):
             try:
-                x = _loads(x)
+                x = fastjson.loads_value(x)
             except ValueError:
                 return x
         else:
@@ -1107,6 +1090,13 @@ def _openinference_documents(a: dict[str, Any]) -> list[str]:
         if docs:
             return docs
     return []
+
+
+# What the import's first pass looks for (otlp.decode_unit_for_join): a span can only give
+# documents when one of these appears in it (every key and event name _retrieval_documents
+# reads contains one), and a GenAI log event's name always starts with "gen_ai.".
+JOIN_SPAN_MARKERS = ("documents", "db.query.result")
+JOIN_LOG_MARKERS = ("gen_ai.",)
 
 
 def retrieval_documents(span: SpanRecord) -> list[str]:

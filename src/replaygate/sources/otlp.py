@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import gzip
 import io
-import json
+import re
 import struct
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.logs.v1.logs_pb2 import LogsData
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
+from replaygate import fastjson
 from replaygate.errors import InputError
 
 MiB = 1024 * 1024
@@ -247,7 +249,8 @@ def _enum(v: Any, names: dict[str, int]) -> int:
 # ---------------------------------------------------------------------------------------------
 # JSON walker
 
-def _json_spans(obj: dict, source: str, counts: DecodeCounts) -> Iterator[SpanRecord]:
+def _json_spans(obj: dict, source: str, counts: DecodeCounts,
+                want: Callable[[dict], bool] | None = None) -> Iterator[SpanRecord]:
     for rs in _g(obj, "resourceSpans", "resource_spans") or []:
         resource = json_attrs((rs.get("resource") or {}).get("attributes"))
         scope_groups = (_g(rs, "scopeSpans", "scope_spans")
@@ -257,6 +260,8 @@ def _json_spans(obj: dict, source: str, counts: DecodeCounts) -> Iterator[SpanRe
             scope = (ss.get("scope") or _g(ss, "instrumentationLibrary", "instrumentation_library")
                      or {}).get("name", "")
             for sp in ss.get("spans") or []:
+                if want is not None and not want(sp):
+                    continue
                 counts.spans += 1
                 try:
                     yield _json_span(sp, resource, scope, source)
@@ -311,14 +316,15 @@ def _json_logs(obj: dict, source: str, counts: DecodeCounts) -> Iterator[LogReco
                     counts.malformed["malformed log record"] += 1
 
 
-def _json_records(value: Any, source: str, line: int | None, counts: DecodeCounts):
+def _json_records(value: Any, source: str, line: int | None, counts: DecodeCounts,
+                  want: Callable[[dict], bool] | None = None):
     items = value if isinstance(value, list) else [value]
     for obj in items:
         if not isinstance(obj, dict) or not any(k in obj for k in _OTLP_TOP_KEYS):
             raise InputError("not OTLP/JSON: expected an object with resourceSpans or resourceLogs",
                              file=source, line=line)
         try:
-            yield from _json_spans(obj, source, counts)
+            yield from _json_spans(obj, source, counts, want)
             yield from _json_logs(obj, source, counts)
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             # bad spans are counted inside; this is a broken resource/scope level
@@ -336,12 +342,15 @@ _ZERO16 = bytes(16)
 _ZERO8 = bytes(8)
 
 
-def _proto_spans(msg: TracesData, source: str, counts: DecodeCounts) -> Iterator[SpanRecord]:
+def _proto_spans(msg: TracesData, source: str, counts: DecodeCounts,
+                 want: Callable[[Any], bool] | None = None) -> Iterator[SpanRecord]:
     for rs in msg.resource_spans:
         resource = proto_attrs(rs.resource.attributes)
         for ss in rs.scope_spans:
             scope = ss.scope.name
             for sp in ss.spans:
+                if want is not None and not want(sp):
+                    continue
                 counts.spans += 1
                 try:
                     # ids of the right length and not all zero (the hot path) skip normalize_id
@@ -507,11 +516,16 @@ def _read_bounded(stream: BinaryIO, n: int, what: str, source: str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # files
 
-def _is_logs_name(path: Path) -> bool:
-    return "log" in path.name.lower()
-
-
-_DECOMPRESS_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+@dataclass(slots=True)
+class Unit:
+    """One independently decodable piece of a file: a JSON line or document, or a protobuf
+    frame or message. Units of one file can be decoded in any order (or in other processes);
+    ``decode_unit`` names the line / frame in its errors."""
+    is_json: bool
+    data: bytes
+    line: int | None = None  # JSON Lines: the line number (None for a whole document)
+    frame: int = 0  # protobuf stream: the frame number (0 for a single message)
+    offset: int = 0  # protobuf stream: the byte offset of the frame
 
 
 def read_file(path: str | Path, counts: DecodeCounts | None = None,
@@ -522,11 +536,23 @@ def read_file(path: str | Path, counts: DecodeCounts | None = None,
     source = str(path)
     counts = counts if counts is not None else DecodeCounts()
     counts.files += 1
+    before = counts.spans + counts.log_records
+    prefer_logs = is_logs_name(path)
+    for unit in iter_units(path, limits):
+        yield from decode_unit(unit, source, counts, prefer_logs)
+    if counts.spans + counts.log_records == before:
+        raise InputError("no spans or log records found", file=source)
+
+
+def iter_units(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[Unit]:
+    """Split one file into ``Unit``s without decoding them (decompression, framing and the size
+    limits happen here). Raises InputError naming the file for what cannot be framed."""
+    path = Path(path)
+    source = str(path)
     try:
         stream = open_decompressed(path, limits)
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", file=source) from None
-    before = counts.spans + counts.log_records
     try:
         try:
             head = stream.peek(64)[:64]
@@ -538,81 +564,130 @@ def read_file(path: str | Path, counts: DecodeCounts | None = None,
             stream.read(len(UTF8_BOM))
             head = head[len(UTF8_BOM):]
         if head.lstrip()[:1] in (b"{", b"[") or not head.strip():
-            records = _read_json(stream, source, counts, limits)
+            yield from _json_units(stream, source, limits)
         else:
-            records = _read_proto(stream, source, counts, limits, _is_logs_name(path))
-        yield from records
+            yield from _proto_units(stream, source, limits)
     except _DECOMPRESS_ERRORS as e:
         raise InputError(f"cannot decompress: {e}", file=source) from None
     finally:
         stream.close()
-    if counts.spans + counts.log_records == before:
-        raise InputError("no spans or log records found", file=source)
 
 
-def _read_json(stream: BinaryIO, source: str, counts: DecodeCounts, limits: Limits):
+def decode_unit(unit: Unit, source: str, counts: DecodeCounts,
+                prefer_logs: bool = False) -> Iterator[SpanRecord | LogRecordEvent]:
+    """The spans and log records of one unit; InputError names the file and line or frame."""
+    if unit.is_json:
+        return _json_records(_parse_json_unit(unit, source), source, unit.line, counts)
+    return _proto_records(_parse_proto_unit(unit, source, prefer_logs), source, counts)
+
+
+def _parse_json_unit(unit: Unit, source: str) -> Any:
+    try:
+        return fastjson.loads(unit.data)
+    except ValueError as e:
+        line = unit.line if unit.line is not None else getattr(e, "lineno", None)
+        raise InputError(f"invalid JSON: {_json_msg(e)}", file=source, line=line) from None
+
+
+def _parse_proto_unit(unit: Unit, source: str, prefer_logs: bool) -> TracesData | LogsData:
+    try:
+        return parse_proto_message(unit.data, prefer_logs)
+    except DecodeError as e:
+        where = (f"invalid protobuf in frame {unit.frame} at byte {unit.offset}" if unit.frame
+                 else "invalid or truncated protobuf")
+        raise InputError(f"{where}: {e}", file=source) from None
+
+
+def decode_unit_for_join(unit: Unit, source: str, counts: DecodeCounts, prefer_logs: bool,
+                         span_markers: tuple[str, ...], log_markers: tuple[str, ...]
+                         ) -> Iterator[SpanRecord | LogRecordEvent]:
+    """The first pass of an import needs only what other records join to: log records (the
+    ones ``log_markers`` can find) and the spans that may carry retrieved documents (those in
+    whose attribute keys, event names or values one of ``span_markers`` appears). This yields
+    every log record and just those spans; ``counts`` counts only what it decoded.
+
+    A unit in which no marker appears is not decoded at all, so its errors surface in the
+    second pass. A protobuf span is tested on its encoded bytes, ~4x cheaper than decoding its
+    attributes; a JSON line with \\u00XX escapes is always decoded (a marker may hide there)."""
+    data = unit.data
+    if _marker_search((*span_markers, *log_markers))(data) is None and (
+            not unit.is_json or b"\\u00" not in data):
+        return iter(())
+    if unit.is_json:
+        return _json_records(_parse_json_unit(unit, source), source, unit.line, counts,
+                             lambda sp: _json_mentions(sp, span_markers))
+    msg = _parse_proto_unit(unit, source, prefer_logs)
+    if isinstance(msg, TracesData):
+        search = _marker_search(span_markers)
+        return _proto_spans(msg, source, counts, lambda sp: search(sp.SerializeToString()) is not None)
+    return _proto_logs(msg, source, counts)
+
+
+@functools.lru_cache(maxsize=8)
+def _marker_search(markers: tuple[str, ...]) -> Callable[[bytes], Any]:
+    return re.compile(b"|".join(re.escape(m.encode()) for m in markers)).search
+
+
+def _json_mentions(sp: dict, markers: tuple[str, ...]) -> bool:
+    for kv in sp.get("attributes") or ():
+        key = kv.get("key") if isinstance(kv, dict) else None
+        if isinstance(key, str) and any(m in key for m in markers):
+            return True
+    for ev in sp.get("events") or ():
+        name = ev.get("name") if isinstance(ev, dict) else None
+        if isinstance(name, str) and any(m in name for m in markers):
+            return True
+    return False
+
+
+def is_logs_name(path: Path) -> bool:
+    """A file named like a logs file: its protobuf is tried as LogsData first."""
+    return "log" in path.name.lower()
+
+
+_DECOMPRESS_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _json_units(stream: BinaryIO, source: str, limits: Limits) -> Iterator[Unit]:
     lineno = 0
-    first_value_line: bytes | None = None
-    while True:  # first non-blank line decides JSON Lines vs one document
+    while True:  # the first non-blank line decides JSON Lines vs one document
         line = stream.readline(limits.max_record_bytes + 1)
         lineno += 1
         if not line:
             raise InputError("empty file (only whitespace)", file=source)
         if line.strip():
-            first_value_line = line
             break
     try:
-        value = json.loads(first_value_line)
+        fastjson.loads(line)
     except ValueError:
-        value = _NOT_A_LINE
-    if value is _NOT_A_LINE:
-        if len(first_value_line) > limits.max_record_bytes:
+        if len(line) > limits.max_record_bytes:
             raise InputError(f"JSON line longer than {limits.max_record_bytes // MiB} MiB",
-                             file=source, line=lineno)
-        # a pretty-printed document: read it whole, bounded
+                             file=source, line=lineno) from None
+        # a pretty-printed document: read it whole, bounded; its errors name the line in the
+        # file, so the blank lines before it are kept
         rest = _read_bounded(stream, limits.max_document_bytes, "JSON document", source)
-        text = first_value_line + rest
-        try:
-            value = json.loads(text)
-        except ValueError as e:
-            raise InputError(f"invalid JSON: {_json_msg(e)}", file=source,
-                             line=lineno - 1 + getattr(e, "lineno", 1)) from None
-        yield from _json_records(value, source, None, counts)
+        yield Unit(True, b"\n" * (lineno - 1) + line + rest)
         return
-    yield from _json_records(value, source, lineno, counts)
+    yield Unit(True, line, lineno)
     for line in iter(lambda: stream.readline(limits.max_record_bytes + 1), b""):
         lineno += 1
         if len(line) > limits.max_record_bytes:
             raise InputError(f"JSON line longer than {limits.max_record_bytes // MiB} MiB",
                              file=source, line=lineno)
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError as e:
-            raise InputError(f"invalid JSON: {_json_msg(e)}", file=source, line=lineno) from None
-        yield from _json_records(value, source, lineno, counts)
-
-
-_NOT_A_LINE = object()
+        if line.strip():
+            yield Unit(True, line, lineno)
 
 
 def _json_msg(e: ValueError) -> str:
     return getattr(e, "msg", None) or str(e)
 
 
-def _read_proto(stream: BinaryIO, source: str, counts: DecodeCounts, limits: Limits,
-                prefer_logs: bool):
+def _proto_units(stream: BinaryIO, source: str, limits: Limits) -> Iterator[Unit]:
     head = stream.peek(4)[:4]
     if head[:1] == b"\x0a":
         # field 1, length-delimited: a single TracesData/LogsData message (a 4-byte
         # big-endian length starting with 0x0a would be a >160 MiB frame)
-        data = _read_bounded(stream, limits.max_document_bytes, "protobuf message", source)
-        try:
-            msg = parse_proto_message(data, prefer_logs)
-        except DecodeError as e:
-            raise InputError(f"invalid or truncated protobuf: {e}", file=source) from None
-        yield from _proto_records(msg, source, counts)
+        yield Unit(False, _read_bounded(stream, limits.max_document_bytes, "protobuf message", source))
         return
     # the collector file exporter's stream: 4-byte big-endian length + message, repeated
     frame = 0
@@ -635,13 +710,8 @@ def _read_proto(stream: BinaryIO, source: str, counts: DecodeCounts, limits: Lim
         if len(data) < n:
             raise InputError(f"truncated protobuf frame {frame} at byte {offset} "
                              f"({len(data)} of {n} bytes)", file=source)
-        try:
-            msg = parse_proto_message(data, prefer_logs)
-        except DecodeError as e:
-            raise InputError(f"invalid protobuf in frame {frame} at byte {offset}: {e}",
-                             file=source) from None
+        yield Unit(False, data, None, frame, offset)
         offset += 4 + n
-        yield from _proto_records(msg, source, counts)
 
 
 def expand_paths(paths: list[str | Path]) -> list[Path]:

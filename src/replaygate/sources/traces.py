@@ -34,17 +34,18 @@ import random
 import re
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
+from replaygate import fastjson
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import Case
 from replaygate.sources import genai
 from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits, LogRecordEvent,
-                                     SpanRecord, expand_paths, read_file)
+                                     SpanRecord, Unit, decode_unit_for_join, expand_paths,
+                                     is_logs_name, iter_units, read_file)
 
 SKIP_UNSUPPORTED = "unsupported operation"
 SKIP_DUPLICATE = "duplicate span"
@@ -85,6 +86,18 @@ class ImportStats:
             "time_range": list(self.time_range) if self.time_range else None,
         }
 
+    def merge(self, other: "ImportStats") -> None:
+        """Add the counts of ``other`` (a part of the same import read elsewhere)."""
+        for f in ("files", "spans_read", "log_records_read", "llm_calls", "cases",
+                  "unjoined_log_events"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for f in ("skipped", "unsupported_operations", "context_spans", "conventions", "models"):
+            getattr(self, f).update(getattr(other, f))
+        if other.start_ns is not None:
+            self.start_ns = other.start_ns if self.start_ns is None else min(self.start_ns, other.start_ns)
+        if other.end_ns is not None:
+            self.end_ns = other.end_ns if self.end_ns is None else max(self.end_ns, other.end_ns)
+
     def to_rows(self) -> list[tuple[str, str]]:
         rows: list[tuple[str, str]] = [
             ("files", str(self.files)),
@@ -124,8 +137,7 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass
-class _Retrieved:
+class _Retrieved(NamedTuple):  # a tuple: cheap to send between processes
     start_ns: int
     docs: list[str]
 
@@ -170,30 +182,55 @@ class _Importer:
             stats.unsupported_operations[op or "?"] += 1
         return None
 
+    def collect(self, unit: Unit, source: str, prefer_logs: bool) -> None:
+        """The first pass of a streamed import: the join state of one unit of input, from only
+        the records that can hold any (see ``otlp.decode_unit_for_join``)."""
+        for rec in decode_unit_for_join(unit, source, DecodeCounts(), prefer_logs,
+                                        genai.JOIN_SPAN_MARKERS, genai.JOIN_LOG_MARKERS):
+            self.observe(rec)
+
     def emit(self, span: SpanRecord, op: str) -> Case | None:
-        stats = self.stats
-        key = (span.trace_id, span.span_id)
-        if key in self.seen:
-            stats.skipped[SKIP_DUPLICATE] += 1
+        if self.duplicate((span.trace_id, span.span_id)):
             return None
+        result = self.extract(span, op)
+        case = result.case
+        self.tally(result.convention, (result.skip or "unknown") if case is None else None,
+                   case.params.get("model", "?") if case is not None else None,
+                   span.start_ns, span.end_ns)
+        return case
+
+    def duplicate(self, key: tuple[str, str]) -> bool:
+        """Has this span been seen before (and counted as a duplicate now)?"""
+        if key in self.seen:
+            self.stats.skipped[SKIP_DUPLICATE] += 1
+            return True
         self.seen.add(key)
-        stats.llm_calls += 1
-        joined = self.log_events.pop(key, None)
+        return False
+
+    def extract(self, span: SpanRecord, op: str) -> genai.Extraction:
+        """The case of an inference span, its GenAI log events and retrieved context joined."""
+        joined = self.log_events.pop((span.trace_id, span.span_id), None)
         events = span.events + sorted(joined, key=_event_time) if joined else span.events  # stable
         result = genai.extract(span, events, op, include_errors=self.include_errors)
-        stats.conventions[result.convention] += 1
-        if result.case is None:
-            stats.skipped[result.skip or "unknown"] += 1
-            return None
-        case = result.case
-        case.context = _context_for(span, self.retrieved.get(span.trace_id))
+        if result.case is not None:
+            result.case.context = context_for(span.start_ns, self.retrieved.get(span.trace_id))
+        return result
+
+    def tally(self, convention: str, skip: str | None, model: str | None, start_ns: int,
+              end_ns: int) -> None:
+        """Count one LLM call: skipped for ``skip``, else a case of ``model``."""
+        stats = self.stats
+        stats.llm_calls += 1
+        stats.conventions[convention] += 1
+        if skip is not None:
+            stats.skipped[skip] += 1
+            return
         stats.cases += 1
-        stats.models[case.params.get("model", "?")] += 1
-        if span.start_ns:
-            stats.start_ns = span.start_ns if stats.start_ns is None else min(stats.start_ns, span.start_ns)
-        if span.end_ns:
-            stats.end_ns = span.end_ns if stats.end_ns is None else max(stats.end_ns, span.end_ns)
-        return case
+        stats.models[model] += 1
+        if start_ns:
+            stats.start_ns = start_ns if stats.start_ns is None else min(stats.start_ns, start_ns)
+        if end_ns:
+            stats.end_ns = end_ns if stats.end_ns is None else max(stats.end_ns, end_ns)
 
     def finish(self, counts: DecodeCounts) -> ImportStats:
         stats = self.stats
@@ -272,14 +309,16 @@ def _young_gc_only() -> Iterator[Callable[[], None]]:
 def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
                 include_errors: bool = False, limits: Limits = DEFAULT_LIMITS) -> Iterator[Case]:
     """Stream the cases with memory bounded by the join state (GenAI log events and retrieved
-    documents), not by the number of cases: a first pass collects the join state, a second
-    pass extracts each case as its span is read. ``stats`` is filled in place (complete when
-    the iterator is exhausted). Same cases, same order as ``import_traces``."""
+    documents), not by the number of cases: a first pass collects the join state (decoding
+    only the records that can hold some), a second pass extracts each case as its span is
+    read. ``stats`` is filled in place (complete when the iterator is exhausted). Same cases,
+    same order as ``import_traces``. Input the first pass did not need to decode is checked in
+    the second, so an InputError may come after some cases have been yielded."""
     files = _files(paths)
     imp = _Importer(include_errors)
     for path in files:  # pass 1: the join state only
-        for rec in read_file(path, None, limits):
-            imp.observe(rec)
+        for unit in iter_units(path, limits):
+            imp.collect(unit, str(path), is_logs_name(path))
     if imp.stats.skipped[SKIP_BAD_RETRIEVAL]:  # only pass 1 reads the documents
         stats.skipped[SKIP_BAD_RETRIEVAL] += imp.stats.skipped[SKIP_BAD_RETRIEVAL]
     imp.stats = stats  # pass 2 counts and extracts
@@ -298,23 +337,28 @@ def _event_time(e: Event) -> int:
     return e.time_ns
 
 
-def _context_for(span: SpanRecord, retrieved: list[_Retrieved] | None) -> list[str]:
-    """Documents retrieved earlier in the same trace (the RAG context of this call)."""
+def context_for(start_ns: int, retrieved: list[_Retrieved] | None) -> list[str]:
+    """Documents retrieved earlier in the same trace (the RAG context of a call that started
+    at ``start_ns``), in retrieval order, each once."""
     if not retrieved:
         return []
     if len(retrieved) == 1:  # the common case: one retrieval before the call
         r = retrieved[0]
-        return list(dict.fromkeys(r.docs)) if r.start_ns <= span.start_ns else []
+        return list(dict.fromkeys(r.docs)) if r.start_ns <= start_ns else []
     out: list[str] = []
     seen: set[str] = set()
-    for r in sorted(retrieved, key=lambda r: r.start_ns):
-        if r.start_ns > span.start_ns:
+    for r in sorted(retrieved, key=_start):
+        if r.start_ns > start_ns:
             continue
         for d in r.docs:
             if d not in seen:
                 seen.add(d)
                 out.append(d)
     return out
+
+
+def _start(r: _Retrieved) -> int:
+    return r.start_ns
 
 
 def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = None,
@@ -460,31 +504,15 @@ def _allocate(n: int, sizes: list[int]) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # cases.jsonl
 
-_FIELD_GETTERS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple]]] = {}
-
-
-def _dataclass_fields(o: Any) -> dict[str, Any]:
-    """json ``default`` hook: a dataclass as its fields, shallow. The encoder recurses, so the
-    line is the one ``json.dumps(case.to_dict())`` writes, without ``asdict``'s deep copy of
-    every value (most of the cost of writing a case)."""
-    hit = _FIELD_GETTERS.get(type(o))
-    if hit is None:
-        if not is_dataclass(o) or isinstance(o, type):
-            raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
-        names = tuple(f.name for f in fields(o))
-        getter = attrgetter(*names) if len(names) > 1 else (lambda x, n=names[0]: (getattr(x, n),))
-        hit = _FIELD_GETTERS[type(o)] = (names, getter)
-    names, getter = hit
-    return dict(zip(names, getter(o)))
-
-
-_CASE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_dataclass_fields)
+def encode_case(case: Case) -> str:
+    """The JSON line (without its newline) ``write_cases_jsonl`` writes for a case."""
+    return fastjson.dumps(case)
 
 
 def write_cases_jsonl(cases: Iterable[Case], path: str | Path) -> int:
     """One ``Case.to_dict()`` per line (UTF-8). Returns the number written."""
     n = 0
-    encode = _CASE_ENCODER.encode
+    encode = fastjson.dumps
     with open(path, "w", encoding="utf-8") as f:
         for c in cases:
             f.write(encode(c))

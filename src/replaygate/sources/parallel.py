@@ -1,0 +1,486 @@
+"""``replaygate import``: trace files -> cases.jsonl in one pass, spread over processes.
+
+The input is cut into chunks of whole records (``otlp.iter_units``: decompression and size
+limits stay in this process) and each chunk is decoded and extracted by a worker process, with
+the join state the chunk itself holds (its GenAI log events and retrieved documents). This
+process merges the results in input order: it drops duplicate spans, counts, writes the lines,
+and gathers the join state of the whole input.
+
+When a call's joins were all inside its own chunk (the usual case: an exporter batch holds
+whole traces, or at least each retrieval with its LLM call) its line is final. The rest are
+made right at the end, knowing the join state of the whole input:
+
+* a call whose trace also retrieved documents in another chunk gets its ``context``
+  recomputed and its line rewritten (context changes nothing else, not even the counts);
+* when any call's GenAI log events were in another chunk (events exported as logs, in a
+  separate file), the cases are extracted again in a second pass with the complete join
+  state: the two-pass import of ``traces.iter_import``, spread over the workers too.
+
+Either way the output and the stats are those of the sequential path, byte for byte. At most
+``2 * workers`` chunks are in flight, so memory holds the join state and a small record per
+LLM call (to find the calls to fix), never the input or the cases.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections import defaultdict, deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from replaygate import fastjson
+from replaygate.errors import InputError
+from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCounts, Limits, Unit,
+                                     decode_unit, is_logs_name, iter_units)
+from replaygate.sources.traces import (SKIP_BAD_RETRIEVAL, ImportStats, _files, _Importer,
+                                       compile_where, context_for)
+
+# Below this much input a pool's start-up (~50 ms with fork, ~0.3 s with spawn) is not worth it.
+PARALLEL_MIN_BYTES = 16 * MiB
+CHUNK_BYTES = 1 * MiB  # a chunk is a few OTLP export requests: large enough to amortise the IPC
+MAX_AUTO_WORKERS = 8  # this process frames, merges and writes alone; beyond this it is the limit
+_COMPRESSED_RATIO = 6  # rough expansion of gzip/zstd trace files, to size the work
+
+
+def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path, *,
+                    where: dict | None = None, include_errors: bool = False,
+                    workers: int | None = None, limits: Limits = DEFAULT_LIMITS,
+                    chunk_bytes: int = CHUNK_BYTES) -> tuple[ImportStats, int]:
+    """Import trace/log files and folders into a cases JSONL file; return the stats and the
+    number of cases written (those matching ``where``). ``workers=None`` picks a pool size from
+    the input size and the usable cores; 1 runs everything in this process.
+
+    The file is written beside ``output`` and moved into place when complete: on an error
+    (InputError for undecodable input, ConfigError for a bad ``where``) an existing output is
+    left as it was."""
+    files = _files(paths)
+    compile_where(where)  # a bad filter fails here, not in a worker
+    n = auto_workers(files) if workers is None else max(1, int(workers))
+    with _Output(output) as out:
+        with _executor(n, (None, None, include_errors, where)) as ex:
+            stats, written, join, fixes = _single_pass(ex, files, limits, chunk_bytes, n, out)
+        if join.log_events_elsewhere:  # second pass, with the whole input's join state
+            out.restart()
+            with _executor(n, (join.log_events, join.retrieved, include_errors, where)) as ex:
+                stats, written = _second_pass(ex, files, limits, chunk_bytes, n, out, join)
+        elif fixes:
+            out.rewrite(fixes, join)
+    return stats, written
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def auto_workers(files: list[Path]) -> int:
+    size = 0
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                compressed = fh.read(2) == GZIP_MAGIC or f.suffix in (".zst", ".zstd")
+            size += f.stat().st_size * (_COMPRESSED_RATIO if compressed else 1)
+        except OSError:
+            return 1  # reading it reports the problem
+    if size < PARALLEL_MIN_BYTES:
+        return 1
+    return max(1, min(usable_cpus(), MAX_AUTO_WORKERS))
+
+
+# ---------------------------------------------------------------------------------------------
+# chunks, in order
+
+@dataclass
+class _Chunk:
+    index: int
+    file_index: int
+    source: str
+    prefer_logs: bool
+    units: list[Unit]
+
+
+@dataclass
+class _FileEnd:
+    file_index: int
+    source: str
+
+
+@dataclass
+class _Failed:
+    error: InputError
+
+
+def _chunks(files: list[Path], limits: Limits, chunk_bytes: int) -> Iterator[_Chunk | _FileEnd | _Failed]:
+    """The input in chunks of whole units, each file ending with a ``_FileEnd``. A framing
+    error becomes a ``_Failed`` in its place, so it is raised after the chunks before it have
+    been merged, as reading in order would."""
+    index = 0
+    for fi, path in enumerate(files):
+        source, prefer_logs = str(path), is_logs_name(path)
+        units: list[Unit] = []
+        size = 0
+        try:
+            for unit in iter_units(path, limits):
+                units.append(unit)
+                size += len(unit.data)
+                if size >= chunk_bytes:
+                    yield _Chunk(index, fi, source, prefer_logs, units)
+                    index += 1
+                    units, size = [], 0
+        except InputError as e:
+            if units:
+                yield _Chunk(index, fi, source, prefer_logs, units)
+            yield _Failed(e)
+            return
+        if units:
+            yield _Chunk(index, fi, source, prefer_logs, units)
+            index += 1
+        yield _FileEnd(fi, source)
+
+
+def _in_order(ex, fn, items: Iterator, window: int) -> Iterator[tuple[Any, Any]]:
+    """(item, fn(chunk task) or None) in input order, at most ``window`` tasks in flight."""
+    pending: deque[tuple[Any, Future | None]] = deque()
+    in_flight = 0
+    for item in items:
+        if isinstance(item, _Chunk):
+            pending.append((item, ex.submit(fn, (item.source, item.prefer_logs, item.units))))
+            in_flight += 1
+        else:
+            pending.append((item, None))
+        while in_flight >= window or (pending and pending[0][1] is None):
+            it, fut = pending.popleft()
+            if fut is not None:
+                in_flight -= 1
+            yield it, fut.result() if fut is not None else None
+    while pending:
+        it, fut = pending.popleft()
+        yield it, fut.result() if fut is not None else None
+
+
+# ---------------------------------------------------------------------------------------------
+# merging
+
+@dataclass
+class _JoinState:
+    """The join state of the whole input, and where it came from: the chunk that holds all
+    of a key's entries, or -1 when they are spread over several chunks."""
+    log_events: dict = field(default_factory=lambda: defaultdict(list))
+    retrieved: dict = field(default_factory=lambda: defaultdict(list))
+    log_chunk: dict = field(default_factory=dict)
+    retrieved_chunk: dict = field(default_factory=dict)
+    bad_retrieval: int = 0
+    log_events_elsewhere: bool = False  # some call's log events were not in its chunk
+
+    def add(self, chunk: int, log_events: dict, retrieved: dict) -> None:
+        for k, evs in log_events.items():
+            self.log_events[k].extend(evs)
+            self.log_chunk[k] = chunk if self.log_chunk.get(k, chunk) == chunk else -1
+        for t, docs in retrieved.items():
+            self.retrieved[t].extend(docs)
+            self.retrieved_chunk[t] = chunk if self.retrieved_chunk.get(t, chunk) == chunk else -1
+
+
+@dataclass
+class _Merge:
+    """Counting in input order, as ``_Importer.emit`` does in the sequential path."""
+    imp: _Importer = field(default_factory=lambda: _Importer(include_errors=False))
+    counts: DecodeCounts = field(default_factory=DecodeCounts)
+    records_in_file: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    written: int = 0
+
+    def chunk(self, item: _Chunk, part: ImportStats, part_counts: DecodeCounts) -> None:
+        self.imp.stats.merge(part)  # what observe() counted: context spans, unsupported, ...
+        self.counts.spans += part_counts.spans
+        self.counts.log_records += part_counts.log_records
+        self.counts.malformed.update(part_counts.malformed)
+        self.records_in_file[item.file_index] += part_counts.spans + part_counts.log_records
+
+    def call(self, key, convention, skip, model, start_ns, end_ns) -> bool:
+        """Count one LLM call; False for a duplicate (dropped)."""
+        if self.imp.duplicate(key):
+            return False
+        self.imp.tally(convention, skip, model, start_ns, end_ns)
+        return True
+
+    def calls(self, calls: list[tuple], blob: bytes, out: "_Output") -> list[tuple]:
+        """Count a chunk's calls in order and write the lines of those kept (a duplicate's
+        line is cut out of ``blob``); return (key, start, line length or -1) of each kept."""
+        kept = []
+        parts: list[bytes] | None = None
+        pos = 0
+        for key, convention, skip, model, start_ns, end_ns, length in calls:
+            ok = self.call(key, convention, skip, model, start_ns, end_ns)
+            if ok:
+                kept.append((key, start_ns, length))
+            if length >= 0:
+                if not ok and parts is None:
+                    parts = [blob[:pos]]
+                elif ok and parts is not None:
+                    parts.append(blob[pos:pos + length + 1])
+                pos += length + 1
+                self.written += ok
+        out.write(blob if parts is None else b"".join(parts))
+        return kept
+
+    def file_end(self, item: _FileEnd) -> None:
+        if not self.records_in_file[item.file_index]:
+            raise InputError("no spans or log records found", file=item.source)
+
+    def finish(self, files: list[Path], join: _JoinState) -> ImportStats:
+        stats = self.imp.stats
+        for reason, k in self.counts.malformed.items():
+            stats.skipped[reason] += k
+        if join.bad_retrieval:
+            stats.skipped[SKIP_BAD_RETRIEVAL] += join.bad_retrieval
+        stats.files = len(files)
+        stats.spans_read = self.counts.spans
+        stats.log_records_read = self.counts.log_records
+        seen = self.imp.seen
+        stats.unjoined_log_events = sum(len(v) for k, v in join.log_events.items() if k not in seen)
+        return stats
+
+
+def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output"):
+    join = _JoinState()
+    merge = _Merge()
+    fixes: list[tuple[int, int, str, int]] = []  # (offset, length, trace id, start) to recompute
+    pending: list[tuple[int, tuple[str, str], int, int, int]] = []  # calls whose context may change
+    for item, res in _in_order(ex, _extract_local, _chunks(files, limits, chunk_bytes), 2 * n):
+        if isinstance(item, _Failed):
+            raise item.error
+        if isinstance(item, _FileEnd):
+            merge.file_end(item)
+            continue
+        calls, blob, part, part_counts, log_events, retrieved, bad = res
+        merge.chunk(item, part, part_counts)
+        join.add(item.index, log_events, retrieved)
+        join.bad_retrieval += bad
+        offset = out.pos
+        for key, start_ns, length in merge.calls(calls, blob, out):
+            # whether this call's joins missed anything is known at the end: remember where it is
+            pending.append((item.index, key, start_ns, offset, length))
+            if length >= 0:
+                offset += length + 1
+    for chunk, key, start_ns, offset, length in pending:
+        if join.log_chunk.get(key, chunk) != chunk:
+            join.log_events_elsewhere = True
+            break
+        if length >= 0 and join.retrieved_chunk.get(key[0], chunk) != chunk:
+            fixes.append((offset, length, key[0], start_ns))
+    return merge.finish(files, join), merge.written, join, fixes
+
+
+def _second_pass(ex, files, limits, chunk_bytes, n, out: "_Output", join: _JoinState):
+    merge = _Merge()
+    for item, res in _in_order(ex, _extract_joined, _chunks(files, limits, chunk_bytes), 2 * n):
+        if isinstance(item, _Failed):
+            raise item.error  # the input changed since the first pass
+        if isinstance(item, _FileEnd):
+            merge.file_end(item)
+            continue
+        calls, blob, part, part_counts = res
+        merge.chunk(item, part, part_counts)
+        merge.calls(calls, blob, out)
+    return merge.finish(files, join), merge.written
+
+
+# ---------------------------------------------------------------------------------------------
+# the output file
+
+class _Output:
+    """cases.jsonl written to a temporary file beside it and moved into place when complete
+    (a pipe or device is written directly, and cannot be rewritten: it gets a second pass)."""
+
+    def __init__(self, output: str | Path):
+        self.path = Path(output)
+        self.direct = self.path.exists() and not self.path.is_file()
+        self.tmp = self.path if self.direct else self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.f: BinaryIO | None = None
+        self.pos = 0
+
+    def __enter__(self) -> "_Output":
+        self.f = open(self.tmp, "wb")
+        return self
+
+    def write(self, data: bytes) -> None:
+        self.f.write(data)
+        self.pos += len(data)
+
+    def restart(self) -> None:
+        if self.direct:
+            raise InputError("the input needs a second pass (GenAI log events in another file "
+                             "or far from their spans), which cannot rewrite a pipe: write to a file",
+                             file=str(self.path))
+        self.f.seek(0)
+        self.f.truncate()
+        self.pos = 0
+
+    def rewrite(self, fixes: list[tuple[int, int, str, int]], join: _JoinState) -> None:
+        """Replace the lines at ``fixes`` with their context recomputed from all the input."""
+        if self.direct:
+            raise InputError("retrieved documents far from their LLM calls need the output "
+                             "rewritten, which a pipe cannot be: write to a file", file=str(self.path))
+        self.f.close()
+        fixed = self.path.with_name(self.tmp.name + ".fixed")
+        with open(self.tmp, "rb") as src, open(fixed, "wb") as dst:
+            pos = 0
+            for offset, length, trace_id, start_ns in fixes:
+                _copy(src, dst, offset - pos)
+                line = json.loads(src.read(length))  # json: exact for every value it wrote
+                line["context"] = context_for(start_ns, join.retrieved.get(trace_id))
+                dst.write(fastjson.dumpb(line))
+                pos = offset + length
+            shutil.copyfileobj(src, dst)
+        os.replace(fixed, self.tmp)
+        self.f = open(self.tmp, "ab")
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.f.close()
+        if self.direct:
+            return
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            for p in (self.tmp, self.path.with_name(self.tmp.name + ".fixed")):
+                if p.exists():
+                    p.unlink()
+
+
+def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
+    while n > 0:
+        block = src.read(min(n, 1 * MiB))
+        if not block:
+            return
+        dst.write(block)
+        n -= len(block)
+
+
+# ---------------------------------------------------------------------------------------------
+# workers
+
+class _Inline:
+    """The executor interface, run in this process (one worker needs no pool)."""
+
+    def __init__(self, state: tuple):
+        _init_worker(state, in_process=True)
+
+    def submit(self, fn, arg) -> Future:
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(arg))
+        except BaseException as e:  # noqa: BLE001  # re-raised by result(), in order
+            fut.set_exception(e)
+        return fut
+
+    def __enter__(self) -> "_Inline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _STATE.clear()
+
+
+class _executor:
+    """A process pool whose workers ignore Ctrl-C (this process handles it and stops them),
+    or ``_Inline`` for one worker."""
+
+    def __init__(self, n: int, state: tuple):
+        self.ex = _Inline(state) if n == 1 else ProcessPoolExecutor(
+            n, mp_context=_context(), initializer=_init_worker, initargs=(state,))
+
+    def __enter__(self):
+        return self.ex
+
+    def __exit__(self, *exc) -> None:
+        if isinstance(self.ex, ProcessPoolExecutor):
+            self.ex.shutdown(wait=True, cancel_futures=True)
+        else:
+            self.ex.__exit__(*exc)
+
+
+def _context():
+    # fork shares the join state with the workers for free and starts in milliseconds; it is
+    # only safe while this process has no other threads
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(state: tuple, in_process: bool = False) -> None:
+    if not in_process:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    log_events, retrieved, include_errors, where = state
+    _STATE.update(log_events=log_events, retrieved=retrieved, include_errors=include_errors,
+                  match=compile_where(where))
+
+
+def _calls(imp: _Importer, spans: list, match) -> tuple[list[tuple], bytes]:
+    """Per LLM call: its key, what counting it needs, and the length of its JSON line (-1 when
+    skipped or not matching ``where``); and the lines, one blob (cheaper to send than many)."""
+    calls = []
+    lines = []
+    for rec, op in spans:
+        result = imp.extract(rec, op)
+        case = result.case
+        length = -1
+        if case is not None and match(case):
+            line = fastjson.dumpb(case)
+            lines.append(line)
+            length = len(line)
+        calls.append(((rec.trace_id, rec.span_id), result.convention,
+                      (result.skip or "unknown") if case is None else None,
+                      case.params.get("model", "?") if case is not None else None,
+                      rec.start_ns, rec.end_ns, length))
+    if lines:
+        lines.append(b"")
+    return calls, b"\n".join(lines)
+
+
+def _extract_local(task) -> tuple:
+    """The single pass on one chunk: decode it, gather its own join state, then extract its
+    LLM calls with that state; return the calls, the counts and the join state."""
+    source, prefer_logs, units = task
+    imp = _Importer(_STATE["include_errors"])
+    counts = DecodeCounts()
+    spans = []
+    for unit in units:
+        for rec in decode_unit(unit, source, counts, prefer_logs):
+            op = imp.observe(rec)
+            if op is not None:
+                spans.append((rec, op))
+    log_events = dict(imp.log_events)  # before extraction takes them
+    retrieved = dict(imp.retrieved)
+    calls, blob = _calls(imp, spans, _STATE["match"])
+    bad = imp.stats.skipped.pop(SKIP_BAD_RETRIEVAL, 0)
+    return calls, blob, imp.stats, counts, log_events, retrieved, bad
+
+
+def _extract_joined(task) -> tuple:
+    """The second pass on one chunk: extract its LLM calls with the whole input's join state."""
+    source, prefer_logs, units = task
+    imp = _Importer(_STATE["include_errors"])
+    # extraction pops the events it joins: a worker's copy, or (in process) the merged state,
+    # where only keys that were extracted lose them, and those never count as unjoined
+    imp.log_events = _STATE["log_events"]
+    imp.retrieved = _STATE["retrieved"]
+    counts = DecodeCounts()
+    spans = []
+    for unit in units:
+        for rec in decode_unit(unit, source, counts, prefer_logs):
+            op = imp.observe(rec, collect=False)
+            if op is not None:
+                spans.append((rec, op))
+    calls, blob = _calls(imp, spans, _STATE["match"])
+    return calls, blob, imp.stats, counts

@@ -1,0 +1,227 @@
+"""import_to_jsonl (the `replaygate import` path): one pass over chunks in worker processes,
+checked against the sequential two-pass import (``iter_import``) byte for byte."""
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, TracesData
+
+from replaygate import fastjson
+from replaygate.errors import InputError
+from replaygate.sources import genai, parallel
+from replaygate.sources.otlp import DecodeCounts, decode_unit, iter_units
+from replaygate.sources.parallel import auto_workers, import_to_jsonl
+from replaygate.sources.traces import ImportStats, _Importer, iter_import, write_cases_jsonl
+
+FIX = Path(__file__).parent / "fixtures" / "traces"
+
+
+def _reference(paths, tmp_path, **kw) -> tuple[bytes, dict]:
+    stats = ImportStats()
+    out = tmp_path / "reference.jsonl"
+    write_cases_jsonl(iter_import(paths, stats, **kw), out)
+    return out.read_bytes(), stats.to_dict()
+
+
+def _parallel(paths, tmp_path, workers, chunk_bytes, **kw) -> tuple[bytes, dict, int]:
+    out = tmp_path / f"cases-{workers}-{chunk_bytes}.jsonl"
+    stats, n = import_to_jsonl(paths, out, workers=workers, chunk_bytes=chunk_bytes, **kw)
+    return out.read_bytes(), stats.to_dict(), n
+
+
+def _spy(monkeypatch, owner, name) -> list:
+    """Record the calls of ``owner.name`` (still calling it): which path an import took."""
+    calls: list = []
+    real = getattr(owner, name)
+
+    def spy(*a, **kw):
+        calls.append(a)
+        return real(*a, **kw)
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
+# --- a workload whose traces straddle export requests ------------------------------------------
+
+def _span(trace: int, k: int, attrs: list[tuple[str, object]]) -> Span:
+    def value(v):
+        if isinstance(v, str):
+            return AnyValue(string_value=v)
+        if isinstance(v, float):
+            return AnyValue(double_value=v)
+        return AnyValue(int_value=v)
+    start = 1_767_225_600_000_000_000 + trace * 10**9 + k * 10**7
+    return Span(trace_id=(trace + 1).to_bytes(16, "big"), span_id=((trace + 1) * 16 + k).to_bytes(8, "big"),
+                name=f"span {k}", kind=3, start_time_unix_nano=start, end_time_unix_nano=start + 4 * 10**8,
+                attributes=[KeyValue(key=key, value=value(v)) for key, v in attrs])
+
+
+def _retrieval(trace: int) -> Span:
+    docs = [{"id": f"d{trace}", "content": f"policy {trace}"}, {"id": "x", "content": "shipping is free"}]
+    return _span(trace, 1, [("gen_ai.operation.name", "retrieval"),
+                            ("gen_ai.retrieval.documents", json.dumps(docs))])
+
+
+def _chat(trace: int) -> Span:
+    msgs = [{"role": "user", "parts": [{"type": "text", "content": f"question {trace}"}]}]
+    out = [{"role": "assistant", "finish_reason": "stop", "parts": [{"type": "text", "content": f"answer {trace}"}]}]
+    return _span(trace, 2, [("gen_ai.operation.name", "chat"), ("gen_ai.provider.name", "openai"),
+                            ("gen_ai.request.model", ("m-a", "m-b")[trace % 2]),
+                            ("gen_ai.request.temperature", 0.5), ("gen_ai.usage.input_tokens", 10 + trace),
+                            ("gen_ai.input.messages", json.dumps(msgs)),
+                            ("gen_ai.output.messages", json.dumps(out))])
+
+
+def _frame(spans: list[Span]) -> bytes:
+    msg = TracesData(resource_spans=[ResourceSpans(
+        resource={"attributes": [KeyValue(key="service.name", value=AnyValue(string_value="bot"))]},
+        scope_spans=[ScopeSpans(scope={"name": "t"}, spans=spans)])])
+    data = msg.SerializeToString()
+    return struct.pack(">I", len(data)) + data
+
+
+def straddling_file(path: Path, traces: int = 12) -> Path:
+    """Frame i holds the LLM call of trace i-1 and the retrieval of trace i (as a batch span
+    processor exports them: a retrieval ends before its LLM call does); frame 3 is exported
+    twice (an exporter retry); trace 5's retrieval comes after its call, so it is no context."""
+    frames = []
+    for i in range(traces + 1):
+        spans = [_chat(i - 1)] if i else []
+        if i < traces and i != 5:
+            spans.append(_retrieval(i))
+        if i == 6:
+            spans.append(_retrieval(5))
+        frames.append(_frame(spans))
+    frames.append(frames[3])
+    path.write_bytes(b"".join(frames))
+    return path
+
+
+# --- equivalence ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers,chunk_bytes", [(1, 1), (2, 1), (2, 300), (1, 10**9)])
+def test_straddling_traces_get_the_context_of_the_sequential_import(tmp_path, monkeypatch, workers,
+                                                                    chunk_bytes):
+    rewrites = _spy(monkeypatch, parallel._Output, "rewrite")
+    f = straddling_file(tmp_path / "traces.pb")
+    ref, ref_stats = _reference([f], tmp_path)
+    out, stats, n = _parallel([f], tmp_path, workers, chunk_bytes)
+    assert out == ref and stats == ref_stats
+    assert len(rewrites) == (chunk_bytes < 10**9)  # the lines fixed after the single pass
+    cases = [json.loads(x) for x in out.splitlines()]
+    assert n == len(cases) == 12
+    assert stats["skipped"] == {"duplicate span": 1}
+    by_id = {c["id"]: c for c in cases}
+    # the call of trace 2 is in frame 3, its retrieval in frame 2: joined across chunks
+    assert by_id[f"{(3).to_bytes(16, 'big').hex()}:{(3 * 16 + 2).to_bytes(8, 'big').hex()}"]["context"] == \
+        ["policy 2", "shipping is free"]
+    assert by_id[f"{(6).to_bytes(16, 'big').hex()}:{(6 * 16 + 2).to_bytes(8, 'big').hex()}"]["context"] == \
+        ["policy 5", "shipping is free"]  # retrieval exported after the call, still before it in time
+
+
+@pytest.mark.parametrize("workers,chunk_bytes", [(1, 1), (2, 1), (2, 4096), (1, 10**9)])
+def test_fixture_folder_including_events_in_a_separate_logs_file(tmp_path, monkeypatch, workers,
+                                                                  chunk_bytes):
+    # events_logs.jsonl carries the content of events_traces.jsonl's spans: the second pass
+    second = _spy(monkeypatch, parallel, "_second_pass")
+    ref, ref_stats = _reference([FIX], tmp_path)
+    out, stats, n = _parallel([FIX], tmp_path, workers, chunk_bytes)
+    assert out == ref and stats == ref_stats
+    assert len(second) == 1
+    assert n == ref_stats["cases"] and n > 0
+    legacy = [json.loads(x) for x in out.splitlines() if b"events_traces" in x]
+    assert legacy and all(c["messages"] for c in legacy)
+
+
+def test_where_and_include_errors_match_the_sequential_import(tmp_path):
+    f = straddling_file(tmp_path / "traces.pb")
+    where = {"model": "m-a"}
+    out, stats, n = _parallel([FIX / "otel137.jsonl", f], tmp_path, 2, 1, where=where, include_errors=True)
+    ref_stats = ImportStats()
+    from replaygate.sources.traces import compile_where
+    match = compile_where(where)
+    ref = tmp_path / "ref.jsonl"
+    n_ref = write_cases_jsonl((c for c in iter_import([FIX / "otel137.jsonl", f], ref_stats, include_errors=True)
+                               if match(c)), ref)
+    assert out == ref.read_bytes() and stats == ref_stats.to_dict() and n == n_ref == 6
+
+
+def test_the_first_pass_reads_every_record_that_holds_join_state():
+    # decode_unit_for_join skips records by markers: it must still find every retrieved
+    # document and GenAI log event that a full decode finds, in every fixture convention
+    for path in sorted(FIX.iterdir()):
+        if path.suffix not in (".json", ".jsonl", ".pb"):
+            continue
+        full, lite = _Importer(False), _Importer(False)
+        for unit in iter_units(path):
+            for rec in decode_unit(unit, str(path), DecodeCounts()):
+                full.observe(rec)
+            lite.collect(unit, str(path), False)
+        assert dict(lite.retrieved) == dict(full.retrieved), path.name
+        assert dict(lite.log_events) == dict(full.log_events), path.name
+    assert all(name.startswith(genai.JOIN_LOG_MARKERS) for name in genai.GENAI_EVENT_NAMES)
+
+
+# --- errors lose nothing ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_frame_names_the_file_and_leaves_the_old_output(tmp_path, workers):
+    good = straddling_file(tmp_path / "traces.pb").read_bytes()
+    bad = tmp_path / "bad.pb"
+    bad.write_bytes(good + struct.pack(">I", 5) + b"\xff\xff\xff\xff\xff")
+    out = tmp_path / "cases.jsonl"
+    out.write_text("previous run\n")
+    with pytest.raises(InputError) as e:
+        import_to_jsonl([bad], out, workers=workers, chunk_bytes=1)
+    assert str(e.value).startswith(f"{bad}: invalid protobuf in frame 15 at byte")
+    assert out.read_text() == "previous run\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pb", "cases.jsonl", "traces.pb"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_empty_file_among_good_ones_is_an_error(tmp_path, workers):
+    empty = tmp_path / "b.jsonl"
+    empty.write_text('{"resourceSpans": []}\n')
+    with pytest.raises(InputError, match="b.jsonl: no spans or log records found"):
+        import_to_jsonl([FIX / "otel137.jsonl", empty], tmp_path / "out.jsonl", workers=workers)
+
+
+def test_input_errors_survive_the_process_boundary():
+    e = pickle.loads(pickle.dumps(InputError("bad frame", file="t.pb", line=3)))
+    assert type(e) is InputError and str(e) == "t.pb:3: bad frame" and e.line == 3
+
+
+def test_auto_workers_only_for_large_inputs(tmp_path):
+    small = tmp_path / "s.jsonl"
+    small.write_text("{}\n")
+    assert auto_workers([small]) == 1
+    big = tmp_path / "big.pb"
+    with open(big, "wb") as f:
+        f.truncate(17 * 1024 * 1024)  # sparse: only the size counts
+    assert auto_workers([big]) >= 1 and auto_workers([big]) == min(8, _cpus())
+
+
+def _cpus() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+# --- fastjson -----------------------------------------------------------------------------------
+
+def test_fastjson_takes_what_json_takes_and_writes_what_json_writes():
+    for text in ('{"a": NaN}', "123456789012345678901234567890", '"\\ud800"', '[1.5, "x", {"k": null}]'):
+        got, want = fastjson.loads(text), json.loads(text)
+        assert repr(got) == repr(want)
+    with pytest.raises(ValueError):
+        fastjson.loads("{bad")
+    for value in ({"a": [1, 2.5, "é", None, True]}, {"n": 2**70}, ["\u2028", 1e-7]):
+        assert json.loads(fastjson.dumps(value)) == value
+    assert fastjson.dumps({"a": 1, "b": "é"}) == json.dumps({"a": 1, "b": "é"}, ensure_ascii=False,
+                                                           separators=(",", ":"))
+    line = fastjson.dumpb({"s": "\ud800", "n": 2**70})  # the fallback: still valid UTF-8 JSON
+    assert json.loads(line.decode("utf-8")) == {"s": "\ud800", "n": 2**70}
