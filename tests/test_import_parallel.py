@@ -214,14 +214,29 @@ def _cpus() -> int:
 # --- fastjson -----------------------------------------------------------------------------------
 
 def test_fastjson_takes_what_json_takes_and_writes_what_json_writes():
-    for text in ('{"a": NaN}', "123456789012345678901234567890", '"\\ud800"', '[1.5, "x", {"k": null}]'):
-        got, want = fastjson.loads(text), json.loads(text)
-        assert repr(got) == repr(want)
-    with pytest.raises(ValueError):
-        fastjson.loads("{bad")
+    for text in ('{"a": NaN}', '"\\ud800"', '[1.5, "x", {"k": null}]'):
+        assert repr(fastjson.loads(text)) == repr(json.loads(text))
+    for text in ('{"order": 123456789012345678901234567890}', '[1e400]', '{"a": NaN}', '["\\ud800"]',
+                 '{"id": 12345678901234567890, "f": 0.1}'):
+        assert repr(fastjson.loads_value(text)) == repr(json.loads(text))  # content: exact, always
+    for bad in ("{bad", '{"a": 1} x'):
+        with pytest.raises(ValueError):
+            fastjson.loads(bad)
+        with pytest.raises(ValueError):
+            fastjson.loads_value(bad)
     for value in ({"a": [1, 2.5, "é", None, True]}, {"n": 2**70}, ["\u2028", 1e-7]):
         assert json.loads(fastjson.dumps(value)) == value
     assert fastjson.dumps({"a": 1, "b": "é"}) == json.dumps({"a": 1, "b": "é"}, ensure_ascii=False,
                                                            separators=(",", ":"))
     line = fastjson.dumpb({"s": "\ud800", "n": 2**70})  # the fallback: still valid UTF-8 JSON
     assert json.loads(line.decode("utf-8")) == {"s": "\ud800", "n": 2**70}
+
+
+def test_spawned_workers_give_the_same_output(tmp_path, monkeypatch):
+    # where fork is unsafe (threads) or missing (macOS, Windows) the pool spawns fresh
+    # interpreters: the join state then travels pickled, which must give the same cases
+    import multiprocessing
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("spawn"))
+    ref, ref_stats = _reference([FIX], tmp_path)
+    out, stats, _ = _parallel([FIX], tmp_path, 2, 1)
+    assert out == ref and stats == ref_stats

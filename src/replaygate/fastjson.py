@@ -4,12 +4,11 @@ orjson parses 2-3x and writes dataclasses ~10x faster than ``json`` (bench/RESUL
 import spends most of its time in both. What orjson refuses and ``json`` takes (NaN and
 Infinity literals, lone surrogates, integers beyond 64 bits) goes through ``json``, so nothing
 that parsed before is rejected now, and errors are ``json``'s ValueErrors with its messages;
-so does text that may hold an integer beyond 64 bits, which orjson would turn into a float.
+so does content that may hold an integer beyond 64 bits, which orjson would make a float.
 """
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
@@ -18,28 +17,30 @@ _scan_json = json.scanner.make_scanner(json.JSONDecoder())
 _json_ws_end = json.decoder.WHITESPACE.match
 
 
-# orjson reads an integer beyond 64 bits as a float, silently; json keeps it exact. Text with
-# a run of 20 digits (which may be such an integer) goes to json.
-_LONG_DIGITS = re.compile(r"\d{20}")
-_LONG_DIGITS_B = re.compile(rb"\d{20}")
+# orjson reads an integer beyond 64 bits as a float, silently; json keeps it exact. Content
+# (message parts, tool-call arguments) with a run of 20 digits goes to json. The test maps
+# every digit to "0" and looks for twenty of them: a regex scan costs 15x more.
+_DIGITS = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
+_TWENTY = b"0" * 20
 
 
 def loads(data: str | bytes) -> Any:
-    """``json.loads``: the same values and the same ValueError on bad input."""
-    search = _LONG_DIGITS_B.search if isinstance(data, bytes) else _LONG_DIGITS.search
-    if search(data) is None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
+    """``json.loads``, for whole OTLP/JSON documents and lines: the same values (OTLP/JSON
+    writes 64-bit integers as strings; a bare number beyond 64 bits is out of spec and reads
+    as a float) and the same ValueError on bad input."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def loads_value(text: str) -> Any:
-    """``loads`` for text that starts with a JSON value (what ``maybe_json`` has checked)."""
-    if _LONG_DIGITS.search(text) is None:
+    """``json.loads`` for text that starts with a JSON value (what ``maybe_json`` has
+    checked): the same values, integers of any size included, and the same ValueError."""
+    data = text.encode("utf-8", "surrogatepass")
+    if _TWENTY not in data.translate(_DIGITS):
         try:
-            return orjson.loads(text)
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass
     try:  # the json scanner without the per-call wrapper layers of json.loads

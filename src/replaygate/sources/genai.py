@@ -734,7 +734,6 @@ def _alias_index(table: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, int]
 
 
 _PARAM_ALIAS = _alias_index(_PARAM_KEYS)
-_USAGE_ALIAS = _alias_index(_USAGE_KEYS)
 
 
 def _pick_aliases(alias: dict[str, tuple[str, int]], *sources: tuple[str, dict]) -> dict[str, Any]:
@@ -787,10 +786,25 @@ _PARAM_CONV: dict[str, Callable[[Any], Any]] = {
 }
 
 
+def _first_present(a: dict[str, Any], planned: tuple) -> dict[str, Any]:
+    """Per field, the value of its best-ranked alias key that is set (``_pick_aliases`` for
+    the attributes alone, with the keys to look at worked out once per key set)."""
+    out = {}
+    for name, keys in planned:
+        for k in keys:
+            v = a[k]
+            if v is not None and v != "":
+                out[name] = v
+                break
+    return out
+
+
 def request_params(a: dict[str, Any]) -> dict[str, Any]:
     """The recorded request parameters, in the chat-completions form replay sends (``n`` and
     ``stream`` are kept as a record; the replay engine decides what it sends)."""
-    raw = _pick_aliases(_PARAM_ALIAS, ("", a), ("inv.", _invocation_params(a)))
+    inv = _invocation_params(a)
+    raw = (_pick_aliases(_PARAM_ALIAS, ("", a), ("inv.", inv)) if inv
+           else _first_present(a, _key_plan(a).params))
     params = {}
     for name in _PARAM_KEYS:  # a stable key order
         if name in raw:
@@ -801,7 +815,7 @@ def request_params(a: dict[str, Any]) -> dict[str, Any]:
 
 
 def _usage(a: dict[str, Any]) -> dict[str, int | None]:
-    raw = _pick_aliases(_USAGE_ALIAS, ("", a))
+    raw = _first_present(a, _key_plan(a).usage)
     return {name: _num(raw[name], int) if name in raw else None for name in _USAGE_KEYS}
 
 
@@ -913,6 +927,14 @@ class _KeyPlan:
     kept: tuple[str, ...]  # filterable_attributes' keys (not content, not credentials)
     var_keys: tuple[str, ...]  # gen_ai.prompt.variable.*
     has_tools: bool  # any tool-definition key
+    usage: tuple[tuple[str, tuple[str, ...]], ...]  # usage field -> its alias keys present, best first
+    params: tuple[tuple[str, tuple[str, ...]], ...]  # the same for the request parameters
+
+
+def _aliases_present(keys: tuple[str, ...], table: dict[str, tuple[str, ...]]) -> tuple:
+    present = set(keys)
+    return tuple((name, hits) for name, aliases in table.items()
+                 if (hits := tuple(k for k in aliases if k in present)))
 
 
 _key_plans: dict[tuple[str, ...], _KeyPlan] = {}
@@ -924,7 +946,8 @@ def _key_plan(a: dict[str, Any]) -> _KeyPlan:
     plan = _key_plans.get(keys)
     if plan is None:
         plan = _KeyPlan(_kept_keys(keys), tuple(k for k in keys if k.startswith(_PROMPT_VARIABLE)),
-                        any(k.startswith(_TOOL_PREFIXES) for k in keys))
+                        any(k.startswith(_TOOL_PREFIXES) for k in keys),
+                        _aliases_present(keys, _USAGE_KEYS), _aliases_present(keys, _PARAM_KEYS))
         if len(keys) <= _KEY_PLAN_MAX_KEYS:
             if len(_key_plans) >= 1024:
                 _key_plans.clear()

@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 from collections import defaultdict, deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -298,13 +299,19 @@ def _second_pass(ex, files, limits, chunk_bytes, n, out: "_Output", join: _JoinS
 # the output file
 
 class _Output:
-    """cases.jsonl written to a temporary file beside it and moved into place when complete
-    (a pipe or device is written directly, and cannot be rewritten: it gets a second pass)."""
+    """cases.jsonl, written to a temporary file and moved into place when complete. The file
+    sits beside the output (so the move is atomic); for a pipe or device (``-o /dev/stdout``)
+    it sits in the temp folder and is copied out at the end."""
 
     def __init__(self, output: str | Path):
         self.path = Path(output)
         self.direct = self.path.exists() and not self.path.is_file()
-        self.tmp = self.path if self.direct else self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if self.direct:
+            fd, name = tempfile.mkstemp(prefix="replaygate-import-", suffix=".jsonl")
+            os.close(fd)
+            self.tmp = Path(name)
+        else:
+            self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.f: BinaryIO | None = None
         self.pos = 0
 
@@ -317,21 +324,14 @@ class _Output:
         self.pos += len(data)
 
     def restart(self) -> None:
-        if self.direct:
-            raise InputError("the input needs a second pass (GenAI log events in another file "
-                             "or far from their spans), which cannot rewrite a pipe: write to a file",
-                             file=str(self.path))
         self.f.seek(0)
         self.f.truncate()
         self.pos = 0
 
     def rewrite(self, fixes: list[tuple[int, int, str, int]], join: _JoinState) -> None:
         """Replace the lines at ``fixes`` with their context recomputed from all the input."""
-        if self.direct:
-            raise InputError("retrieved documents far from their LLM calls need the output "
-                             "rewritten, which a pipe cannot be: write to a file", file=str(self.path))
         self.f.close()
-        fixed = self.path.with_name(self.tmp.name + ".fixed")
+        fixed = self.tmp.with_name(self.tmp.name + ".fixed")
         with open(self.tmp, "rb") as src, open(fixed, "wb") as dst:
             pos = 0
             for offset, length, trace_id, start_ns in fixes:
@@ -346,12 +346,15 @@ class _Output:
 
     def __exit__(self, exc_type, *exc) -> None:
         self.f.close()
-        if self.direct:
-            return
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            for p in (self.tmp, self.path.with_name(self.tmp.name + ".fixed")):
+        try:
+            if exc_type is None:
+                if self.direct:
+                    with open(self.tmp, "rb") as src, open(self.path, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                else:
+                    os.replace(self.tmp, self.path)
+        finally:
+            for p in (self.tmp, self.tmp.with_name(self.tmp.name + ".fixed")):
                 if p.exists():
                     p.unlink()
 
