@@ -41,7 +41,7 @@ from replaygate.errors import InputError
 from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCounts, Limits, Unit,
                                      decode_unit, is_logs_name, iter_units)
 from replaygate.sources.traces import (SKIP_BAD_RETRIEVAL, ImportStats, _files, _Importer,
-                                       compile_where, context_for)
+                                       young_gc_only, compile_where, context_for)
 
 # Below this much input a pool's start-up (~50 ms with fork, ~0.3 s with spawn) is not worth it.
 PARALLEL_MIN_BYTES = 16 * MiB
@@ -64,9 +64,9 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
     files = _files(paths)
     compile_where(where)  # a bad filter fails here, not in a worker
     n = auto_workers(files) if workers is None else max(1, int(workers))
-    with _Output(output) as out:
+    with _Output(output) as out, young_gc_only() as young_gc:
         with _executor(n, (None, None, include_errors, where)) as ex:
-            stats, written, join, fixes = _single_pass(ex, files, limits, chunk_bytes, n, out)
+            stats, written, join, fixes = _single_pass(ex, files, limits, chunk_bytes, n, out, young_gc)
         if join.log_events_elsewhere:  # second pass, with the whole input's join state
             out.restart()
             with _executor(n, (join.log_events, join.retrieved, include_errors, where)) as ex:
@@ -251,7 +251,7 @@ class _Merge:
         return stats
 
 
-def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output"):
+def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc):
     join = _JoinState()
     merge = _Merge()
     fixes: list[tuple[int, int, str, int]] = []  # (offset, length, trace id, start) to recompute
@@ -270,6 +270,7 @@ def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output"):
         for key, start_ns, length in merge.calls(calls, blob, out):
             # whether this call's joins missed anything is known at the end: remember where it is
             pending.append((item.index, key, start_ns, offset, length))
+            young_gc()  # what is kept grows: full collections would walk it again and again
             if length >= 0:
                 offset += length + 1
     for chunk, key, start_ns, offset, length in pending:
@@ -458,14 +459,16 @@ def _extract_local(task) -> tuple:
     imp = _Importer(_STATE["include_errors"])
     counts = DecodeCounts()
     spans = []
-    for unit in units:
-        for rec in decode_unit(unit, source, counts, prefer_logs):
-            op = imp.observe(rec)
-            if op is not None:
-                spans.append((rec, op))
-    log_events = dict(imp.log_events)  # before extraction takes them
-    retrieved = dict(imp.retrieved)
-    calls, blob = _calls(imp, spans, _STATE["match"])
+    with young_gc_only() as young_gc:  # a chunk is thousands of acyclic objects
+        for unit in units:
+            for rec in decode_unit(unit, source, counts, prefer_logs):
+                op = imp.observe(rec)
+                young_gc()
+                if op is not None:
+                    spans.append((rec, op))
+        log_events = dict(imp.log_events)  # before extraction takes them
+        retrieved = dict(imp.retrieved)
+        calls, blob = _calls(imp, spans, _STATE["match"])
     bad = imp.stats.skipped.pop(SKIP_BAD_RETRIEVAL, 0)
     return calls, blob, imp.stats, counts, log_events, retrieved, bad
 
@@ -480,10 +483,12 @@ def _extract_joined(task) -> tuple:
     imp.retrieved = _STATE["retrieved"]
     counts = DecodeCounts()
     spans = []
-    for unit in units:
-        for rec in decode_unit(unit, source, counts, prefer_logs):
-            op = imp.observe(rec, collect=False)
-            if op is not None:
-                spans.append((rec, op))
-    calls, blob = _calls(imp, spans, _STATE["match"])
+    with young_gc_only() as young_gc:
+        for unit in units:
+            for rec in decode_unit(unit, source, counts, prefer_logs):
+                op = imp.observe(rec, collect=False)
+                young_gc()
+                if op is not None:
+                    spans.append((rec, op))
+        calls, blob = _calls(imp, spans, _STATE["match"])
     return calls, blob, imp.stats, counts

@@ -260,7 +260,7 @@ def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: b
     counts = DecodeCounts()
     pending: list[tuple[SpanRecord, str]] = []
     cases: list[Case] = []
-    with _young_gc_only() as young_gc:
+    with young_gc_only() as young_gc:
         for path in files:
             for rec in read_file(path, counts, limits):
                 op = imp.observe(rec)
@@ -280,10 +280,10 @@ _YOUNG_GC_EVERY = 20_000
 
 
 @contextmanager
-def _young_gc_only() -> Iterator[Callable[[], None]]:
-    """Pause the automatic full collections while ``import_traces`` builds its (large, acyclic)
-    list of spans and cases: each one walks every object kept so far, and they cost ~20% of an
-    import of 80k spans, growing with the input. The yielded callable is called once per kept
+def young_gc_only() -> Iterator[Callable[[], None]]:
+    """Pause the automatic full collections while an import builds its (large, acyclic) lists
+    of spans, cases or records: each one walks every object kept so far, and they cost ~20% of
+    an import of 80k spans, growing with the input. The yielded callable is called once per kept
     item and collects the young generations every ``_YOUNG_GC_EVERY`` calls, so cyclic garbage
     (e.g. from exceptions of malformed spans) is still freed as it goes. The collector's state
     is restored on exit."""
