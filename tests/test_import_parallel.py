@@ -85,19 +85,21 @@ def _frame(spans: list[Span]) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
-def straddling_file(path: Path, traces: int = 12) -> Path:
+def straddling_file(path: Path, traces: int = 12, late: bool = True, retry: bool = True) -> Path:
     """Frame i holds the LLM call of trace i-1 and the retrieval of trace i (as a batch span
-    processor exports them: a retrieval ends before its LLM call does); frame 3 is exported
-    twice (an exporter retry); trace 5's retrieval comes after its call, so it is no context."""
+    processor exports them: a retrieval ends before its LLM call does). With ``late``, trace
+    5's retrieval is exported a frame after its call (it still started before it, so it is
+    context); with ``retry``, frame 3 is exported twice (an exporter retry)."""
     frames = []
     for i in range(traces + 1):
         spans = [_chat(i - 1)] if i else []
-        if i < traces and i != 5:
+        if i < traces and not (late and i == 5):
             spans.append(_retrieval(i))
-        if i == 6:
+        if late and i == 7:
             spans.append(_retrieval(5))
         frames.append(_frame(spans))
-    frames.append(frames[3])
+    if retry:
+        frames.append(frames[3])
     path.write_bytes(b"".join(frames))
     return path
 
@@ -112,7 +114,9 @@ def test_straddling_traces_get_the_context_of_the_sequential_import(tmp_path, mo
     ref, ref_stats = _reference([f], tmp_path)
     out, stats, n = _parallel([f], tmp_path, workers, chunk_bytes)
     assert out == ref and stats == ref_stats
-    assert len(rewrites) == (chunk_bytes < 10**9)  # the lines fixed after the single pass
+    # calls after their trace's retrieval get it as they are merged; only a retrieval exported
+    # in a later chunk than its call (trace 5; the retried frame 3) needs a rewrite at the end
+    assert len(rewrites) == (chunk_bytes < 10**9)
     cases = [json.loads(x) for x in out.splitlines()]
     assert n == len(cases) == 12
     assert stats["skipped"] == {"duplicate span": 1}
@@ -122,6 +126,16 @@ def test_straddling_traces_get_the_context_of_the_sequential_import(tmp_path, mo
         ["policy 2", "shipping is free"]
     assert by_id[f"{(6).to_bytes(16, 'big').hex()}:{(6 * 16 + 2).to_bytes(8, 'big').hex()}"]["context"] == \
         ["policy 5", "shipping is free"]  # retrieval exported after the call, still before it in time
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_retrievals_from_earlier_chunks_need_no_rewrite(tmp_path, monkeypatch, workers):
+    rewrites = _spy(monkeypatch, parallel._Output, "rewrite")
+    f = straddling_file(tmp_path / "traces.pb", late=False, retry=False)
+    ref, ref_stats = _reference([f], tmp_path)
+    out, stats, n = _parallel([f], tmp_path, workers, 1)
+    assert out == ref and stats == ref_stats and not rewrites
+    assert sum(1 for x in out.splitlines() if json.loads(x)["context"]) == 12
 
 
 @pytest.mark.parametrize("workers,chunk_bytes", [(1, 1), (2, 1), (2, 4096), (1, 10**9)])

@@ -173,12 +173,14 @@ def _in_order(ex, fn, items: Iterator, window: int) -> Iterator[tuple[Any, Any]]
 
 @dataclass
 class _JoinState:
-    """The join state of the whole input, and where it came from: the chunk that holds all
-    of a key's entries, or -1 when they are spread over several chunks."""
+    """The join state of the whole input, and where it came from: for log events the chunk
+    that holds all of a key's, or -1 when they are spread over several chunks; for retrieved
+    documents the first and last chunk that held a trace's."""
     log_events: dict = field(default_factory=lambda: defaultdict(list))
     retrieved: dict = field(default_factory=lambda: defaultdict(list))
     log_chunk: dict = field(default_factory=dict)
-    retrieved_chunk: dict = field(default_factory=dict)
+    retrieved_first: dict = field(default_factory=dict)  # trace -> first chunk with its documents
+    retrieved_last: dict = field(default_factory=dict)  # ... and the last
     bad_retrieval: int = 0
     log_events_elsewhere: bool = False  # some call's log events were not in its chunk
 
@@ -188,7 +190,8 @@ class _JoinState:
             self.log_chunk[k] = chunk if self.log_chunk.get(k, chunk) == chunk else -1
         for t, docs in retrieved.items():
             self.retrieved[t].extend(docs)
-            self.retrieved_chunk[t] = chunk if self.retrieved_chunk.get(t, chunk) == chunk else -1
+            self.retrieved_first.setdefault(t, chunk)
+            self.retrieved_last[t] = chunk
 
 
 @dataclass
@@ -213,23 +216,31 @@ class _Merge:
         self.imp.tally(convention, skip, model, start_ns, end_ns)
         return True
 
-    def calls(self, calls: list[tuple], blob: bytes, out: "_Output") -> list[tuple]:
-        """Count a chunk's calls in order and write the lines of those kept (a duplicate's
-        line is cut out of ``blob``); return (key, start, line length or -1) of each kept."""
+    def calls(self, calls: list[tuple], blob: bytes, out: "_Output", fix=None) -> list[tuple]:
+        """Count a chunk's calls in order and write the lines of those kept: a duplicate's
+        line is cut out of ``blob``, and a line whose ``fix(key, start)`` gives a context gets
+        that context. Return (key, start, line length or -1) of each call kept."""
         kept = []
-        parts: list[bytes] | None = None
+        parts: list[bytes] | None = None  # None while the blob can be written as it is
         pos = 0
         for key, convention, skip, model, start_ns, end_ns, length in calls:
             ok = self.call(key, convention, skip, model, start_ns, end_ns)
+            if length < 0:
+                if ok:
+                    kept.append((key, start_ns, -1))
+                continue
+            end = pos + length + 1
+            new = None
+            if ok and fix is not None and (context := fix(key, start_ns)) is not None:
+                new = _with_context(blob[pos:end - 1], context) + b"\n"
+            if parts is None and (not ok or new is not None):
+                parts = [blob[:pos]]
             if ok:
-                kept.append((key, start_ns, length))
-            if length >= 0:
-                if not ok and parts is None:
-                    parts = [blob[:pos]]
-                elif ok and parts is not None:
-                    parts.append(blob[pos:pos + length + 1])
-                pos += length + 1
-                self.written += ok
+                if parts is not None:
+                    parts.append(new if new is not None else blob[pos:end])
+                kept.append((key, start_ns, length if new is None else len(new) - 1))
+                self.written += 1
+            pos = end
         out.write(blob if parts is None else b"".join(parts))
         return kept
 
@@ -267,7 +278,14 @@ def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc):
         join.add(item.index, log_events, retrieved)
         join.bad_retrieval += bad
         offset = out.pos
-        for key, start_ns, length in merge.calls(calls, blob, out):
+
+        def fix(key, start_ns, chunk=item.index):
+            # documents of this trace from earlier chunks are all known now: a line whose
+            # call they precede gets its full context before it is written
+            if join.retrieved_first.get(key[0], chunk) < chunk:
+                return context_for(start_ns, join.retrieved.get(key[0]))
+            return None
+        for key, start_ns, length in merge.calls(calls, blob, out, fix):
             # whether this call's joins missed anything is known at the end: remember where it is
             pending.append((item.index, key, start_ns, offset, length))
             young_gc()  # what is kept grows: full collections would walk it again and again
@@ -277,8 +295,8 @@ def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc):
         if join.log_chunk.get(key, chunk) != chunk:
             join.log_events_elsewhere = True
             break
-        if length >= 0 and join.retrieved_chunk.get(key[0], chunk) != chunk:
-            fixes.append((offset, length, key[0], start_ns))
+        if length >= 0 and join.retrieved_last.get(key[0], chunk) > chunk:
+            fixes.append((offset, length, key[0], start_ns))  # documents exported after the call
     return merge.finish(files, join), merge.written, join, fixes
 
 
@@ -337,9 +355,7 @@ class _Output:
             pos = 0
             for offset, length, trace_id, start_ns in fixes:
                 _copy(src, dst, offset - pos)
-                line = json.loads(src.read(length))  # json: exact for every value it wrote
-                line["context"] = context_for(start_ns, join.retrieved.get(trace_id))
-                dst.write(fastjson.dumpb(line))
+                dst.write(_with_context(src.read(length), context_for(start_ns, join.retrieved.get(trace_id))))
                 pos = offset + length
             shutil.copyfileobj(src, dst)
         os.replace(fixed, self.tmp)
@@ -358,6 +374,12 @@ class _Output:
             for p in (self.tmp, self.tmp.with_name(self.tmp.name + ".fixed")):
                 if p.exists():
                     p.unlink()
+
+
+def _with_context(line: bytes, context: list[str]) -> bytes:
+    case = json.loads(line)  # json, not orjson: exact for every value the line holds
+    case["context"] = context
+    return fastjson.dumpb(case)
 
 
 def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
