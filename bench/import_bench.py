@@ -134,6 +134,19 @@ def generate(n_spans: int, pb_path: Path, js_path: Path, aligned: bool = False) 
     return written
 
 
+def python_speed() -> float:
+    """Millions of iterations per second of a plain Python loop: the shared machine's speed
+    drifts by up to 1.6x over an hour, and this puts a run's numbers in context."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.process_time()
+        x = 0
+        for i in range(2_000_000):
+            x += i
+        best = min(best, time.process_time() - t)
+    return 2.0 / best
+
+
 def raw_decode(pb_path: Path) -> tuple[int, float]:
     n = 0
     t = time.perf_counter()
@@ -221,7 +234,8 @@ def main() -> None:
               f"{'whole traces per request' if args.aligned else 'requests cut traces apart'}")
         raw_n, raw_s = raw_decode(pb)
         raw_rate = raw_n / raw_s
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores. Rates: spans per "
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; Python loop speed "
+              f"{python_speed():.1f} M/s (~10 when the machine is fast, ~6 when slow). Rates: spans per "
               "second of wall-clock time, and per CPU-second of all processes (workers included)")
         print(f"raw protobuf decode (FromString per frame): {raw_rate:>9,.0f} spans/s")
         for label, path, goal in (("protobuf", pb, 50_000), ("JSON", js, 20_000)):
