@@ -152,6 +152,18 @@ def test_fixture_folder_including_events_in_a_separate_logs_file(tmp_path, monke
     assert legacy and all(c["messages"] for c in legacy)
 
 
+@pytest.mark.parametrize("order", ["logs first", "spans first"])
+def test_log_events_before_or_after_their_spans_take_the_second_pass(tmp_path, monkeypatch, order):
+    files = [FIX / "events_logs.jsonl", FIX / "events_traces.jsonl"]
+    if order == "spans first":
+        files.reverse()
+    second = _spy(monkeypatch, parallel, "_second_pass")
+    ref, ref_stats = _reference(files, tmp_path)
+    out, stats, n = _parallel(files, tmp_path, 2, 1)
+    assert out == ref and stats == ref_stats and len(second) == 1
+    assert n > 0 and all(json.loads(x)["messages"] for x in out.splitlines())
+
+
 def test_where_and_include_errors_match_the_sequential_import(tmp_path):
     f = straddling_file(tmp_path / "traces.pb")
     where = {"model": "m-a"}

@@ -6,19 +6,22 @@ the join state the chunk itself holds (its GenAI log events and retrieved docume
 process merges the results in input order: it drops duplicate spans, counts, writes the lines,
 and gathers the join state of the whole input.
 
-When a call's joins were all inside its own chunk (the usual case: an exporter batch holds
-whole traces, or at least each retrieval with its LLM call) its line is final. The rest are
-made right at the end, knowing the join state of the whole input:
+A call whose joins were all inside its own chunk (an exporter batch holds whole traces, or at
+least each retrieval with its LLM call) is written as it is. For the others:
 
-* a call whose trace also retrieved documents in another chunk gets its ``context``
-  recomputed and its line rewritten (context changes nothing else, not even the counts);
-* when any call's GenAI log events were in another chunk (events exported as logs, in a
-  separate file), the cases are extracted again in a second pass with the complete join
-  state: the two-pass import of ``traces.iter_import``, spread over the workers too.
+* documents its trace retrieved in earlier chunks are all known when the call is merged: its
+  line gets the full ``context`` before it is written (the common case of a trace cut across
+  two export requests);
+* documents that come in a later chunk than a call of their trace (exported after the call)
+  make that trace's lines rewritten at the end, from all the input;
+* GenAI log events in another chunk than their span (events exported as logs, in a separate
+  file) make a second pass that extracts again with the whole input's join state: the
+  two-pass import of ``traces.iter_import``, spread over the workers too.
 
 Either way the output and the stats are those of the sequential path, byte for byte. At most
-``2 * workers`` chunks are in flight, so memory holds the join state and a small record per
-LLM call (to find the calls to fix), never the input or the cases.
+``2 * workers`` chunks are in flight. Memory holds the join state and the spans seen (for the
+duplicates), as the sequential path does, plus the last chunk with a call of each trace;
+never the input or the cases.
 """
 from __future__ import annotations
 
@@ -66,13 +69,13 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
     n = auto_workers(files) if workers is None else max(1, int(workers))
     with _Output(output) as out, young_gc_only() as young_gc:
         with _executor(n, (None, None, include_errors, where)) as ex:
-            stats, written, join, fixes = _single_pass(ex, files, limits, chunk_bytes, n, out, young_gc)
+            stats, written, join = _single_pass(ex, files, limits, chunk_bytes, n, out, young_gc)
         if join.log_events_elsewhere:  # second pass, with the whole input's join state
             out.restart()
             with _executor(n, (join.log_events, join.retrieved, include_errors, where)) as ex:
                 stats, written = _second_pass(ex, files, limits, chunk_bytes, n, out, join)
-        elif fixes:
-            out.rewrite(fixes, join)
+        elif join.late_traces:
+            out.rewrite(join)
     return stats, written
 
 
@@ -173,25 +176,40 @@ def _in_order(ex, fn, items: Iterator, window: int) -> Iterator[tuple[Any, Any]]
 
 @dataclass
 class _JoinState:
-    """The join state of the whole input, and where it came from: for log events the chunk
-    that holds all of a key's, or -1 when they are spread over several chunks; for retrieved
-    documents the first and last chunk that held a trace's."""
+    """The join state of the whole input, and what the single pass missed of it. It is told
+    each chunk's join state before that chunk's calls, so it sees both orders: a call after
+    join data from another chunk, and join data after a call in another chunk."""
     log_events: dict = field(default_factory=lambda: defaultdict(list))
     retrieved: dict = field(default_factory=lambda: defaultdict(list))
-    log_chunk: dict = field(default_factory=dict)
-    retrieved_first: dict = field(default_factory=dict)  # trace -> first chunk with its documents
-    retrieved_last: dict = field(default_factory=dict)  # ... and the last
+    log_chunk: dict = field(default_factory=dict)  # key -> the chunk of its events (-1: several)
+    retrieved_first: dict = field(default_factory=dict)  # trace -> first chunk with documents
+    last_call_chunk: dict = field(default_factory=dict)  # trace -> last chunk with a call of it
+    late_traces: set = field(default_factory=set)  # documents came after a call of the trace
     bad_retrieval: int = 0
     log_events_elsewhere: bool = False  # some call's log events were not in its chunk
 
-    def add(self, chunk: int, log_events: dict, retrieved: dict) -> None:
+    def add(self, chunk: int, log_events: dict, retrieved: dict, seen: set) -> None:
         for k, evs in log_events.items():
             self.log_events[k].extend(evs)
             self.log_chunk[k] = chunk if self.log_chunk.get(k, chunk) == chunk else -1
+            if k in seen:  # its call came in an earlier chunk
+                self.log_events_elsewhere = True
         for t, docs in retrieved.items():
             self.retrieved[t].extend(docs)
             self.retrieved_first.setdefault(t, chunk)
-            self.retrieved_last[t] = chunk
+            if self.last_call_chunk.get(t, chunk) < chunk:
+                self.late_traces.add(t)
+
+    def call(self, chunk: int, key: tuple[str, str], start_ns: int) -> list[str] | None:
+        """Note a call kept in ``chunk``; return its context when documents of its trace came
+        in earlier chunks (they are all known now), else None (its own chunk's are right)."""
+        if key in self.log_events and self.log_chunk[key] != chunk:
+            self.log_events_elsewhere = True
+        trace = key[0]
+        self.last_call_chunk[trace] = chunk
+        if self.retrieved_first.get(trace, chunk) < chunk:
+            return context_for(start_ns, self.retrieved.get(trace))
+        return None
 
 
 @dataclass
@@ -216,33 +234,29 @@ class _Merge:
         self.imp.tally(convention, skip, model, start_ns, end_ns)
         return True
 
-    def calls(self, calls: list[tuple], blob: bytes, out: "_Output", fix=None) -> list[tuple]:
+    def calls(self, calls: list[tuple], blob: bytes, out: "_Output", note=None, young_gc=None) -> None:
         """Count a chunk's calls in order and write the lines of those kept: a duplicate's
-        line is cut out of ``blob``, and a line whose ``fix(key, start)`` gives a context gets
-        that context. Return (key, start, line length or -1) of each call kept."""
-        kept = []
+        line is cut out of ``blob``. ``note(key, start)`` is told of every call kept; a
+        context it returns replaces the line's."""
         parts: list[bytes] | None = None  # None while the blob can be written as it is
         pos = 0
         for key, convention, skip, model, start_ns, end_ns, length in calls:
             ok = self.call(key, convention, skip, model, start_ns, end_ns)
+            context = note(key, start_ns) if ok and note is not None else None
+            if young_gc is not None:
+                young_gc()  # the seen set grows: full collections would walk it again and again
             if length < 0:
-                if ok:
-                    kept.append((key, start_ns, -1))
                 continue
             end = pos + length + 1
-            new = None
-            if ok and fix is not None and (context := fix(key, start_ns)) is not None:
-                new = _with_context(blob[pos:end - 1], context) + b"\n"
-            if parts is None and (not ok or new is not None):
+            if parts is None and (not ok or context is not None):
                 parts = [blob[:pos]]
             if ok:
                 if parts is not None:
-                    parts.append(new if new is not None else blob[pos:end])
-                kept.append((key, start_ns, length if new is None else len(new) - 1))
+                    parts.append(blob[pos:end] if context is None
+                                 else _with_context(blob[pos:end - 1], context) + b"\n")
                 self.written += 1
             pos = end
         out.write(blob if parts is None else b"".join(parts))
-        return kept
 
     def file_end(self, item: _FileEnd) -> None:
         if not self.records_in_file[item.file_index]:
@@ -265,8 +279,6 @@ class _Merge:
 def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc):
     join = _JoinState()
     merge = _Merge()
-    fixes: list[tuple[int, int, str, int]] = []  # (offset, length, trace id, start) to recompute
-    pending: list[tuple[int, tuple[str, str], int, int, int]] = []  # calls whose context may change
     for item, res in _in_order(ex, _extract_local, _chunks(files, limits, chunk_bytes), 2 * n):
         if isinstance(item, _Failed):
             raise item.error
@@ -275,29 +287,11 @@ def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc):
             continue
         calls, blob, part, part_counts, log_events, retrieved, bad = res
         merge.chunk(item, part, part_counts)
-        join.add(item.index, log_events, retrieved)
+        join.add(item.index, log_events, retrieved, merge.imp.seen)
         join.bad_retrieval += bad
-        offset = out.pos
-
-        def fix(key, start_ns, chunk=item.index):
-            # documents of this trace from earlier chunks are all known now: a line whose
-            # call they precede gets its full context before it is written
-            if join.retrieved_first.get(key[0], chunk) < chunk:
-                return context_for(start_ns, join.retrieved.get(key[0]))
-            return None
-        for key, start_ns, length in merge.calls(calls, blob, out, fix):
-            # whether this call's joins missed anything is known at the end: remember where it is
-            pending.append((item.index, key, start_ns, offset, length))
-            young_gc()  # what is kept grows: full collections would walk it again and again
-            if length >= 0:
-                offset += length + 1
-    for chunk, key, start_ns, offset, length in pending:
-        if join.log_chunk.get(key, chunk) != chunk:
-            join.log_events_elsewhere = True
-            break
-        if length >= 0 and join.retrieved_last.get(key[0], chunk) > chunk:
-            fixes.append((offset, length, key[0], start_ns))  # documents exported after the call
-    return merge.finish(files, join), merge.written, join, fixes
+        merge.calls(calls, blob, out, lambda key, start_ns, c=item.index: join.call(c, key, start_ns),
+                    young_gc)
+    return merge.finish(files, join), merge.written, join
 
 
 def _second_pass(ex, files, limits, chunk_bytes, n, out: "_Output", join: _JoinState):
@@ -347,17 +341,22 @@ class _Output:
         self.f.truncate()
         self.pos = 0
 
-    def rewrite(self, fixes: list[tuple[int, int, str, int]], join: _JoinState) -> None:
-        """Replace the lines at ``fixes`` with their context recomputed from all the input."""
+    def rewrite(self, join: _JoinState) -> None:
+        """Recompute the context of the calls of ``join.late_traces`` (documents exported after
+        a call of the trace, in a later chunk) from all the input; copy the other lines."""
         self.f.close()
         fixed = self.tmp.with_name(self.tmp.name + ".fixed")
+        late = join.late_traces
+        head = len(b'{"id":"')
         with open(self.tmp, "rb") as src, open(fixed, "wb") as dst:
-            pos = 0
-            for offset, length, trace_id, start_ns in fixes:
-                _copy(src, dst, offset - pos)
-                dst.write(_with_context(src.read(length), context_for(start_ns, join.retrieved.get(trace_id))))
-                pos = offset + length
-            shutil.copyfileobj(src, dst)
+            for line in src:
+                trace = line[head:line.find(b":", head)].decode("ascii", "replace")
+                if trace in late:
+                    case = json.loads(line)  # json, not orjson: exact for every value it holds
+                    start_ns = case["metadata"].get("start_time_unix_nano", 0)
+                    case["context"] = context_for(start_ns, join.retrieved.get(trace))
+                    line = fastjson.dumpb(case) + b"\n"
+                dst.write(line)
         os.replace(fixed, self.tmp)
         self.f = open(self.tmp, "ab")
 
@@ -380,15 +379,6 @@ def _with_context(line: bytes, context: list[str]) -> bytes:
     case = json.loads(line)  # json, not orjson: exact for every value the line holds
     case["context"] = context
     return fastjson.dumpb(case)
-
-
-def _copy(src: BinaryIO, dst: BinaryIO, n: int) -> None:
-    while n > 0:
-        block = src.read(min(n, 1 * MiB))
-        if not block:
-            return
-        dst.write(block)
-        n -= len(block)
 
 
 # ---------------------------------------------------------------------------------------------
