@@ -235,7 +235,7 @@ def main() -> None:
         raw_n, raw_s = raw_decode(pb)
         raw_rate = raw_n / raw_s
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; Python loop speed "
-              f"{python_speed():.1f} M/s (~10 when the machine is fast, ~6 when slow). Rates: spans per "
+              f"{python_speed():.1f} M/s (compare runs by it). Rates: spans per "
               "second of wall-clock time, and per CPU-second of all processes (workers included)")
         print(f"raw protobuf decode (FromString per frame): {raw_rate:>9,.0f} spans/s")
         for label, path, goal in (("protobuf", pb, 50_000), ("JSON", js, 20_000)):
