@@ -140,8 +140,10 @@ def validate(config_path: str) -> None:
 @click.option("--include-errors", is_flag=True, help="Keep calls whose span has error status.")
 @click.option("--workers", type=click.IntRange(1), default=None,
               help="Processes that decode and extract [default: the usable cores, for inputs over 16 MB; else 1].")
+@click.option("--refs-dir", type=click.Path(exists=True, file_okay=False),
+              help="Read content stored by reference (gen_ai.*_ref, the upload hook's files) from under this folder.")
 @click.pass_context
-def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, workers):
+def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, workers, refs_dir):
     """Read OTLP trace (and log) files or folders; write replayable cases as JSONL."""
     import json
 
@@ -157,11 +159,11 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, 
             raise InputError(f"--where is not JSON: {e.msg}") from None
     if sample_n:  # sampling needs every case in hand
         match = compile_where(where)
-        cases, stats = import_traces(list(traces), include_errors=include_errors)
+        cases, stats = import_traces(list(traces), include_errors=include_errors, refs_dir=refs_dir)
         n = write_cases_jsonl(sample_cases([c for c in cases if match(c)], sample_n, seed), output)
     else:  # streamed, in worker processes: memory does not grow with the number of cases
         stats, n = import_to_jsonl(list(traces), output, where=where, include_errors=include_errors,
-                                   workers=workers)
+                                   workers=workers, refs_dir=refs_dir)
     if not ctx.obj.get("quiet"):
         click.echo(stats.render())
         if where or sample_n:

@@ -224,6 +224,8 @@ def resolve_paths(data: dict, base: Path) -> None:
         if "traces" in entry:
             t = entry["traces"]
             entry["traces"] = [_resolve(base, x) for x in t] if isinstance(t, list) else [_resolve(base, t)]
+        if "refs_dir" in entry:
+            entry["refs_dir"] = _resolve(base, entry["refs_dir"])
     for v in (data.get("variants") or {}).values():
         if "run" in v:
             v["run"] = _resolve(base, v["run"])
@@ -247,6 +249,8 @@ def _check_files(cfg: Config) -> None:
         for p in paths:
             if not Path(p).exists():
                 raise cfg.error(f"file not found: {p}", ("dataset", i, key))
+        if "refs_dir" in entry and not Path(entry["refs_dir"]).is_dir():
+            raise cfg.error(f"folder not found: {entry['refs_dir']}", ("dataset", i, "refs_dir"))
     for name, v in (d.get("variants") or {}).items():
         for k in ("system", "template"):
             p = v.get("prompt", {}).get(k)

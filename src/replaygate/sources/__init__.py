@@ -26,7 +26,8 @@ def load_dataset(entries: list[dict]) -> list[Case]:
             from .traces import load_traces
 
             found, label = load_traces(entry["traces"], where=entry.get("where"),
-                                       sample=entry.get("sample")), ", ".join(entry["traces"])
+                                       sample=entry.get("sample"),
+                                       refs_dir=entry.get("refs_dir")), ", ".join(entry["traces"])
         for c in found:
             if c.id in origin:
                 raise InputError(f"case id {c.id!r} appears in both {origin[c.id]} and {label}",

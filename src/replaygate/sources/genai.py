@@ -18,6 +18,7 @@ importer can use them as context or count them.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -26,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from replaygate import fastjson
 from replaygate.model import Case, ErrorInfo, Message, Recorded, ToolCall
+from replaygate.sources import refs as content_refs
 from replaygate.sources.otlp import Event, SpanRecord
 
 INFERENCE = "inference"
@@ -929,6 +931,7 @@ class _KeyPlan:
     has_tools: bool  # any tool-definition key
     usage: tuple[tuple[str, tuple[str, ...]], ...]  # usage field -> its alias keys present, best first
     params: tuple[tuple[str, tuple[str, ...]], ...]  # the same for the request parameters
+    refs: tuple[str, ...]  # content stored by reference (gen_ai.input.messages_ref ...)
 
 
 def _aliases_present(keys: tuple[str, ...], table: dict[str, tuple[str, ...]]) -> tuple:
@@ -947,7 +950,8 @@ def _key_plan(a: dict[str, Any]) -> _KeyPlan:
     if plan is None:
         plan = _KeyPlan(_kept_keys(keys), tuple(k for k in keys if k.startswith(_PROMPT_VARIABLE)),
                         any(k.startswith(_TOOL_PREFIXES) for k in keys),
-                        _aliases_present(keys, _USAGE_KEYS), _aliases_present(keys, _PARAM_KEYS))
+                        _aliases_present(keys, _USAGE_KEYS), _aliases_present(keys, _PARAM_KEYS),
+                        tuple(k for k in keys if k in content_refs.REF_KEYS))
         if len(keys) <= _KEY_PLAN_MAX_KEYS:
             if len(_key_plans) >= 1024:
                 _key_plans.clear()
@@ -996,23 +1000,30 @@ _SHAPE_ERRORS = (TypeError, AttributeError, ValueError, KeyError, IndexError, Ov
 
 
 def extract(span: SpanRecord, events: list[Event], operation: str | None = None,
-            include_errors: bool = False) -> Extraction:
+            include_errors: bool = False, refs: content_refs.RefReader | None = None) -> Extraction:
     """Case for one inference span, or the reason it was skipped. Attribute values of an
-    unexpected shape make the span count as malformed instead of failing the import."""
+    unexpected shape make the span count as malformed instead of failing the import. Content
+    stored by reference is read through ``refs`` (see ``refs.py``)."""
     try:
-        return _extract(span, events, operation, include_errors)
+        return _extract(span, events, operation, include_errors, refs)
     except _SHAPE_ERRORS:
         return Extraction(None, _detect_label(span), SKIP_MALFORMED)
 
 
 def _extract(span: SpanRecord, events: list[Event], operation: str | None,
-             include_errors: bool) -> Extraction:
+             include_errors: bool, refs: content_refs.RefReader | None = None) -> Extraction:
     a = span.attributes
+    ref_problem = None
+    ref_keys = _key_plan(a).refs
+    if ref_keys:
+        a, ref_problem = content_refs.resolve(a, ref_keys, refs)
+        span = dataclasses.replace(span, attributes=a)
     content = find_content(span, events)
     is_error = span.status_code == 2 or a.get("error.type") is not None
     if content is None or not content.messages:
         label = (content.convention if content else _detect_label(span)) + " (no content)"
-        return Extraction(None, label, SKIP_ERROR if is_error and not include_errors else SKIP_NO_CONTENT)
+        return Extraction(None, label, SKIP_ERROR if is_error and not include_errors
+                          else ref_problem or SKIP_NO_CONTENT)
     convention = content.convention
     if is_error and not include_errors:
         return Extraction(None, convention, SKIP_ERROR)

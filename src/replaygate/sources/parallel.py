@@ -43,6 +43,7 @@ from replaygate import fastjson
 from replaygate.errors import InputError
 from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCounts, Limits, Unit,
                                      decode_unit, is_logs_name, iter_units)
+from replaygate.sources.refs import RefReader
 from replaygate.sources.traces import (SKIP_BAD_RETRIEVAL, ImportStats, _files, _Importer,
                                        young_gc_only, compile_where, context_for)
 
@@ -56,10 +57,12 @@ _COMPRESSED_RATIO = 6  # rough expansion of gzip/zstd trace files, to size the w
 def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path, *,
                     where: dict | None = None, include_errors: bool = False,
                     workers: int | None = None, limits: Limits = DEFAULT_LIMITS,
-                    chunk_bytes: int = CHUNK_BYTES) -> tuple[ImportStats, int]:
+                    chunk_bytes: int = CHUNK_BYTES, refs_dir: str | Path | None = None
+                    ) -> tuple[ImportStats, int]:
     """Import trace/log files and folders into a cases JSONL file; return the stats and the
     number of cases written (those matching ``where``). ``workers=None`` picks a pool size from
-    the input size and the usable cores; 1 runs everything in this process.
+    the input size and the usable cores; 1 runs everything in this process. Content stored by
+    reference is read from files under ``refs_dir`` (see refs.py).
 
     The file is written beside ``output`` and moved into place when complete: on an error
     (InputError for undecodable input, ConfigError for a bad ``where``) an existing output is
@@ -68,11 +71,12 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
     compile_where(where)  # a bad filter fails here, not in a worker
     n = auto_workers(files) if workers is None else max(1, int(workers))
     with _Output(output) as out, young_gc_only() as young_gc:
-        with _executor(n, (None, None, include_errors, where)) as ex:
+        refs = RefReader(refs_dir)
+        with _executor(n, (None, None, include_errors, where, refs)) as ex:
             stats, written, join = _single_pass(ex, files, limits, chunk_bytes, n, out, young_gc)
         if join.log_events_elsewhere:  # second pass, with the whole input's join state
             out.restart()
-            with _executor(n, (join.log_events, join.retrieved, include_errors, where)) as ex:
+            with _executor(n, (join.log_events, join.retrieved, include_errors, where, refs)) as ex:
                 stats, written = _second_pass(ex, files, limits, chunk_bytes, n, out, join)
         elif join.late_traces:
             out.rewrite(join)
@@ -437,9 +441,9 @@ _STATE: dict[str, Any] = {}
 def _init_worker(state: tuple, in_process: bool = False) -> None:
     if not in_process:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    log_events, retrieved, include_errors, where = state
+    log_events, retrieved, include_errors, where, refs = state
     _STATE.update(log_events=log_events, retrieved=retrieved, include_errors=include_errors,
-                  match=compile_where(where))
+                  match=compile_where(where), refs=refs)
 
 
 def _calls(imp: _Importer, spans: list, match) -> tuple[list[tuple], bytes]:
@@ -468,7 +472,7 @@ def _extract_local(task) -> tuple:
     """The single pass on one chunk: decode it, gather its own join state, then extract its
     LLM calls with that state; return the calls, the counts and the join state."""
     source, prefer_logs, units = task
-    imp = _Importer(_STATE["include_errors"])
+    imp = _Importer(_STATE["include_errors"], _STATE["refs"])
     counts = DecodeCounts()
     spans = []
     with young_gc_only() as young_gc:  # a chunk is thousands of acyclic objects
@@ -488,7 +492,7 @@ def _extract_local(task) -> tuple:
 def _extract_joined(task) -> tuple:
     """The second pass on one chunk: extract its LLM calls with the whole input's join state."""
     source, prefer_logs, units = task
-    imp = _Importer(_STATE["include_errors"])
+    imp = _Importer(_STATE["include_errors"], _STATE["refs"])
     # extraction pops the events it joins: a worker's copy, or (in process) the merged state,
     # where only keys that were extracted lose them, and those never count as unjoined
     imp.log_events = _STATE["log_events"]

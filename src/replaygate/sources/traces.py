@@ -43,6 +43,7 @@ from replaygate import fastjson
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import Case
 from replaygate.sources import genai
+from replaygate.sources.refs import RefReader
 from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits, LogRecordEvent,
                                      SpanRecord, Unit, decode_unit_for_join, expand_paths,
                                      is_logs_name, iter_units, read_file)
@@ -148,8 +149,9 @@ class _Importer:
     ``observe`` takes what the join needs from any record (GenAI log events, retrieval
     documents, span counts); ``emit`` turns one inference span into a case."""
 
-    def __init__(self, include_errors: bool):
+    def __init__(self, include_errors: bool, refs: RefReader | None = None):
         self.include_errors = include_errors
+        self.refs = refs
         self.stats = ImportStats()
         self.retrieved: dict[str, list[_Retrieved]] = defaultdict(list)
         self.log_events: dict[tuple[str, str], list[Event]] = defaultdict(list)
@@ -211,7 +213,7 @@ class _Importer:
         """The case of an inference span, its GenAI log events and retrieved context joined."""
         joined = self.log_events.pop((span.trace_id, span.span_id), None)
         events = span.events + sorted(joined, key=_event_time) if joined else span.events  # stable
-        result = genai.extract(span, events, op, include_errors=self.include_errors)
+        result = genai.extract(span, events, op, include_errors=self.include_errors, refs=self.refs)
         if result.case is not None:
             result.case.context = context_for(span.start_ns, self.retrieved.get(span.trace_id))
         return result
@@ -248,15 +250,17 @@ def _files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 
 
 def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: bool = False,
-                  limits: Limits = DEFAULT_LIMITS) -> tuple[list[Case], ImportStats]:
+                  limits: Limits = DEFAULT_LIMITS, refs_dir: str | Path | None = None
+                  ) -> tuple[list[Case], ImportStats]:
     """Read trace/log files and folders in one pass; return the cases (in file order) and the
     stats. Memory holds the inference spans until the end (log events may come later); for
     inputs too large for that use ``iter_import``.
 
     Error spans are skipped and counted unless ``include_errors`` (then ``recorded.error`` is
-    set). Raises InputError for undecodable files."""
+    set). Content stored by reference is read from files under ``refs_dir`` (see refs.py).
+    Raises InputError for undecodable files."""
     files = _files(paths)
-    imp = _Importer(include_errors)
+    imp = _Importer(include_errors, RefReader(refs_dir))
     counts = DecodeCounts()
     pending: list[tuple[SpanRecord, str]] = []
     cases: list[Case] = []
@@ -307,7 +311,8 @@ def young_gc_only() -> Iterator[Callable[[], None]]:
 
 
 def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
-                include_errors: bool = False, limits: Limits = DEFAULT_LIMITS) -> Iterator[Case]:
+                include_errors: bool = False, limits: Limits = DEFAULT_LIMITS,
+                refs_dir: str | Path | None = None) -> Iterator[Case]:
     """Stream the cases with memory bounded by the join state (GenAI log events and retrieved
     documents), not by the number of cases: a first pass collects the join state (decoding
     only the records that can hold some), a second pass extracts each case as its span is
@@ -315,7 +320,7 @@ def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
     same order as ``import_traces``. Input the first pass did not need to decode is checked in
     the second, so an InputError may come after some cases have been yielded."""
     files = _files(paths)
-    imp = _Importer(include_errors)
+    imp = _Importer(include_errors, RefReader(refs_dir))
     for path in files:  # pass 1: the join state only
         for unit in iter_units(path, limits):
             imp.collect(unit, str(path), is_logs_name(path))
@@ -362,11 +367,12 @@ def _start(r: _Retrieved) -> int:
 
 
 def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = None,
-                sample: dict | None = None, *, include_errors: bool = False) -> list[Case]:
+                sample: dict | None = None, *, include_errors: bool = False,
+                refs_dir: str | Path | None = None) -> list[Case]:
     """Cases for a ``traces:`` dataset entry: import, filter with ``where``, then ``sample``."""
     match = compile_where(where)
     pick = _parse_sample(sample)
-    cases, _ = import_traces(paths, include_errors=include_errors)
+    cases, _ = import_traces(paths, include_errors=include_errors, refs_dir=refs_dir)
     cases = [c for c in cases if match(c)]
     if pick is not None:
         cases = sample_cases(cases, *pick)
