@@ -266,3 +266,19 @@ def test_spawned_workers_give_the_same_output(tmp_path, monkeypatch):
     ref, ref_stats = _reference([FIX], tmp_path)
     out, stats, _ = _parallel([FIX], tmp_path, 2, 1)
     assert out == ref and stats == ref_stats
+
+
+def test_workers_collect_garbage_and_the_caller_gets_its_collector_back(tmp_path):
+    import gc
+
+    from concurrent.futures import ProcessPoolExecutor
+    assert gc.isenabled()
+    import_to_jsonl([FIX], tmp_path / "out.jsonl", workers=2, chunk_bytes=1)
+    assert gc.isenabled()
+    gc.disable()  # the merge pauses it while the pool forks: a worker must turn it back on
+    try:
+        with ProcessPoolExecutor(1, mp_context=parallel._context(), initializer=parallel._init_worker,
+                                 initargs=((None, None, False, None, None),)) as ex:
+            assert ex.submit(gc.isenabled).result() is True
+    finally:
+        gc.enable()

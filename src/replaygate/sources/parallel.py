@@ -25,6 +25,7 @@ never the input or the cases.
 """
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -441,6 +442,7 @@ _STATE: dict[str, Any] = {}
 def _init_worker(state: tuple, in_process: bool = False) -> None:
     if not in_process:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        gc.enable()  # forked while the parent had paused it; each task pauses it for itself
     log_events, retrieved, include_errors, where, refs = state
     _STATE.update(log_events=log_events, retrieved=retrieved, include_errors=include_errors,
                   match=compile_where(where), refs=refs)
