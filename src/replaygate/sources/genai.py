@@ -62,6 +62,20 @@ _VERCEL_OP = {"ai.generateText.doGenerate": (INFERENCE, "chat"), "ai.streamText.
               "ai.toolCall": (TOOL, "execute_tool"), "ai.embed.doEmbed": (EMBEDDINGS, "embeddings"),
               "ai.embedMany.doEmbed": (EMBEDDINGS, "embeddings"), "ai.embed": (EMBEDDINGS, "embeddings"),
               "ai.embedMany": (EMBEDDINGS, "embeddings")}
+# Langfuse SDK observation types and MLflow span types (§4.3)
+_LANGFUSE_KINDS = {"generation": (INFERENCE, "chat"), "embedding": (EMBEDDINGS, "embeddings"),
+                   "retriever": (RETRIEVAL, "retrieval"), "tool": (TOOL, "execute_tool"),
+                   "agent": (AGENT, "invoke_agent"), "chain": (AGENT, "chain"), "span": (OTHER, None),
+                   "event": (OTHER, None), "evaluator": (AGENT, "evaluator"), "guardrail": (AGENT, "guardrail")}
+_MLFLOW_KINDS = {"llm": (INFERENCE, "chat"), "chat_model": (INFERENCE, "chat"),
+                 "embedding": (EMBEDDINGS, "embeddings"), "retriever": (RETRIEVAL, "retrieval"),
+                 "reranker": (RETRIEVAL, "reranker"), "tool": (TOOL, "execute_tool"),
+                 "agent": (AGENT, "invoke_agent"), "chain": (AGENT, "chain"), "parser": (OTHER, None),
+                 "unknown": (OTHER, None)}
+_VENDOR_KINDS = (("langfuse.observation.type", _LANGFUSE_KINDS), ("mlflow.spanType", _MLFLOW_KINDS))
+ADK_REQUEST = "gcp.vertex.agent.llm_request"
+ADK_RESPONSE = "gcp.vertex.agent.llm_response"
+ADK_TOOL_ARGS = "gcp.vertex.agent.tool_call_args"
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
                "llm.request.model_name")
 
@@ -88,9 +102,18 @@ def classify(span: SpanRecord) -> tuple[str, str | None]:
         if isinstance(op, str) and op:
             op = op.lower()
             return _OP_CATEGORY.get(op, UNSUPPORTED), op
+    for key, table in _VENDOR_KINDS:  # Langfuse SDK, MLflow (values may be JSON-encoded)
+        kind = a.get(key)
+        if isinstance(kind, str) and kind:
+            kind = kind.strip('"').lower()
+            return table.get(kind, (UNSUPPORTED, kind))
     vercel = a.get("ai.operationId")
     if isinstance(vercel, str) and vercel:
         return _VERCEL_OP.get(vercel, (UNSUPPORTED, vercel))
+    if ADK_REQUEST in a:  # Google ADK's call_llm span
+        return INFERENCE, "generate_content"
+    if ADK_TOOL_ARGS in a:
+        return TOOL, "execute_tool"
     if "gen_ai.tool.name" in a or "gen_ai.tool.call.id" in a:
         return TOOL, "execute_tool"
     if any(k in a for k in _MODEL_KEYS) or any(e.name == PROMPT_EVENT_126 for e in span.events):
@@ -472,6 +495,23 @@ def _tools(a: dict[str, Any]) -> list[dict]:
     return []
 
 
+def _request_tools(a: dict[str, Any]) -> list[dict]:
+    """Tool definitions inside a recorded raw request (OpenInference, MLflow, Gemini/ADK)."""
+    for key in ("input.value", "mlflow.spanInputs"):
+        if key in a:
+            raw = maybe_json(a[key])
+            if isinstance(raw, dict) and isinstance(raw.get("tools"), list):
+                return [t for t in (_tool_def(x) for x in raw["tools"]) if t]
+    if ADK_REQUEST in a:
+        req = maybe_json(a[ADK_REQUEST])
+        config = req.get("config") if isinstance(req, dict) else None
+        if isinstance(config, dict) and isinstance(config.get("tools"), list):
+            decls = [d for t in config["tools"] if isinstance(t, dict)
+                     for d in t.get("function_declarations") or t.get("functionDeclarations") or []]
+            return [t for t in (_tool_def({"type": "function", **d}) for d in decls if isinstance(d, dict)) if t]
+    return []
+
+
 # ---------------------------------------------------------------------------------------------
 # per-convention content
 
@@ -661,6 +701,104 @@ def _openinference(a: dict[str, Any], events: list[Event]) -> Content | None:
     return None
 
 
+def _chat_output(value: Any) -> _Output | None:
+    """A recorded response in the shapes vendors store: a chat completion ({choices: [...]}),
+    one message, a list of messages, or plain text."""
+    value = maybe_json(value)
+    if isinstance(value, str):
+        return _Output(value)
+    if isinstance(value, list) and value:
+        value = value[0]
+    if not isinstance(value, dict):
+        return None
+    choices = value.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        ch = choices[0]
+        msg = ch.get("message") if isinstance(ch.get("message"), dict) else {"content": ch.get("text")}
+        return _output_from_messages(openai_message(msg, "assistant"), ch.get("finish_reason"))
+    return _output_from_messages(otel_message(value, "assistant"), value.get("finish_reason"))
+
+
+def _chat_input(value: Any) -> list[Message] | None:
+    value = maybe_json(value)
+    if isinstance(value, dict):
+        if isinstance(value.get("messages"), list):
+            return messages_from(value["messages"])
+        for k in ("input", "prompt", "query", "question"):  # a single prompt, as SDKs wrap it
+            if isinstance(value.get(k), str):
+                return [Message(role="user", content=value[k])]
+        return None
+    if isinstance(value, (list, str)):
+        return messages_from(value)
+    return None
+
+
+def _langfuse(a: dict[str, Any], events: list[Event]) -> Content | None:
+    """Langfuse SDK generations: input and output as JSON (§4.3)."""
+    if "langfuse.observation.input" not in a and "langfuse.observation.output" not in a:
+        return None
+    msgs = _chat_input(a.get("langfuse.observation.input")) or []
+    out = a.get("langfuse.observation.output")
+    return Content("langfuse", msgs, _chat_output(out) if out is not None else None)
+
+
+def _mlflow(a: dict[str, Any], events: list[Event]) -> Content | None:
+    """MLflow tracing: the request and response JSON-encoded in mlflow.spanInputs / spanOutputs."""
+    if "mlflow.spanInputs" not in a:
+        return None
+    msgs = _chat_input(a.get("mlflow.spanInputs")) or []
+    out = a.get("mlflow.spanOutputs")
+    return Content("mlflow", msgs, _chat_output(out) if out is not None else None)
+
+
+def _gemini_message(d: Any) -> list[Message]:
+    """A Gemini Content {role: user | model, parts: [{text} | {function_call} | {function_response}]}."""
+    if not isinstance(d, dict):
+        return []
+    role = "assistant" if d.get("role") == "model" else _role(d.get("role"))
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    results: list[Message] = []
+    for p in d.get("parts") or []:
+        if not isinstance(p, dict):
+            continue
+        if isinstance(p.get("text"), str) and not p.get("thought"):
+            texts.append(p["text"])
+        fc = p.get("function_call") or p.get("functionCall")
+        if isinstance(fc, dict):
+            calls.append(ToolCall(name=str(fc.get("name")), arguments=_args_text(fc.get("args", {})),
+                                  id=fc.get("id")))
+        fr = p.get("function_response") or p.get("functionResponse")
+        if isinstance(fr, dict):
+            results.append(Message(role="tool", content=_text(fr.get("response", "")),
+                                   tool_call_id=fr.get("id"), name=fr.get("name")))
+    out = [Message(role=role, content="".join(texts) if texts else None, tool_calls=calls)] \
+        if texts or calls else []
+    return out + results
+
+
+def _adk(a: dict[str, Any], events: list[Event]) -> Content | None:
+    """Google ADK call_llm spans: the Gemini request and response as JSON."""
+    req = maybe_json(a.get(ADK_REQUEST))
+    if not isinstance(req, dict):
+        return None
+    msgs: list[Message] = []
+    config = req.get("config") if isinstance(req.get("config"), dict) else {}
+    system = config.get("system_instruction")
+    if system:
+        msgs.append(Message(role="system", content=_text(system) if not isinstance(system, dict)
+                            else "".join(_text(p.get("text", "")) for p in system.get("parts") or []
+                                         if isinstance(p, dict))))
+    for c in req.get("contents") or []:
+        msgs.extend(_gemini_message(c))
+    output = None
+    resp = maybe_json(a.get(ADK_RESPONSE))
+    if isinstance(resp, dict) and isinstance(resp.get("content"), dict):
+        output = _output_from_messages(_gemini_message(resp["content"]) or [Message("assistant", "")],
+                                       resp.get("finish_reason"))
+    return Content("google-adk", msgs, output)
+
+
 def find_content(span: SpanRecord, events: list[Event]) -> Content | None:
     """Try each convention in the priority order of the alias table (§4.4)."""
     a = span.attributes
@@ -668,7 +806,8 @@ def find_content(span: SpanRecord, events: list[Event]) -> Content | None:
         if ev.name == DETAILS_EVENT:
             a = {**a, **ev.attributes}
     best: Content | None = None
-    for finder in (_otel_137, _openllmetry, _openinference, _otel_events, _otel_126, _vercel):
+    for finder in (_otel_137, _openllmetry, _openinference, _otel_events, _otel_126, _vercel,
+                   _langfuse, _mlflow, _adk):
         found = finder(a, events)  # lazily: most spans stop at the first convention
         if found is None:
             continue
@@ -688,17 +827,36 @@ def find_content(span: SpanRecord, events: list[Event]) -> Content | None:
 
 def _invocation_params(a: dict[str, Any]) -> dict[str, Any]:
     p = maybe_json(a.get("llm.invocation_parameters"))
-    if not isinstance(p, dict):
-        raw = maybe_json(a.get("input.value"))
-        p = {k: v for k, v in raw.items() if k not in ("messages", "tools")} if isinstance(raw, dict) else {}
-    return p
+    if isinstance(p, dict):
+        return p
+    p = maybe_json(a.get("langfuse.observation.model.parameters"))
+    if isinstance(p, dict):
+        return p
+    for key in ("input.value", "mlflow.spanInputs"):  # the raw request
+        raw = maybe_json(a.get(key))
+        if isinstance(raw, dict):
+            return {k: v for k, v in raw.items() if k not in ("messages", "tools")}
+    req = maybe_json(a.get(ADK_REQUEST))
+    if isinstance(req, dict):  # Gemini: the parameters are in the generation config
+        config = req.get("config") if isinstance(req.get("config"), dict) else {}
+        out = {k: v for k, v in config.items() if isinstance(v, (int, float, str, list)) and k in _GEMINI_PARAMS}
+        out = {_GEMINI_PARAMS[k]: v for k, v in out.items()}
+        if req.get("model"):
+            out["model"] = req["model"]
+        return out
+    return {}
+
+
+_GEMINI_PARAMS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+                  "max_output_tokens": "max_tokens", "seed": "seed", "stop_sequences": "stop",
+                  "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty"}
 
 
 # canonical field -> source keys, first match wins (§4.4). "inv." keys come from OpenInference
 # llm.invocation_parameters (or the raw request in input.value).
 _PARAM_KEYS: dict[str, tuple[str, ...]] = {
     "model": ("gen_ai.request.model", "llm.request.model_name", "inv.model", "llm.model_name",
-              "ai.model.id", "gen_ai.response.model"),
+              "ai.model.id", "langfuse.observation.model.name", "gen_ai.response.model"),
     "temperature": ("gen_ai.request.temperature", "inv.temperature", "llm.temperature"),
     "top_p": ("gen_ai.request.top_p", "inv.top_p", "llm.top_p"),
     "top_k": ("gen_ai.request.top_k", "inv.top_k", "llm.top_k"),
@@ -818,7 +976,27 @@ def request_params(a: dict[str, Any]) -> dict[str, Any]:
 
 def _usage(a: dict[str, Any]) -> dict[str, int | None]:
     raw = _first_present(a, _key_plan(a).usage)
+    if "input_tokens" not in raw:
+        raw = {**_vendor_usage(a), **raw}
     return {name: _num(raw[name], int) if name in raw else None for name in _USAGE_KEYS}
+
+
+_VENDOR_USAGE = {  # usage objects of Langfuse (usage_details) and Gemini (usage_metadata)
+    "input": "input_tokens", "output": "output_tokens", "total": "total_tokens",
+    "prompt_token_count": "input_tokens", "candidates_token_count": "output_tokens",
+    "total_token_count": "total_tokens", "cached_content_token_count": "cached_tokens",
+    "thoughts_token_count": "reasoning_tokens",
+}
+
+
+def _vendor_usage(a: dict[str, Any]) -> dict[str, Any]:
+    usage = maybe_json(a.get("langfuse.observation.usage_details"))
+    if not isinstance(usage, dict):
+        resp = maybe_json(a.get(ADK_RESPONSE))
+        usage = resp.get("usage_metadata") if isinstance(resp, dict) else None
+    if not isinstance(usage, dict):
+        return {}
+    return {_VENDOR_USAGE[k]: v for k, v in usage.items() if k in _VENDOR_USAGE and v is not None}
 
 
 def provider_of(span: SpanRecord) -> str | None:
@@ -846,7 +1024,10 @@ _CONTENT_KEYS = frozenset({
     "input.value", "output.value", "llm.invocation_parameters", "llm.prompt_template.template",
     "llm.prompt_template.variables", "traceloop.entity.input", "traceloop.entity.output",
     "ai.prompt", "ai.prompt.messages", "ai.prompt.tools", "ai.response.text", "ai.response.toolCalls",
-    "ai.response.object", "ai.response.providerMetadata"})
+    "ai.response.object", "ai.response.providerMetadata",
+    "langfuse.observation.input", "langfuse.observation.output", "langfuse.trace.input",
+    "langfuse.trace.output", "mlflow.spanInputs", "mlflow.spanOutputs", ADK_REQUEST, ADK_RESPONSE,
+    ADK_TOOL_ARGS, "gcp.vertex.agent.tool_response"})
 _CONTENT_PREFIXES = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.",
                      "llm.output_messages.", "llm.tools.", "llm.request.functions.", "llm.prompts.",
                      "llm.choices.", "gen_ai.tool.definitions.", "retrieval.documents.")
@@ -1047,11 +1228,7 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
         cached_tokens=usage["cached_tokens"],
         cost_usd=_num(_first(a.get("llm.cost.total"), a.get("gen_ai.usage.cost"))),
         error=error)
-    tools = _tools(a)
-    if not tools:
-        raw = maybe_json(a.get("input.value"))
-        if isinstance(raw, dict) and isinstance(raw.get("tools"), list):
-            tools = [t for t in (_tool_def(x) for x in raw["tools"]) if t]
+    tools = _tools(a) or _request_tools(a)
     warnings = [f"tool definition without parameters: {t['function'].get('name')}"
                 for t in tools if not t["function"].get("parameters")]
     if content.output is None and not is_error:
@@ -1068,7 +1245,8 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
         "response_model": _first(a.get("gen_ai.response.model"), a.get("llm.response.model_name"),
                                  a.get("llm.model_name")),  # OpenInference: response model when known
         "response_id": a.get("gen_ai.response.id"),
-        "conversation_id": _first(a.get("gen_ai.conversation.id"), a.get("session.id")),
+        "conversation_id": _first(a.get("gen_ai.conversation.id"), a.get("session.id"),
+                                  a.get("langfuse.session.id")),
         "start_time_unix_nano": span.start_ns,
         "usage": {k: v for k, v in usage.items() if v is not None},
         "attributes": filterable_attributes(a),
