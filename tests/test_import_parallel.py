@@ -282,3 +282,15 @@ def test_workers_collect_garbage_and_the_caller_gets_its_collector_back(tmp_path
             assert ex.submit(gc.isenabled).result() is True
     finally:
         gc.enable()
+
+
+def test_import_to_a_pipe_that_closes_early_stops_quietly(tmp_path):
+    import subprocess
+    import sys
+    f = straddling_file(tmp_path / "traces.pb", traces=3000)  # ~2 MB of cases: more than a pipe holds
+    p = subprocess.Popen([sys.executable, "-m", "replaygate.cli", "-q", "import", str(f), "-o", "/dev/stdout"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout.read(10) == b'{"id":"000'
+    p.stdout.close()  # as `| head` does
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 141 and b"Traceback" not in err and b"internal error" not in err

@@ -24,6 +24,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("replaygate: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout
+            sys.exit(141)  # 128 + SIGPIPE, as a shell reports a process the pipe ended
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
             raise
         except Exception as e:  # a bug in replaygate: short message, traceback only with -v
