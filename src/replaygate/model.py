@@ -13,8 +13,13 @@ SCHEMA_VERSION = 1
 
 
 def _pick(cls, d: dict) -> dict:
-    names = {f.name for f in fields(cls)}
+    names = _FIELD_NAMES.get(cls)
+    if names is None:  # fields() is slow, and runs files read back every case through here
+        names = _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
     return {k: v for k, v in d.items() if k in names}
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
 
 
 @dataclass

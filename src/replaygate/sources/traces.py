@@ -369,11 +369,18 @@ def _start(r: _Retrieved) -> int:
 def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = None,
                 sample: dict | None = None, *, include_errors: bool = False,
                 refs_dir: str | Path | None = None) -> list[Case]:
-    """Cases for a ``traces:`` dataset entry: import, filter with ``where``, then ``sample``."""
-    match = compile_where(where)
+    """Cases for a ``traces:`` dataset entry: import, filter with ``where``, then ``sample``.
+
+    The import is ``replaygate import``'s (worker processes for large inputs) into a temporary
+    cases file read back: memory holds the cases that match, not every span until the end."""
+    import tempfile
+
+    from replaygate.sources.parallel import import_to_jsonl  # it builds on this module
     pick = _parse_sample(sample)
-    cases, _ = import_traces(paths, include_errors=include_errors, refs_dir=refs_dir)
-    cases = [c for c in cases if match(c)]
+    with tempfile.TemporaryDirectory(prefix="replaygate-traces-") as d:
+        out = Path(d) / "cases.jsonl"
+        import_to_jsonl(paths, out, where=where, include_errors=include_errors, refs_dir=refs_dir)
+        cases = read_cases_jsonl(out)
     if pick is not None:
         cases = sample_cases(cases, *pick)
     return cases
@@ -533,12 +540,13 @@ def read_cases_jsonl(path: str | Path) -> list[Case]:
         f = open(path, encoding="utf-8")
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror or e}", file=str(path)) from None
-    with f:
+    with f, young_gc_only() as young_gc:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
+            young_gc()
             try:
-                d = json.loads(line)
+                d = fastjson.loads_value(line)  # exact: a case may hold any integer
                 if not isinstance(d, dict) or "id" not in d:
                     raise ValueError("expected a case object with an id")
                 out.append(Case.from_dict(d))
