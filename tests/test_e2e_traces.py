@@ -99,3 +99,15 @@ def test_import_with_worker_processes_writes_what_one_process_writes(tmp_path):
     p = subprocess.run([sys.executable, "-m", "replaygate.cli", "import", str(FIXTURES), "-o",
                         str(tmp_path / "x.jsonl"), "--workers", "0"], capture_output=True, text=True)
     assert p.returncode == 2 and "--workers" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_import_sample_is_the_seeded_sample_of_the_full_import(tmp_path):
+    from replaygate.sources.traces import read_cases_jsonl, sample_cases
+    r = invoke("import", FIXTURES, "-o", tmp_path / "all.jsonl")
+    assert r.exit_code == 0, r.output
+    r = invoke("import", FIXTURES, "-o", tmp_path / "some.jsonl", "--sample", "3", "--seed", "4")
+    assert r.exit_code == 0, r.output
+    want = sample_cases(read_cases_jsonl(tmp_path / "all.jsonl"), 3, 4)
+    got = read_cases_jsonl(tmp_path / "some.jsonl")
+    assert [c.to_dict() for c in got] == [c.to_dict() for c in want] and len(got) == 3
+    assert "kept after --where/--sample: 3 of" in r.output

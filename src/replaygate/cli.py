@@ -153,7 +153,7 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, 
 
     from .errors import InputError
     from .sources.parallel import import_to_jsonl
-    from .sources.traces import compile_where, import_traces, sample_cases, write_cases_jsonl
+    from .sources.traces import read_cases_jsonl, sample_cases, write_cases_jsonl
 
     where = None
     if where_json:
@@ -161,10 +161,14 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, 
             where = json.loads(where_json)
         except json.JSONDecodeError as e:
             raise InputError(f"--where is not JSON: {e.msg}") from None
-    if sample_n:  # sampling needs every case in hand
-        match = compile_where(where)
-        cases, stats = import_traces(list(traces), include_errors=include_errors, refs_dir=refs_dir)
-        n = write_cases_jsonl(sample_cases([c for c in cases if match(c)], sample_n, seed), output)
+    if sample_n:  # sampling needs the matching cases in hand: import them beside, then sample
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="replaygate-import-") as d:
+            every = Path(d) / "cases.jsonl"
+            stats, _ = import_to_jsonl(list(traces), every, where=where, include_errors=include_errors,
+                                       workers=workers, refs_dir=refs_dir)
+            n = write_cases_jsonl(sample_cases(read_cases_jsonl(every), sample_n, seed), output)
     else:  # streamed, in worker processes: memory does not grow with the number of cases
         stats, n = import_to_jsonl(list(traces), output, where=where, include_errors=include_errors,
                                    workers=workers, refs_dir=refs_dir)
