@@ -162,7 +162,7 @@ def raw_decode(pb_path: Path) -> tuple[int, float]:
 
 MODES = {
     "decode": "decode only: the file into flat span records",
-    "import": "import_traces(): one pass, cases kept in memory (the traces: dataset entry)",
+    "import": "import_traces(): one pass in one process, spans and cases kept in memory",
     "stream": "iter_import() + write_cases_jsonl(): two passes, one process",
     "cli-1": "replaygate import --workers 1: import_to_jsonl(), one pass over chunks, in process",
     "cli": "replaygate import (default workers): import_to_jsonl() over a process pool",
