@@ -294,3 +294,30 @@ def test_import_to_a_pipe_that_closes_early_stops_quietly(tmp_path):
     p.stdout.close()  # as `| head` does
     _, err = p.communicate(timeout=60)
     assert p.returncode == 141 and b"Traceback" not in err and b"internal error" not in err
+
+
+def test_ctrl_c_during_an_import_keeps_the_old_output_and_leaves_nothing_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    fifo = tmp_path / "traces.jsonl"
+    os.mkfifo(fifo)  # no writer: the import blocks reading it, with its workers started
+    out = tmp_path / "cases.jsonl"
+    out.write_text("previous run\n")
+    p = subprocess.Popen([sys.executable, "-m", "replaygate.cli", "import", str(fifo), "-o", str(out),
+                          "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".cases.jsonl.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # the pool's workers are up
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and b"interrupted" in err and b"Traceback" not in err
+    assert out.read_text() == "previous run\n"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["cases.jsonl", "traces.jsonl"]
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # no worker outlives the import
+        os.killpg(p.pid, 0)
