@@ -79,16 +79,34 @@ def _json_value(v) -> dict:
     return {"arrayValue": {"values": [_json_value(x) for x in v]}}
 
 
+def _other_attrs(t: int, k: int) -> list[tuple[str, object]]:
+    """An HTTP client or database span, as production traces hold many of."""
+    if k % 2:
+        return [("db.system", "postgresql"), ("db.namespace", "orders"), ("db.operation.name", "SELECT"),
+                ("db.query.text", f"SELECT * FROM orders WHERE customer_id = $1 AND id = {t}"),
+                ("server.address", "db.internal"), ("server.port", 5432), ("network.peer.address", "10.0.3.7"),
+                ("db.response.returned_rows", 3)]
+    return [("http.request.method", "POST"), ("url.full", f"https://api.internal/v2/orders/{t}/status"),
+            ("server.address", "api.internal"), ("server.port", 443), ("http.response.status_code", 200),
+            ("network.protocol.version", "1.1"), ("user_agent.original", "python-httpx/0.28.1"),
+            ("http.request.body.size", 512), ("http.response.body.size", 2048),
+            ("url.scheme", "https")]
+
+
+OTHER_SPANS = 0  # non-GenAI spans per trace (--other-spans)
+
+
 def _trace_spans(t: int) -> tuple[list[Span], list[dict]]:
-    """The 4 spans of trace t, as protobuf and as OTLP/JSON."""
+    """The spans of trace t (4 GenAI ones, then OTHER_SPANS others), as protobuf and OTLP/JSON."""
     pb_spans, js_spans = [], []
     trace_id = (t + 1).to_bytes(16, "big")
     root = ((t + 1) << 4).to_bytes(8, "big")
     start = T0 + t * 1_000_000_000
-    for k, kind in enumerate(("agent", "retrieval", "chat", "tool")):
+    kinds = ("agent", "retrieval", "chat", "tool") + ("other",) * OTHER_SPANS
+    for k, kind in enumerate(kinds):
         span_id = (((t + 1) << 4) + k).to_bytes(8, "big")
         s, e = start + k * 10_000_000, start + k * 10_000_000 + 400_000_000
-        attrs = _attrs(t, kind)
+        attrs = _other_attrs(t, k) if kind == "other" else _attrs(t, kind)
         pb_spans.append(Span(trace_id=trace_id, span_id=span_id,
                              parent_span_id=b"" if k == 0 else root, name=f"{kind} span", kind=3,
                              start_time_unix_nano=s, end_time_unix_nano=e,
@@ -116,7 +134,7 @@ def generate(n_spans: int, pb_path: Path, js_path: Path, aligned: bool = False) 
     """Export requests of SPANS_PER_REQUEST spans; unless ``aligned``, one span fewer, so the
     request boundaries cut traces apart, as a batch span processor's do."""
     per_request = SPANS_PER_REQUEST if aligned else SPANS_PER_REQUEST - 1
-    traces = max(1, n_spans // SPANS_PER_TRACE)
+    traces = max(1, n_spans // (SPANS_PER_TRACE + OTHER_SPANS))
     written = 0
     with open(pb_path, "wb") as pb, open(js_path, "w") as js:
         pb_buf: list[Span] = []
@@ -214,6 +232,8 @@ def main() -> None:
     ap.add_argument("--big", action="store_true", help="1M spans (about 1 GB of OTLP/JSON)")
     ap.add_argument("--aligned", action="store_true",
                     help="export requests hold whole traces (default: request boundaries cut traces)")
+    ap.add_argument("--other-spans", type=int, default=0,
+                    help="add N HTTP/database spans (8-10 attributes) to each trace, as production has")
     ap.add_argument("--dir", help="where to write the generated files (default: a temp dir)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     ap.add_argument("--repeat", type=int, default=1,
@@ -225,13 +245,16 @@ def main() -> None:
         _child(*args.child)
         return
     n = 1_000_000 if args.big else args.spans
+    global OTHER_SPANS
+    OTHER_SPANS = args.other_spans
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         pb, js = Path(d) / "traces.pb", Path(d) / "traces.jsonl"
         t = time.perf_counter()
         n = generate(n, pb, js, aligned=args.aligned)
         print(f"generated {n} spans in {time.perf_counter() - t:.1f}s: "
               f"protobuf {pb.stat().st_size / 1e6:.0f} MB, JSON {js.stat().st_size / 1e6:.0f} MB, "
-              f"{'whole traces per request' if args.aligned else 'requests cut traces apart'}")
+              f"{'whole traces per request' if args.aligned else 'requests cut traces apart'}, "
+              f"{args.other_spans} non-GenAI spans per trace")
         raw_n, raw_s = raw_decode(pb)
         raw_rate = raw_n / raw_s
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; Python loop speed "

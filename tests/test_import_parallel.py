@@ -321,3 +321,51 @@ def test_ctrl_c_during_an_import_keeps_the_old_output_and_leaves_nothing_behind(
     time.sleep(0.5)
     with pytest.raises(ProcessLookupError):  # no worker outlives the import
         os.killpg(p.pid, 0)
+
+
+# --- spans that are not GenAI are counted, not decoded ------------------------------------------
+
+def test_spans_without_genai_keys_are_other_whatever_they_hold():
+    from replaygate.sources.otlp import Event, SpanRecord, read_file
+    # every span of every fixture that classify() places is found by the key prefixes
+    for path in sorted(FIX.iterdir()):
+        if path.suffix not in (".json", ".jsonl", ".pb"):
+            continue
+        for rec in read_file(path):
+            if isinstance(rec, SpanRecord) and genai.classify(rec)[0] != genai.OTHER:
+                assert any(k.startswith(genai.SPAN_KEY_PREFIXES) for k in rec.attributes) or any(
+                    e.name.startswith(genai.SPAN_KEY_PREFIXES) for e in rec.events), (path.name, rec.name)
+
+    def span(attrs, events=()):
+        return SpanRecord("a" * 32, "b" * 16, None, "GET /orders", 2, 1, 2, attrs, list(events), 0, "", {}, "", "x")
+    http = {"http.request.method": "GET", "url.full": "https://api.example.com/v1/chat/completions",
+            "server.address": "api.openai.com", "db.system": "postgresql", "model": "gpt-4o",
+            "ai_model": "x", "llm_provider": "openai", "messaging.system": "kafka", "rpc.service": "Chat"}
+    assert genai.classify(span(http)) == (genai.OTHER, None)
+    # and the keys classify() does read are all under a prefix
+    for key in ("gen_ai.operation.name", "gen_ai.tool.name", "gen_ai.request.model", "llm.model_name",
+                "llm.request.type", "openinference.span.kind", "traceloop.span.kind",
+                "langfuse.observation.type", "mlflow.spanType", "ai.operationId", genai.ADK_REQUEST,
+                genai.ADK_TOOL_ARGS):
+        assert genai.classify(span({key: "chat"}))[0] != genai.OTHER, key
+        assert key.startswith(genai.SPAN_KEY_PREFIXES), key
+    assert genai.classify(span({}, [Event(genai.PROMPT_EVENT_126, 0, {})]))[0] == genai.INFERENCE
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_http_and_database_spans_between_llm_calls_change_nothing_but_the_span_count(tmp_path, workers):
+    plain = straddling_file(tmp_path / "plain.pb", late=False, retry=False)
+    frames = []
+    for i in range(13):
+        other = [_span(i, 7, [("http.request.method", "POST"), ("url.path", "/v1/chat"),
+                              ("db.statement", "SELECT 1"), ("server.port", 443)])]
+        spans = ([_chat(i - 1)] if i else []) + other + ([_retrieval(i)] if i < 12 else [])
+        frames.append(_frame(spans))
+    mixed = tmp_path / "mixed.pb"
+    mixed.write_bytes(b"".join(frames))
+    a, a_stats, _ = _parallel([plain], tmp_path, workers, 1)
+    b, b_stats, _ = _parallel([mixed], tmp_path, workers, 1)
+    assert a.replace(b"plain.pb", b"mixed.pb") == b
+    assert b_stats["spans_read"] == a_stats["spans_read"] + 13
+    assert {k: v for k, v in b_stats.items() if k != "spans_read"} == \
+        {k: v for k, v in a_stats.items() if k != "spans_read"}

@@ -90,6 +90,14 @@ GENAI_EVENT_NAMES = frozenset({*LEGACY_MESSAGE_EVENTS, CHOICE_EVENT, DETAILS_EVE
                                PROMPT_EVENT_126, COMPLETION_EVENT_126, EVALUATION_EVENT})
 
 
+# Every key classify() reads starts with one of these (and every event name it reads with
+# "gen_ai."): a span without any such key or event name is OTHER whatever else it holds, so
+# the import counts such spans without decoding them (tested against classify).
+SPAN_KEY_PREFIXES = ("gen_ai.", "llm.", "openinference.span.kind", "traceloop.span.kind",
+                     "langfuse.observation.type", "mlflow.spanType", "ai.operationId",
+                     "gcp.vertex.agent.")
+
+
 def classify(span: SpanRecord) -> tuple[str, str | None]:
     """(category, operation) from attributes, never from the span name (§4.6)."""
     a = span.attributes

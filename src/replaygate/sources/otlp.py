@@ -260,9 +260,9 @@ def _json_spans(obj: dict, source: str, counts: DecodeCounts,
             scope = (ss.get("scope") or _g(ss, "instrumentationLibrary", "instrumentation_library")
                      or {}).get("name", "")
             for sp in ss.get("spans") or []:
-                if want is not None and not want(sp):
-                    continue
                 counts.spans += 1
+                if want is not None and not want(sp):
+                    continue  # counted as read, not decoded
                 try:
                     yield _json_span(sp, resource, scope, source)
                 except (KeyError, ValueError, TypeError, AttributeError):
@@ -349,9 +349,9 @@ def _proto_spans(msg: TracesData, source: str, counts: DecodeCounts,
         for ss in rs.scope_spans:
             scope = ss.scope.name
             for sp in ss.spans:
-                if want is not None and not want(sp):
-                    continue
                 counts.spans += 1
+                if want is not None and not want(sp):
+                    continue  # counted as read, not decoded
                 try:
                     # ids of the right length and not all zero (the hot path) skip normalize_id
                     tid, sid, pid = sp.trace_id, sp.span_id, sp.parent_span_id
@@ -422,9 +422,9 @@ def _plausible(msg) -> bool:
     return True
 
 
-def _proto_records(msg, source: str, counts: DecodeCounts):
+def _proto_records(msg, source: str, counts: DecodeCounts, want=None):
     if isinstance(msg, TracesData):
-        return _proto_spans(msg, source, counts)
+        return _proto_spans(msg, source, counts, want)
     return _proto_logs(msg, source, counts)
 
 
@@ -529,9 +529,11 @@ class Unit:
 
 
 def read_file(path: str | Path, counts: DecodeCounts | None = None,
-              limits: Limits = DEFAULT_LIMITS) -> Iterator[SpanRecord | LogRecordEvent]:
+              limits: Limits = DEFAULT_LIMITS, key_prefixes: tuple[str, ...] | None = None
+              ) -> Iterator[SpanRecord | LogRecordEvent]:
     """Stream the spans and log records of one file. Raises InputError naming the file (and
-    line) for undecodable input; a bad span inside good input is counted in ``counts.malformed``."""
+    line) for undecodable input; a bad span inside good input is counted in ``counts.malformed``.
+    With ``key_prefixes``, see ``decode_unit``."""
     path = Path(path)
     source = str(path)
     counts = counts if counts is not None else DecodeCounts()
@@ -539,7 +541,7 @@ def read_file(path: str | Path, counts: DecodeCounts | None = None,
     before = counts.spans + counts.log_records
     prefer_logs = is_logs_name(path)
     for unit in iter_units(path, limits):
-        yield from decode_unit(unit, source, counts, prefer_logs)
+        yield from decode_unit(unit, source, counts, prefer_logs, key_prefixes)
     if counts.spans + counts.log_records == before:
         raise InputError("no spans or log records found", file=source)
 
@@ -573,12 +575,37 @@ def iter_units(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[Un
         stream.close()
 
 
-def decode_unit(unit: Unit, source: str, counts: DecodeCounts,
-                prefer_logs: bool = False) -> Iterator[SpanRecord | LogRecordEvent]:
-    """The spans and log records of one unit; InputError names the file and line or frame."""
+def decode_unit(unit: Unit, source: str, counts: DecodeCounts, prefer_logs: bool = False,
+                key_prefixes: tuple[str, ...] | None = None) -> Iterator[SpanRecord | LogRecordEvent]:
+    """The spans and log records of one unit; InputError names the file and line or frame.
+
+    With ``key_prefixes``, a span none of whose attribute keys or event names starts with one
+    of them is counted but not decoded: production traces are mostly HTTP, database and queue
+    spans, and listing a span's keys costs a fraction of decoding its values."""
     if unit.is_json:
-        return _json_records(_parse_json_unit(unit, source), source, unit.line, counts)
-    return _proto_records(_parse_proto_unit(unit, source, prefer_logs), source, counts)
+        want = (lambda sp: _json_keys_start(sp, key_prefixes)) if key_prefixes else None
+        return _json_records(_parse_json_unit(unit, source), source, unit.line, counts, want)
+    want = (lambda sp: _proto_keys_start(sp, key_prefixes)) if key_prefixes else None
+    return _proto_records(_parse_proto_unit(unit, source, prefer_logs), source, counts, want)
+
+
+def _proto_keys_start(sp, prefixes: tuple[str, ...]) -> bool:
+    for kv in sp.attributes:
+        if kv.key.startswith(prefixes):
+            return True
+    return any(e.name.startswith(prefixes) for e in sp.events)
+
+
+def _json_keys_start(sp: dict, prefixes: tuple[str, ...]) -> bool:
+    for kv in sp.get("attributes") or ():
+        key = kv.get("key") if isinstance(kv, dict) else None
+        if isinstance(key, str) and key.startswith(prefixes):
+            return True
+    for ev in sp.get("events") or ():
+        name = ev.get("name") if isinstance(ev, dict) else None
+        if isinstance(name, str) and name.startswith(prefixes):
+            return True
+    return False
 
 
 def _parse_json_unit(unit: Unit, source: str) -> Any:
@@ -604,7 +631,8 @@ def decode_unit_for_join(unit: Unit, source: str, counts: DecodeCounts, prefer_l
     """The first pass of an import needs only what other records join to: log records (the
     ones ``log_markers`` can find) and the spans that may carry retrieved documents (those in
     whose attribute keys, event names or values one of ``span_markers`` appears). This yields
-    every log record and just those spans; ``counts`` counts only what it decoded.
+    every log record and just those spans (``counts`` is incomplete: a unit without markers is
+    not even parsed).
 
     A unit in which no marker appears is not decoded at all, so its errors surface in the
     second pass. A protobuf span is tested on its encoded bytes, ~4x cheaper than decoding its

@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from replaygate import fastjson
 from replaygate.errors import InputError
+from replaygate.sources.genai import SPAN_KEY_PREFIXES
 from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCounts, Limits, Unit,
                                      decode_unit, is_logs_name, iter_units)
 from replaygate.sources.refs import RefReader
@@ -479,7 +480,7 @@ def _extract_local(task) -> tuple:
     spans = []
     with young_gc_only() as young_gc:  # a chunk is thousands of acyclic objects
         for unit in units:
-            for rec in decode_unit(unit, source, counts, prefer_logs):
+            for rec in decode_unit(unit, source, counts, prefer_logs, SPAN_KEY_PREFIXES):
                 op = imp.observe(rec)
                 young_gc()
                 if op is not None:
@@ -503,7 +504,7 @@ def _extract_joined(task) -> tuple:
     spans = []
     with young_gc_only() as young_gc:
         for unit in units:
-            for rec in decode_unit(unit, source, counts, prefer_logs):
+            for rec in decode_unit(unit, source, counts, prefer_logs, SPAN_KEY_PREFIXES):
                 op = imp.observe(rec, collect=False)
                 young_gc()
                 if op is not None:

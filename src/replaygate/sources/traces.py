@@ -266,7 +266,7 @@ def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: b
     cases: list[Case] = []
     with young_gc_only() as young_gc:
         for path in files:
-            for rec in read_file(path, counts, limits):
+            for rec in read_file(path, counts, limits, genai.SPAN_KEY_PREFIXES):
                 op = imp.observe(rec)
                 if op is not None:
                     pending.append((rec, op))  # type: ignore[arg-type]  # observe() saw a span
@@ -329,7 +329,7 @@ def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
     imp.stats = stats  # pass 2 counts and extracts
     counts = DecodeCounts()
     for path in files:
-        for rec in read_file(path, counts, limits):
+        for rec in read_file(path, counts, limits, genai.SPAN_KEY_PREFIXES):
             op = imp.observe(rec, collect=False)
             if op is not None:
                 case = imp.emit(rec, op)  # type: ignore[arg-type]  # observe() saw a span
