@@ -61,3 +61,79 @@ def test_run_report_counts_errors():
     assert "INCOMPLETE" in text and "Timeout × 1" in text and "n/a" in text
     suite = ET.fromstring(render(run, "junit").split("\n", 1)[1]).find("testsuite")
     assert suite.get("errors") == "1" and suite.get("failures") == "1"
+
+
+# --- html ---------------------------------------------------------------------------------------
+
+def _xhtml(text):
+    """The page parses as XML (well-formed markup); the DOCTYPE line is not XML."""
+    assert text.startswith("<!DOCTYPE html>\n")
+    return ET.fromstring(text.split("\n", 1)[1])
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _run(name, latencies, scores, costs=None, error_at=None):
+    cases = []
+    for i, (lat, sc) in enumerate(zip(latencies, scores)):
+        err = {"type": "Timeout", "message": "t"} if i == error_at else None
+        cases.append({"id": f"c{i}", "samples": [{
+            "repeat": 0, "output": HOSTILE, "latency_ms": lat, "error": err,
+            "cost_usd": None if costs is None else costs[i],
+            "scores": {"ok<b>": {"score": sc, "passed": sc >= 0.5, "reason": HOSTILE}}}]})
+    return {"schema_version": 1, "variant": {"name": name}, "environment": {}, "complete": True,
+            "cases": cases, "summary": {"quality.pass_rate": 0.5, "latency.p95": 120.0}}
+
+
+def test_html_escapes_model_text_and_parses():
+    page = render(COMPARISON, "html")
+    root = _xhtml(page)
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "c42 | &lt;b&gt;" in page and "\x07" not in page
+    cells = {td.text: td.get("class") for td in root.iter("td")}
+    assert cells["fail"] == "v-fail" and cells["pass"] == "v-pass"
+    assert root.find(".//p[@class='verdict fail']") is not None
+    assert "plots need the runs" in page  # a comparison alone has no samples to plot
+
+
+def test_html_plots_are_histograms_of_the_samples():
+    import numpy as np
+    rng = np.random.default_rng(3)
+    base_lat, cand_lat = rng.gamma(4, 30, 200).tolist(), rng.gamma(4, 40, 200).tolist()
+    base = _run("small <model>", base_lat, rng.integers(0, 2, 200).tolist(), costs=[1e-4] * 200, error_at=7)
+    cand = _run("large", cand_lat, rng.uniform(0, 1, 200).tolist())
+    root = _xhtml(render(COMPARISON, "html", runs=(base, cand)))
+    svgs = {s.get("data-metric"): s for s in root.iter(SVG + "svg")}
+    assert set(svgs) == {"latency.mean", "cost.mean", "score.ok<b>.mean"}
+    counts = lambda svg, g: [int(r.get("data-count")) for r in svg.iter(SVG + "rect") if r.get("data-group") == g]  # noqa: E731
+    # the bars are numpy's histogram of each run's successful samples, on shared bins
+    lat = svgs["latency.mean"]
+    assert sum(counts(lat, "0")) == 199 and sum(counts(lat, "1")) == 200  # the error sample is left out
+    edges = np.histogram_bin_edges(np.array(base_lat[:7] + base_lat[8:] + cand_lat), bins="auto")
+    want = [int(n) for n in np.histogram(cand_lat, bins=edges)[0] if n]
+    assert counts(lat, "1") == want
+    assert sum(counts(svgs["cost.mean"], "0")) == 199 and counts(svgs["cost.mean"], "1") == []
+    assert len([r for r in svgs["score.ok<b>.mean"].iter(SVG + "rect")]) <= 20  # tenths of [0, 1]
+
+
+def test_html_run_report():
+    run = _run("cand", [10.0, 20.0, 30.0], [1.0, 0.0, 1.0])
+    root = _xhtml(render(run, "html"))
+    assert root.find(".//h1").text == "replaygate run: cand"
+    assert len(list(root.iter(SVG + "svg"))) == 2  # latency and the score (no costs known)
+
+
+def test_gate_writes_an_html_report_with_the_runs_distributions(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+    config = Path(__file__).parent.parent / "example-configs" / "quickstart" / "replaygate.yaml"
+    out = tmp_path / "report.html"
+    p = subprocess.run([sys.executable, "-m", "replaygate.cli", "-q", "gate", "-c", str(config), "--offline",
+                        "--format", "html", "-o", str(out)], capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr  # the quickstart's candidate regresses
+    root = _xhtml(out.read_text(encoding="utf-8"))
+    metrics = [s.get("data-metric") for s in root.iter(SVG + "svg")]
+    assert metrics == ["latency.mean", "cost.mean", "score.states_policy.mean", "score.concise.mean"]
+    assert root.find(".//p[@class='verdict fail']") is not None and len(root.findall(".//details")) == 10

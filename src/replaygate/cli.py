@@ -11,7 +11,7 @@ import click
 
 from .errors import EXIT_INCOMPLETE, ReplaygateError
 
-FORMATS = ["table", "json", "md", "junit"]
+FORMATS = ["table", "json", "md", "junit", "html"]  # report.FORMATS, without importing it for --help
 
 
 class _Group(click.Group):
@@ -89,6 +89,11 @@ def _emit(text: str, output: str | None) -> None:
         p.write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
+
+
+def _plot_runs(fmt: str, base, cand) -> dict:
+    """The HTML report plots the runs' distributions; the other formats take only the comparison."""
+    return {"runs": (base.to_dict(), cand.to_dict())} if fmt == "html" else {}
 
 
 def _step_summary(doc: dict) -> None:
@@ -255,7 +260,7 @@ def compare(baseline, candidate, config_path, fmt, output, seed):
     cfg = load_config(config_path, check_files=False) if config_path else None
     base, cand = load_run(baseline), load_run(candidate)
     doc = do_compare(base, cand, cfg, seed=seed if seed is not None else (cfg["seed"] if cfg else 0))
-    _emit(render(doc, fmt), output)
+    _emit(render(doc, fmt, **_plot_runs(fmt, base, cand)), output)
     _step_summary(doc)
     sys.exit(doc["exit_code"])
 
@@ -291,7 +296,7 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
         save((base, cand))
     for w in sorted(set(base.warnings) | set(cand.warnings)):
         click.echo(f"warning: {w}", err=True)
-    _emit(render(doc, fmt), output)
+    _emit(render(doc, fmt, **_plot_runs(fmt, base, cand)), output)
     _step_summary(doc)
     sys.exit(doc["exit_code"])
 
@@ -323,7 +328,7 @@ def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
 def report(document, fmt, output):
-    """Render a run or comparison JSON as table, md, junit or json."""
+    """Render a run or comparison JSON as table, md, junit, html or json."""
     from .errors import InputError
     from .report import kind_of, render
     from .runfile import read_json, validate_document

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-FORMATS = ("table", "json", "md", "junit")
+FORMATS = ("table", "json", "md", "junit", "html")
 
 
 def kind_of(doc: dict) -> str:
@@ -33,4 +33,8 @@ def render(doc: dict, fmt: str, **opts: Any) -> str:
         from . import junit
 
         return junit.render_comparison(doc) if kind == "comparison" else junit.render_run(doc)
+    if fmt == "html":  # opts: runs=(baseline, candidate) run dicts, for the distribution plots
+        from . import html
+
+        return html.render_comparison(doc, **opts) if kind == "comparison" else html.render_run(doc)
     raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
