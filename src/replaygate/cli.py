@@ -325,11 +325,15 @@ def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh
 
 @cli.command()
 @click.argument("document", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS + ["otlp"]), default="table", show_default=True,
+              help="otlp: a run's calls as GenAI spans and its scores as gen_ai.evaluation.result events "
+                   "(OTLP/JSON lines).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
-def report(document, fmt, output):
-    """Render a run or comparison JSON as table, md, junit, html or json."""
-    from .errors import InputError
+@click.option("--otlp-endpoint", metavar="URL",
+              help="With --format otlp: send to this OTLP/HTTP endpoint (…/v1/traces, …/v1/logs) instead.")
+def report(document, fmt, output, otlp_endpoint):
+    """Render a run or comparison JSON as table, md, junit, html or json; export a run as OTLP."""
+    from .errors import InputError, RunIncomplete
     from .report import kind_of, render
     from .runfile import read_json, validate_document
 
@@ -341,6 +345,19 @@ def report(document, fmt, output):
     if kind is None:
         raise InputError("neither a run nor a comparison file", file=document)
     validate_document(doc, f"{kind}.schema.json", document)
+    if fmt == "otlp" and kind != "run":
+        raise InputError("--format otlp exports a run file; a comparison has no samples", file=document)
+    if otlp_endpoint:
+        if fmt != "otlp":
+            raise InputError("--otlp-endpoint goes with --format otlp")
+        from .report.otlp_export import post
+
+        try:
+            post(doc, otlp_endpoint)
+        except Exception as e:  # network errors of every kind: the export did not happen
+            raise RunIncomplete(f"OTLP export to {otlp_endpoint} failed: {type(e).__name__}: {e}") from None
+        if not output:
+            return
     _emit(render(doc, fmt), output)
 
 

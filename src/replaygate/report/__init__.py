@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 FORMATS = ("table", "json", "md", "junit", "html")
+RUN_FORMATS = FORMATS + ("otlp",)  # OTLP/JSON of the replayed calls and their scores
 
 
 def kind_of(doc: dict) -> str:
@@ -33,8 +34,14 @@ def render(doc: dict, fmt: str, **opts: Any) -> str:
         from . import junit
 
         return junit.render_comparison(doc) if kind == "comparison" else junit.render_run(doc)
+    if fmt == "otlp":
+        if kind != "run":
+            raise ValueError("the OTLP export takes a run file (a comparison has no samples)")
+        from . import otlp_export
+
+        return otlp_export.render(doc)
     if fmt == "html":  # opts: runs=(baseline, candidate) run dicts, for the distribution plots
         from . import html
 
         return html.render_comparison(doc, **opts) if kind == "comparison" else html.render_run(doc)
-    raise ValueError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    raise ValueError(f"unknown format {fmt!r} (one of {', '.join(RUN_FORMATS)})")
