@@ -237,6 +237,10 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
             click.echo(f"replaygate: partial run written to {output} (complete: false)", err=True)
         raise
     write_json(run.to_dict(), output)
+    if cfg.data.get("history"):
+        from .history import record_run
+
+        record_run(cfg.data["history"], run.to_dict())
     if not ctx.obj.get("quiet"):
         click.echo(render(run.to_dict(), "table"), nl=False)
     click.echo(f"wrote {output}", err=True)
@@ -294,6 +298,11 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
         raise
     if save_runs:
         save((base, cand))
+    if cfg.data.get("history"):
+        from .history import record_gate, record_run
+
+        ids = [record_run(cfg.data["history"], r.to_dict()) for r in (base, cand)]
+        record_gate(cfg.data["history"], doc, *ids)
     for w in sorted(set(base.warnings) | set(cand.warnings)):
         click.echo(f"warning: {w}", err=True)
     _emit(render(doc, fmt, **_plot_runs(fmt, base, cand)), output)
@@ -359,6 +368,63 @@ def report(document, fmt, output, otlp_endpoint):
         if not output:
             return
     _emit(render(doc, fmt), output)
+
+
+@cli.command()
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              help="Config whose history: database to read (and whose gates --drift applies).")
+@click.option("--db", type=click.Path(dir_okay=False), help="History database to read (instead of the config's).")
+@click.option("--variant", help="Only this variant.")
+@click.option("--metric", "metrics", multiple=True, help="Metric column (repeatable) [default: quality.pass_rate, "
+              "latency.p95, cost.mean, errors.rate].")
+@click.option("--last", type=click.IntRange(1), help="Only the last N runs.")
+@click.option("--drift", is_flag=True, help="Compare each variant's last run with the one before it (paired by case, "
+              "the config's gates); exit 1 when a gate fails.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed for --drift.")
+def history(config_path, db, variant, metrics, last, drift, fmt, seed):
+    """Trends of the stored runs; --drift: has a variant changed since its previous run?"""
+    import json as _json
+
+    from tabulate import tabulate
+
+    from . import history as hist
+    from .config import load_config
+    from .errors import InputError
+
+    cfg = load_config(config_path, check_files=False) if config_path else None
+    db = db or (cfg.data.get("history") if cfg else None)
+    if not db:
+        raise InputError("no history database: give --db, or -c with a config that sets history:")
+    if not drift:
+        entries = hist.runs(db, variant, last)
+        if fmt == "json":
+            click.echo(_json.dumps(entries, indent=2))
+        else:
+            headers, rows = hist.trend_rows(entries, tuple(metrics) or hist.DEFAULT_METRICS)
+            click.echo(tabulate(rows, headers=headers, disable_numparse=True) if rows else "no runs recorded yet")
+        return
+    from .model import Run
+    from .pipeline import compare as do_compare
+    from .report import render
+
+    pairs = hist.latest_pairs(db, variant)
+    if not pairs:
+        raise InputError("--drift needs two runs of a variant in the history", file=str(db))
+    worst = 0
+    docs = []
+    for before, after in pairs:
+        base, cand = (Run.from_dict(hist.load_run(db, e["id"])) for e in (before, after))
+        doc = do_compare(base, cand, cfg, seed=seed)
+        worst = max(worst, doc["exit_code"])
+        docs.append(doc)
+        if fmt == "table":
+            click.echo(f"== {after['variant']}: run {after['id']} ({after['time']}) against run {before['id']} "
+                       f"({before['time']})")
+            click.echo(render(doc, "table"), nl=False)
+    if fmt == "json":
+        click.echo(_json.dumps(docs, indent=2, default=str))
+    sys.exit(worst)
 
 
 def main() -> None:

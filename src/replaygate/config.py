@@ -239,6 +239,8 @@ def resolve_paths(data: dict, base: Path) -> None:
     cache = data.get("cache", DEFAULT_CACHE)
     if cache is not False:
         data["cache"] = _resolve(base, cache)
+    if isinstance(data.get("history"), str):
+        data["history"] = _resolve(base, data["history"])
 
 
 def _check_files(cfg: Config) -> None:

@@ -1,0 +1,122 @@
+"""A SQLite store of past runs, for trends and drift (``history:`` in the config).
+
+``gate`` and ``run`` record every complete run (its summary for the trend table, and the whole
+run, compressed, so later runs can be compared with it case by case) and ``gate`` its verdict.
+``replaygate history`` shows the trend; ``--drift`` compares each variant's latest run with the
+one before it through the same paired statistics and gates as ``compare``: the nightly check
+that a provider has not changed a model under the same name.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import zlib
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT, variant TEXT, model TEXT, git_commit TEXT, git_branch TEXT,
+    n_cases INTEGER, summary TEXT NOT NULL, run BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_variant ON runs (variant, id);
+CREATE TABLE IF NOT EXISTS gates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT, baseline_run INTEGER, candidate_run INTEGER, verdict TEXT, exit_code INTEGER,
+    failed TEXT NOT NULL);
+"""
+MAX_RUN_BYTES = 1 << 30  # a stored run decompresses to at most this (bounded, as all our inputs)
+DEFAULT_METRICS = ("quality.pass_rate", "latency.p95", "cost.mean", "errors.rate")
+
+
+def _connect(db: str | Path, create: bool = True) -> sqlite3.Connection:
+    path = Path(db)
+    if not create and not path.is_file():
+        raise InputError("no history here yet (runs are recorded when the config sets history:)",
+                         file=str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        conn.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"not a replaygate history database: {e}", file=str(path)) from None
+    return conn
+
+
+def record_run(db: str | Path, run: dict) -> int:
+    """Store a run document; return its history id."""
+    v, env = run.get("variant") or {}, run.get("environment") or {}
+    blob = zlib.compress(json.dumps(run, separators=(",", ":")).encode(), 6)
+    with closing(_connect(db)) as conn, conn:
+        cur = conn.execute(
+            "INSERT INTO runs (time, variant, model, git_commit, git_branch, n_cases, summary, run) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (env.get("time"), v.get("name"), v.get("model"), env.get("git_commit"), env.get("git_branch"),
+             len(run.get("cases") or []), json.dumps(run.get("summary") or {}), blob))
+        return int(cur.lastrowid)
+
+
+def record_gate(db: str | Path, comparison: dict, baseline_id: int, candidate_id: int) -> int:
+    failed = [g.get("metric") for g in comparison.get("gates") or [] if g.get("verdict") == "fail"]
+    env_time = None
+    with closing(_connect(db)) as conn, conn:
+        row = conn.execute("SELECT time FROM runs WHERE id = ?", (candidate_id,)).fetchone()
+        env_time = row[0] if row else None
+        cur = conn.execute(
+            "INSERT INTO gates (time, baseline_run, candidate_run, verdict, exit_code, failed) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (env_time, baseline_id, candidate_id, comparison.get("verdict"), comparison.get("exit_code"),
+             json.dumps(failed)))
+        return int(cur.lastrowid)
+
+
+def runs(db: str | Path, variant: str | None = None, last: int | None = None) -> list[dict[str, Any]]:
+    """The stored runs, oldest first (without the run documents), each with its gate verdict
+    when it was a gate's candidate."""
+    with closing(_connect(db, create=False)) as conn:
+        q = ("SELECT r.id, r.time, r.variant, r.model, r.git_commit, r.git_branch, r.n_cases, r.summary, "
+             "g.verdict FROM runs r LEFT JOIN gates g ON g.candidate_run = r.id")
+        args: tuple = ()
+        if variant:
+            q += " WHERE r.variant = ?"
+            args = (variant,)
+        rows = conn.execute(q + " ORDER BY r.id", args).fetchall()
+    out = [{"id": r[0], "time": r[1], "variant": r[2], "model": r[3], "git_commit": r[4], "git_branch": r[5],
+            "n_cases": r[6], "summary": json.loads(r[7]), "gate": r[8]} for r in rows]
+    return out[-last:] if last else out
+
+
+def load_run(db: str | Path, run_id: int) -> dict:
+    with closing(_connect(db, create=False)) as conn:
+        row = conn.execute("SELECT run FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise InputError(f"no run {run_id} in the history", file=str(db))
+    d = zlib.decompressobj()
+    data = d.decompress(row[0], MAX_RUN_BYTES)
+    if d.unconsumed_tail:
+        raise InputError(f"run {run_id} is larger than {MAX_RUN_BYTES >> 20} MiB", file=str(db))
+    return json.loads(data)
+
+
+def latest_pairs(db: str | Path, variant: str | None = None) -> list[tuple[dict, dict]]:
+    """Per variant (or the one named), its run before last and its last run."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in runs(db, variant):
+        by_variant.setdefault(r["variant"], []).append(r)
+    return [(rs[-2], rs[-1]) for rs in by_variant.values() if len(rs) >= 2]
+
+
+def trend_rows(entries: list[dict], metrics: tuple[str, ...] = DEFAULT_METRICS) -> tuple[list[str], list[list[str]]]:
+    from .report import fmt
+
+    headers = ["id", "time", "variant", "model", "commit", "cases", *metrics, "gate"]
+    rows = []
+    for e in entries:
+        s = e["summary"]
+        rows.append([str(e["id"]), str(e["time"] or "")[:19], str(e["variant"]), str(e["model"] or ""),
+                     str(e["git_commit"] or "")[:8], str(e["n_cases"]),
+                     *[fmt.value(m, s.get(m)) for m in metrics], str(e["gate"] or "")])
+    return headers, rows
