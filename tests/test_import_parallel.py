@@ -301,26 +301,57 @@ def test_ctrl_c_during_an_import_keeps_the_old_output_and_leaves_nothing_behind(
     import signal
     import subprocess
     import sys
+    import threading
     import time
     fifo = tmp_path / "traces.jsonl"
-    os.mkfifo(fifo)  # no writer: the import blocks reading it, with its workers started
+    os.mkfifo(fifo)
+    release = threading.Event()
+
+    def feed():  # over a chunk of traces (so the workers start on it), then the stream stalls
+        line = (FIX / "otel137.jsonl").read_bytes().splitlines(keepends=True)[0]
+        with open(fifo, "wb") as f:
+            f.write(line * (2 * 1024 * 1024 // len(line) + 1))
+            f.flush()
+            release.wait(60)
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
     out = tmp_path / "cases.jsonl"
     out.write_text("previous run\n")
     p = subprocess.Popen([sys.executable, "-m", "replaygate.cli", "import", str(fifo), "-o", str(out),
                           "--workers", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True)
-    deadline = time.monotonic() + 30
-    while not list(tmp_path.glob(".cases.jsonl.*.tmp")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)  # the pool's workers are up
-    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
-    _, err = p.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(_group(p.pid)) < 3:  # the import and its 2 workers
+            time.sleep(0.05)
+        assert len(_group(p.pid)) >= 3
+        os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends: the whole process group
+        _, err = p.communicate(timeout=30)
+    finally:
+        release.set()
     assert p.returncode == 130 and b"interrupted" in err and b"Traceback" not in err
     assert out.read_text() == "previous run\n"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["cases.jsonl", "traces.jsonl"]
-    time.sleep(0.5)
-    with pytest.raises(ProcessLookupError):  # no worker outlives the import
-        os.killpg(p.pid, 0)
+    deadline = time.monotonic() + 5
+    while _group(p.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _group(p.pid)  # no worker outlives the import
+
+
+def _group(pgid: int) -> list[int]:
+    """The live processes of a process group (from /proc)."""
+    import os
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = open(f"/proc/{d}/stat").read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(d))
+    return pids
 
 
 # --- spans that are not GenAI are counted, not decoded ------------------------------------------
@@ -369,3 +400,40 @@ def test_http_and_database_spans_between_llm_calls_change_nothing_but_the_span_c
     assert b_stats["spans_read"] == a_stats["spans_read"] + 13
     assert {k: v for k, v in b_stats.items() if k != "spans_read"} == \
         {k: v for k, v in a_stats.items() if k != "spans_read"}
+
+
+def _feed_fifo(path: Path, data: bytes):
+    import os
+    import threading
+    os.mkfifo(path)
+
+    def feed():
+        with open(path, "wb") as f:
+            f.write(data)
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("workers", [None, 1, 2])
+def test_a_pipe_is_read_once_like_a_file(tmp_path, workers):
+    # `zcat traces.pb.gz | replaygate import /dev/stdin`: no seek, no second read, no sniffing
+    import gzip
+    f = straddling_file(tmp_path / "traces.pb")
+    ref, ref_stats, _ = _parallel([f], tmp_path, 1, 1)
+    fifo = tmp_path / "pipe"
+    writer = _feed_fifo(fifo, gzip.compress(f.read_bytes()))
+    stats, n = import_to_jsonl([fifo], tmp_path / "piped.jsonl", workers=workers, chunk_bytes=1)
+    writer.join(5)
+    assert (tmp_path / "piped.jsonl").read_bytes() == ref.replace(str(f).encode(), str(fifo).encode())
+    assert n == 12 and stats.spans_read == ref_stats["spans_read"]
+
+
+def test_log_events_apart_from_their_spans_cannot_come_through_a_pipe(tmp_path):
+    fifo = tmp_path / "pipe"
+    data = (FIX / "events_traces.jsonl").read_bytes() + (FIX / "events_logs.jsonl").read_bytes()
+    writer = _feed_fifo(fifo, data)
+    with pytest.raises(InputError, match="save it to a file first"):
+        import_to_jsonl([fifo], tmp_path / "out.jsonl", workers=1, chunk_bytes=1)
+    writer.join(5)
+    assert not (tmp_path / "out.jsonl").exists()

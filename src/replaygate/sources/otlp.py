@@ -485,9 +485,8 @@ class _BoundedDecompressed(io.RawIOBase):
 def open_decompressed(path: Path, limits: Limits = DEFAULT_LIMITS) -> BinaryIO:
     """A buffered binary stream of the file's content, gzip/zstd removed (bounded)."""
     source = str(path)
-    raw = open(path, "rb")
-    head = raw.read(4)
-    raw.seek(0)
+    raw = io.BufferedReader(open(path, "rb", buffering=0), 1 * MiB)
+    head = raw.peek(4)[:4]  # peek, not read and seek back: a pipe (/dev/stdin) cannot seek
     if head[:2] == GZIP_MAGIC:
         counter = _CountingReader(raw)
         inner = gzip.GzipFile(fileobj=io.BufferedReader(counter), mode="rb")
@@ -503,7 +502,7 @@ def open_decompressed(path: Path, limits: Limits = DEFAULT_LIMITS) -> BinaryIO:
         counter = _CountingReader(raw)
         inner = zstandard.ZstdDecompressor().stream_reader(io.BufferedReader(counter))
         return io.BufferedReader(_BoundedDecompressed(inner, counter, limits, source), 1 * MiB)
-    return io.BufferedReader(raw, 1 * MiB)
+    return raw
 
 
 def _read_bounded(stream: BinaryIO, n: int, what: str, source: str) -> bytes:

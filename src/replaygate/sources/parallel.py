@@ -77,6 +77,11 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
         with _executor(n, (None, None, include_errors, where, refs)) as ex:
             stats, written, join = _single_pass(ex, files, limits, chunk_bytes, n, out, young_gc)
         if join.log_events_elsewhere:  # second pass, with the whole input's join state
+            pipes = [str(f) for f in files if not f.is_file()]
+            if pipes:
+                raise InputError("GenAI log events exported apart from their spans need a second read "
+                                 "of the input, which a pipe cannot give: save it to a file first",
+                                 file=", ".join(pipes))
             out.restart()
             with _executor(n, (join.log_events, join.retrieved, include_errors, where, refs)) as ex:
                 stats, written = _second_pass(ex, files, limits, chunk_bytes, n, out, join)
@@ -95,6 +100,8 @@ def usable_cpus() -> int:
 def auto_workers(files: list[Path]) -> int:
     size = 0
     for f in files:
+        if not f.is_file():
+            continue  # a pipe: sniffing it would eat its first bytes
         try:
             with open(f, "rb") as fh:
                 compressed = fh.read(2) == GZIP_MAGIC or f.suffix in (".zst", ".zstd")
