@@ -106,3 +106,16 @@ def gate_rows(doc: dict) -> list[list[str]]:
                      value(m, g.get("candidate")), delta(m, g.get("delta"), g.get("baseline")),
                      gate_interval(m, g), gate_mde(m, g), str(g.get("verdict", ""))])
     return rows
+
+
+def output_diff(regression: dict) -> str | None:
+    """The unified diff of a regression's baseline and candidate outputs (None when either is
+    not text); renderers escape or fence it."""
+    b, c = regression.get("baseline_output"), regression.get("candidate_output")
+    if not (isinstance(b, str) and isinstance(c, str)):
+        return None
+    import difflib
+
+    diff = "\n".join(difflib.unified_diff(b.splitlines(), c.splitlines(), "baseline", "candidate",
+                                          lineterm=""))
+    return diff or "(outputs identical)"

@@ -7,7 +7,6 @@ XML ones) so the page also parses as XHTML, which the tests check.
 """
 from __future__ import annotations
 
-import difflib
 import html
 import re
 from typing import Any, Iterable
@@ -117,11 +116,9 @@ def _regression(r: dict) -> str:
              f"{escape(str(r.get('candidate')))}</summary>"]
     if r.get("input") is not None:
         parts.append(f"<p>input</p><pre>{escape(str(r['input']))}</pre>")
-    b, c = r.get("baseline_output"), r.get("candidate_output")
-    if isinstance(b, str) and isinstance(c, str):
-        diff = "\n".join(difflib.unified_diff(b.splitlines(), c.splitlines(), "baseline", "candidate",
-                                              lineterm=""))
-        parts.append(f"<p>diff</p><pre>{escape(diff or '(outputs identical)')}</pre>")
+    diff = fmt.output_diff(r)
+    if diff is not None:
+        parts.append(f"<p>diff</p><pre>{escape(diff)}</pre>")
     parts.append("</details>")
     return "".join(parts)
 

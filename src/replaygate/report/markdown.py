@@ -5,7 +5,6 @@ or links; in blocks it sits inside a code fence longer than any backtick run it 
 """
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any
 
@@ -54,11 +53,9 @@ def render_comparison(doc: dict, max_cases: int = 5) -> str:
         out.append(f"### Worst regressions ({min(len(regs), max_cases)} of {len(regs)})\n")
         for r in regs[:max_cases]:
             out.append(f"**{escape(r.get('case'))}** — {escape(r.get('metric', ''))}")
-            b, c = r.get("baseline_output"), r.get("candidate_output")
-            if isinstance(b, str) and isinstance(c, str):
-                diff = "\n".join(difflib.unified_diff(b.splitlines(), c.splitlines(), "baseline",
-                                                      "candidate", lineterm=""))
-                out.append(fence(diff or "(outputs identical)", "diff"))
+            diff = fmt.output_diff(r)
+            if diff is not None:
+                out.append(fence(diff, "diff"))
             else:
                 out.append(f"baseline: {escape(r.get('baseline'))} → candidate: {escape(r.get('candidate'))}")
             out.append("")

@@ -596,15 +596,19 @@ def _proto_keys_start(sp, prefixes: tuple[str, ...]) -> bool:
 
 
 def _json_keys_start(sp: dict, prefixes: tuple[str, ...]) -> bool:
+    return any(name.startswith(prefixes) for name in _json_names(sp))
+
+
+def _json_names(sp: dict) -> Iterator[str]:
+    """A raw OTLP/JSON span's attribute keys, then its event names."""
     for kv in sp.get("attributes") or ():
         key = kv.get("key") if isinstance(kv, dict) else None
-        if isinstance(key, str) and key.startswith(prefixes):
-            return True
+        if isinstance(key, str):
+            yield key
     for ev in sp.get("events") or ():
         name = ev.get("name") if isinstance(ev, dict) else None
-        if isinstance(name, str) and name.startswith(prefixes):
-            return True
-    return False
+        if isinstance(name, str):
+            yield name
 
 
 def _parse_json_unit(unit: Unit, source: str) -> Any:
@@ -656,15 +660,7 @@ def _marker_search(markers: tuple[str, ...]) -> Callable[[bytes], Any]:
 
 
 def _json_mentions(sp: dict, markers: tuple[str, ...]) -> bool:
-    for kv in sp.get("attributes") or ():
-        key = kv.get("key") if isinstance(kv, dict) else None
-        if isinstance(key, str) and any(m in key for m in markers):
-            return True
-    for ev in sp.get("events") or ():
-        name = ev.get("name") if isinstance(ev, dict) else None
-        if isinstance(name, str) and any(m in name for m in markers):
-            return True
-    return False
+    return any(m in name for name in _json_names(sp) for m in markers)
 
 
 def is_logs_name(path: Path) -> bool:

@@ -478,43 +478,41 @@ def _calls(imp: _Importer, spans: list, match) -> tuple[list[tuple], bytes]:
     return calls, b"\n".join(lines)
 
 
-def _extract_local(task) -> tuple:
-    """The single pass on one chunk: decode it, gather its own join state, then extract its
-    LLM calls with that state; return the calls, the counts and the join state."""
+def _run_chunk(imp: _Importer, task, collect: bool
+               ) -> tuple[list[tuple], bytes, DecodeCounts, tuple | None]:
+    """Decode one chunk, observing every record (``collect``: keeping its join state too),
+    then extract its LLM calls; with ``collect``, the chunk's own join state as it was before
+    extraction took its log events."""
     source, prefer_logs, units = task
-    imp = _Importer(_STATE["include_errors"], _STATE["refs"])
     counts = DecodeCounts()
     spans = []
     with young_gc_only() as young_gc:  # a chunk is thousands of acyclic objects
         for unit in units:
             for rec in decode_unit(unit, source, counts, prefer_logs, SPAN_KEY_PREFIXES):
-                op = imp.observe(rec)
+                op = imp.observe(rec, collect)
                 young_gc()
                 if op is not None:
                     spans.append((rec, op))
-        log_events = dict(imp.log_events)  # before extraction takes them
-        retrieved = dict(imp.retrieved)
+        state = (dict(imp.log_events), dict(imp.retrieved)) if collect else None
         calls, blob = _calls(imp, spans, _STATE["match"])
+    return calls, blob, counts, state
+
+
+def _extract_local(task) -> tuple:
+    """The single pass on one chunk: decode it, gather its own join state, then extract its
+    LLM calls with that state; return the calls, the counts and the join state."""
+    imp = _Importer(_STATE["include_errors"], _STATE["refs"])
+    calls, blob, counts, (log_events, retrieved) = _run_chunk(imp, task, collect=True)
     bad = imp.stats.skipped.pop(SKIP_BAD_RETRIEVAL, 0)
     return calls, blob, imp.stats, counts, log_events, retrieved, bad
 
 
 def _extract_joined(task) -> tuple:
     """The second pass on one chunk: extract its LLM calls with the whole input's join state."""
-    source, prefer_logs, units = task
     imp = _Importer(_STATE["include_errors"], _STATE["refs"])
     # extraction pops the events it joins: a worker's copy, or (in process) the merged state,
     # where only keys that were extracted lose them, and those never count as unjoined
     imp.log_events = _STATE["log_events"]
     imp.retrieved = _STATE["retrieved"]
-    counts = DecodeCounts()
-    spans = []
-    with young_gc_only() as young_gc:
-        for unit in units:
-            for rec in decode_unit(unit, source, counts, prefer_logs, SPAN_KEY_PREFIXES):
-                op = imp.observe(rec, collect=False)
-                young_gc()
-                if op is not None:
-                    spans.append((rec, op))
-        calls, blob = _calls(imp, spans, _STATE["match"])
+    calls, blob, counts, _ = _run_chunk(imp, task, collect=False)
     return calls, blob, imp.stats, counts

@@ -43,10 +43,10 @@ from replaygate import fastjson
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import Case
 from replaygate.sources import genai
-from replaygate.sources.refs import RefReader
 from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits, LogRecordEvent,
                                      SpanRecord, Unit, decode_unit_for_join, expand_paths,
                                      is_logs_name, iter_units, read_file)
+from replaygate.sources.refs import RefReader
 
 SKIP_UNSUPPORTED = "unsupported operation"
 SKIP_DUPLICATE = "duplicate span"
@@ -516,11 +516,6 @@ def _allocate(n: int, sizes: list[int]) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------
 # cases.jsonl
-
-def encode_case(case: Case) -> str:
-    """The JSON line (without its newline) ``write_cases_jsonl`` writes for a case."""
-    return fastjson.dumps(case)
-
 
 def write_cases_jsonl(cases: Iterable[Case], path: str | Path) -> int:
     """One ``Case.to_dict()`` per line (UTF-8). Returns the number written."""
