@@ -11,6 +11,16 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+# The request parameters a case (a golden row, a recorded call, a cases.jsonl line) may carry into
+# a replayed call. Cases are data, not configuration: any other litellm keyword (``api_base``,
+# ``base_url``, ``api_key``, ``extra_headers``, ``mock_response``, ...) would let a dataset send the
+# API key elsewhere or fake the answer. Loaders reject the rest; the variant filters again.
+CASE_PARAMS = frozenset({
+    "model", "temperature", "top_p", "top_k", "frequency_penalty", "presence_penalty", "max_tokens",
+    "max_completion_tokens", "seed", "n", "stop", "response_format", "reasoning_effort", "stream",
+    "logprobs", "top_logprobs", "logit_bias", "tool_choice", "parallel_tool_calls",
+})
+
 
 def _pick(cls, d: dict) -> dict:
     names = _FIELD_NAMES.get(cls)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..model import Case, CaseResult, ErrorInfo, Sample, ToolCall
+from ..model import CASE_PARAMS, Case, CaseResult, ErrorInfo, Sample, ToolCall
 
 
 class UnreplayableCase(Exception):
@@ -87,7 +87,9 @@ class ModelVariant:
                 messages[0] = {**messages[0], "content": self.system}
             else:
                 messages.insert(0, {"role": "system", "content": self.system})
-        params = {k: v for k, v in case.params.items() if k not in ("model", "stream", "stream_options")}
+        # only sampling parameters come from the case (data); the variant's own params (config) win
+        params = {k: v for k, v in case.params.items()
+                  if k in CASE_PARAMS and k not in ("model", "stream", "stream_options")}
         params.update(self.params)
         req = {"model": self.model, "messages": messages, "tools": list(case.tools),
                "params": {k: v for k, v in params.items() if v is not None},

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import yaml
 
 from ..errors import InputError
-from ..model import Case, Message, ToolCall
+from ..model import CASE_PARAMS, Case, Message, ToolCall
 
 _KEYS = {"id", "input", "messages", "vars", "expected", "context", "metadata", "tools", "params"}
 _ROLES = {"system", "user", "assistant", "tool", "developer"}
@@ -162,6 +162,12 @@ def row_to_case(row: Any, n: int, path: Path, line: int | None) -> Case:
     for key in ("vars", "metadata", "params"):
         if not isinstance(row.get(key, {}), dict):
             raise InputError(f"{where}: '{key}' must be a mapping", file=str(path), line=line)
+    unknown = set(row.get("params") or {}) - CASE_PARAMS
+    if unknown:
+        # a dataset is data: it may tune sampling, never redirect the call or fake its answer
+        raise InputError(f"{where}: 'params' may only hold sampling parameters; not allowed: "
+                         f"{', '.join(sorted(map(str, unknown)))} (allowed: {', '.join(sorted(CASE_PARAMS))})",
+                         file=str(path), line=line)
     case_id = str(row["id"]) if row.get("id") not in (None, "") else f"row{n:05d}"
     source = {"file": str(path), "row": n}
     if line is not None:

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from replaygate import fastjson
 from replaygate.errors import ConfigError, InputError
-from replaygate.model import Case
+from replaygate.model import CASE_PARAMS, Case
 from replaygate.sources import genai
 from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits, LogRecordEvent,
                                      SpanRecord, Unit, decode_unit_for_join, expand_paths,
@@ -544,6 +544,9 @@ def read_cases_jsonl(path: str | Path) -> list[Case]:
                 d = fastjson.loads_value(line)  # exact: a case may hold any integer
                 if not isinstance(d, dict) or "id" not in d:
                     raise ValueError("expected a case object with an id")
+                unknown = set(d.get("params") or {}) - CASE_PARAMS
+                if unknown:  # cases are data: sampling parameters only (model.CASE_PARAMS)
+                    raise ValueError(f"params not allowed in a case: {', '.join(sorted(map(str, unknown)))}")
                 out.append(Case.from_dict(d))
             except (ValueError, TypeError, KeyError) as e:
                 raise InputError(f"bad case: {e}", file=str(path), line=lineno) from None
