@@ -26,7 +26,8 @@ POST /_config               JSON merged into the config: ``answers`` {prompt: an
                             ``wrong_answer`` (text), ``options`` (default options for every model,
                             same keys as below), ``seed`` (for ``noisy-P``), ``aliases``
                             {model name: MODEL in the grammar below}, so an example config can
-                            use realistic names (``support-small`` -> ``wrong-15@latency=90``).
+                            use realistic names (``support-small`` -> ``wrong-15@latency=90``),
+                            ``error_message`` (text of every error body: a hostile provider).
 
 Model-name grammar (the part after litellm's ``openai/`` prefix)
 ---------------------------------------------------------------
@@ -274,6 +275,7 @@ def make_app():
 
     def error_response(entry: dict, status: int, message: str, headers=None):
         entry["status"] = status
+        message = state.config.get("error_message") or message  # a hostile provider's text
         etype = {401: "authentication_error", 429: "rate_limit_error", 404: "not_found_error",
                  400: "invalid_request_error"}.get(status, "server_error")
         return web.json_response({"error": {"message": message, "type": etype, "code": status}},

@@ -10,8 +10,23 @@ from pathlib import Path
 import click
 
 from .errors import EXIT_INCOMPLETE, ReplaygateError
+from .safetext import block, line
 
 FORMATS = ["table", "json", "md", "junit", "html"]  # report.FORMATS, without importing it for --help
+
+
+def _say(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """Everything the CLI prints goes through here: model output, provider errors, case ids and
+    names from traces inside it cannot forge a CI workflow command or a terminal escape."""
+    click.echo(block(text), err=err, nl=nl)
+
+
+def _error_text(e: Exception) -> str:
+    """An error message may quote a provider's answer or a dataset: one line, except a config's
+    list of problems (one line each)."""
+    if getattr(e, "problems", None):
+        return "\n".join(line(part) for part in str(e).split("\n"))
+    return line(str(e))
 
 
 class _Group(click.Group):
@@ -19,10 +34,10 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except ReplaygateError as e:
-            click.echo(f"replaygate: error: {e}", err=True)
+            _say(f"replaygate: error: {_error_text(e)}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
-            click.echo("replaygate: interrupted", err=True)
+            _say("replaygate: interrupted", err=True)
             sys.exit(130)
         except BrokenPipeError:  # the reader of our output went away (`| head`): stop quietly
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -33,8 +48,8 @@ class _Group(click.Group):
         except Exception as e:  # a bug in replaygate: short message, traceback only with -v
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
-            click.echo(f"replaygate: internal error: {type(e).__name__}: {e} (rerun with -v for details)",
-                       err=True)
+            _say(f"replaygate: internal error: {type(e).__name__}: {line(e)} (rerun with -v for details)",
+                 err=True)
             sys.exit(EXIT_INCOMPLETE)
 
 
@@ -88,7 +103,7 @@ def _emit(text: str, output: str | None) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text, encoding="utf-8")
     else:
-        click.echo(text, nl=False)
+        _say(text, nl=False)
 
 
 def _plot_runs(fmt: str, base, cand) -> dict:
@@ -123,8 +138,8 @@ def init(output: str, force: bool) -> None:
     new_golden = not golden.exists()  # an existing dataset is never overwritten
     if new_golden:
         golden.write_text(STARTER_GOLDEN, encoding="utf-8")
-    click.echo(f"wrote {path}" + (f" and {golden}" if new_golden else ""))
-    click.echo(f"next: replaygate validate -c {path}")
+    _say(f"wrote {path}" + (f" and {golden}" if new_golden else ""))
+    _say(f"next: replaygate validate -c {path}")
 
 
 @cli.command()
@@ -137,7 +152,7 @@ def validate(config_path: str) -> None:
     cfg = load_config(config_path)
     build_scorers(cfg)
     n = len(cfg["variants"])
-    click.echo(f"{config_path}: valid ({n} variants, {len(cfg['scorers'])} scorers, {len(cfg['gates'])} gates)")
+    _say(f"{config_path}: valid ({n} variants, {len(cfg['scorers'])} scorers, {len(cfg['gates'])} gates)")
 
 
 @cli.command("import")
@@ -178,10 +193,10 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, 
         stats, n = import_to_jsonl(list(traces), output, where=where, include_errors=include_errors,
                                    workers=workers, refs_dir=refs_dir)
     if not ctx.obj.get("quiet"):
-        click.echo(stats.render())
+        _say(stats.render())
         if where or sample_n:
-            click.echo(f"kept after --where/--sample: {n} of {stats.cases}")
-    click.echo(f"wrote {n} cases to {output}", err=True)
+            _say(f"kept after --where/--sample: {n} of {stats.cases}")
+    _say(f"wrote {n} cases to {output}", err=True)
     if n == 0:
         raise InputError("no replayable LLM call found (see the table for what was skipped and why)",
                          file=", ".join(traces))
@@ -202,14 +217,14 @@ def record(listen, output):
     host = host.strip("[]") or "127.0.0.1"
 
     def ready(h, p):
-        click.echo(f"recording OTLP/HTTP on http://{h}:{p} (POST /v1/traces, /v1/logs) -> {output}", err=True)
-        click.echo(f"  export OTEL_EXPORTER_OTLP_ENDPOINT=http://{h}:{p}", err=True)
+        _say(f"recording OTLP/HTTP on http://{h}:{p} (POST /v1/traces, /v1/logs) -> {output}", err=True)
+        _say(f"  export OTEL_EXPORTER_OTLP_ENDPOINT=http://{h}:{p}", err=True)
 
     try:
         counts = serve(host, int(port), output, ready=ready)
     except OSError as e:
         raise InputError(f"cannot listen on {listen}: {e.strerror or e}") from None
-    click.echo(f"stopped: {counts}", err=True)
+    _say(f"stopped: {counts}", err=True)
 
 
 @cli.command("run")
@@ -234,7 +249,7 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
         partial = getattr(e, "runs", None)
         if partial:
             write_json(partial[0].to_dict(), output)
-            click.echo(f"replaygate: partial run written to {output} (complete: false)", err=True)
+            _say(f"replaygate: partial run written to {output} (complete: false)", err=True)
         raise
     write_json(run.to_dict(), output)
     if cfg.data.get("history"):
@@ -242,8 +257,8 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
 
         record_run(cfg.data["history"], run.to_dict())
     if not ctx.obj.get("quiet"):
-        click.echo(render(run.to_dict(), "table"), nl=False)
-    click.echo(f"wrote {output}", err=True)
+        _say(render(run.to_dict(), "table"), nl=False)
+    _say(f"wrote {output}", err=True)
 
 
 @cli.command()
@@ -304,7 +319,7 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
         ids = [record_run(cfg.data["history"], r.to_dict()) for r in (base, cand)]
         record_gate(cfg.data["history"], doc, *ids)
     for w in sorted(set(base.warnings) | set(cand.warnings)):
-        click.echo(f"warning: {w}", err=True)
+        _say(f"warning: {line(w)}", err=True)
     _emit(render(doc, fmt, **_plot_runs(fmt, base, cand)), output)
     _step_summary(doc)
     sys.exit(doc["exit_code"])
@@ -399,10 +414,10 @@ def history(config_path, db, variant, metrics, last, drift, fmt, seed):
     if not drift:
         entries = hist.runs(db, variant, last)
         if fmt == "json":
-            click.echo(_json.dumps(entries, indent=2))
+            _say(_json.dumps(entries, indent=2))
         else:
             headers, rows = hist.trend_rows(entries, tuple(metrics) or hist.DEFAULT_METRICS)
-            click.echo(tabulate(rows, headers=headers, disable_numparse=True) if rows else "no runs recorded yet")
+            _say(tabulate(rows, headers=headers, disable_numparse=True) if rows else "no runs recorded yet")
         return
     from .model import Run
     from .pipeline import compare as do_compare
@@ -419,11 +434,11 @@ def history(config_path, db, variant, metrics, last, drift, fmt, seed):
         worst = max(worst, doc["exit_code"])
         docs.append(doc)
         if fmt == "table":
-            click.echo(f"== {after['variant']}: run {after['id']} ({after['time']}) against run {before['id']} "
+            _say(f"== {after['variant']}: run {after['id']} ({after['time']}) against run {before['id']} "
                        f"({before['time']})")
-            click.echo(render(doc, "table"), nl=False)
+            _say(render(doc, "table"), nl=False)
     if fmt == "json":
-        click.echo(_json.dumps(docs, indent=2, default=str))
+        _say(_json.dumps(docs, indent=2, default=str))
     sys.exit(worst)
 
 

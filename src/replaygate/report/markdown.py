@@ -1,27 +1,26 @@
 """Markdown for pull-request comments and $GITHUB_STEP_SUMMARY.
 
-Model text is untrusted: in table cells it is escaped so it cannot break the table, inject HTML
-or links; in blocks it sits inside a code fence longer than any backtick run it contains.
+Model text is untrusted: in table cells it is escaped (``safetext.md``) so it cannot break the
+table, inject HTML or links, or mention people; in blocks it sits inside a code fence longer than any
+backtick run it contains, its control characters escaped.
 """
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from .. import safetext
 from . import fmt
 from .terminal import verdict_line
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&])")
-
 
 def escape(text: Any) -> str:
-    """Inline-safe markdown: no tables broken, no HTML, no links, one line."""
-    s = "" if text is None else str(text)
-    s = s.replace("\r", " ").replace("\n", " ")
-    return _MD_SPECIAL.sub(r"\\\1", s)
+    """Inline-safe markdown: no tables broken, no HTML, no links, no mentions, one line."""
+    return safetext.md(text)
 
 
 def fence(text: str, lang: str = "") -> str:
+    text = safetext.code(text)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     ticks = "`" * max(3, longest + 1)
     return f"{ticks}{lang}\n{text}\n{ticks}"

@@ -5,6 +5,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from .. import safetext
 from . import fmt
 
 
@@ -36,7 +37,7 @@ def render_comparison(doc: dict, **_: Any) -> str:
         out.append(_gate_heading(doc))
         rows = [[*r[:-1], r[-1].upper()] for r in fmt.gate_rows(doc)]
         out.append(tabulate(rows, headers=fmt.GATE_HEADERS, disable_numparse=True))
-        reasons = [f"  {g['metric']}: {g['reason']}" for g in doc["gates"] if g.get("reason")]
+        reasons = [f"  {g['metric']}: {safetext.line(g['reason'])}" for g in doc["gates"] if g.get("reason")]
         if reasons:
             out.extend(["", "Why:", *reasons])
     regs = doc.get("regressions", [])
@@ -45,13 +46,13 @@ def render_comparison(doc: dict, **_: Any) -> str:
         out.append(f"Cases that regressed ({len(regs)}; worst first):")
         for r in regs[:10]:
             why = "; ".join(f"{f.get('scorer')}: {f.get('reason')}" for f in r.get("failed") or [])
-            out.append(f"  {r.get('case')}: {_short(why or r.get('metric', ''), 50)}")
+            out.append(f"  {safetext.line(r.get('case'))}: {_short(why or r.get('metric', ''), 50)}")
             if "candidate_output" in r:
                 out.append(f"      candidate: {_short(r.get('candidate_output'), 90)}")
         if len(regs) > 10:
             out.append(f"  ... and {len(regs) - 10} more (the json report lists them all)")
     for w in doc.get("warnings", []):
-        out.append(f"warning: {w}")
+        out.append(f"warning: {safetext.line(w)}")
     out.append("")
     out.append(verdict_line(doc))
     return "\n".join(out) + "\n"
@@ -73,10 +74,7 @@ def _gate_heading(doc: dict) -> str:
 
 
 def _short(v: Any, width: int = 60) -> str:
-    s = v if isinstance(v, str) else repr(v)
-    s = "".join(ch if ch.isprintable() else " " for ch in s)  # no terminal escapes from model text
-    s = s.replace("\n", " ")
-    return s if len(s) <= width else s[: width - 1] + "…"
+    return safetext.line(v if isinstance(v, str) else repr(v), width)  # model text: no escapes
 
 
 def render_run(doc: dict) -> str:
@@ -84,7 +82,7 @@ def render_run(doc: dict) -> str:
     cases = doc.get("cases", [])
     n_samples = sum(len(c.get("samples", [])) for c in cases)
     errors = sum(1 for c in cases for s in c.get("samples", []) if s.get("error"))
-    head = (f"Run of variant {variant.get('name', '?')!s}: {len(cases)} cases, {n_samples} samples, "
+    head = (f"Run of variant {safetext.line(variant.get('name', '?'))}: {len(cases)} cases, {n_samples} samples, "
             f"{errors} errors{'' if doc.get('complete', True) else ' — INCOMPLETE'}")
     rows = [[k, fmt.value(k, v)] for k, v in doc.get("summary", {}).items()]
     out = [head, "", tabulate(rows, headers=["metric", "value"], disable_numparse=True)]
@@ -95,7 +93,7 @@ def render_run(doc: dict) -> str:
                 t = s["error"].get("type", "Error")
                 error_types[t] = error_types.get(t, 0) + 1
     if error_types:
-        out += ["", "Errors: " + ", ".join(f"{k} × {v}" for k, v in sorted(error_types.items()))]
+        out += ["", "Errors: " + ", ".join(f"{safetext.line(k)} × {v}" for k, v in sorted(error_types.items()))]
     for w in doc.get("warnings", []):
-        out.append(f"warning: {w}")
+        out.append(f"warning: {safetext.line(w)}")
     return "\n".join(out) + "\n"

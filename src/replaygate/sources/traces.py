@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
-from replaygate import fastjson
+from replaygate import fastjson, safetext
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import CASE_PARAMS, Case
 from replaygate.sources import genai
@@ -110,7 +110,7 @@ class ImportStats:
         for reason, n in sorted(self.skipped.items()):
             detail = ""
             if reason == SKIP_UNSUPPORTED:
-                detail = " (" + ", ".join(f"{k} {v}" for k, v in
+                detail = " (" + ", ".join(f"{safetext.line(k)} {v}" for k, v in
                                           sorted(self.unsupported_operations.items())) + ")"
             rows.append((f"skipped: {reason}{detail}", str(n)))
         if self.context_spans:
@@ -131,7 +131,7 @@ class ImportStats:
 def _counts(c: Counter) -> str:
     """"name count" pairs, most common first; one per line when many (keeps the table narrow)."""
     sep = ", " if len(c) <= 3 else "\n"
-    return sep.join(f"{k} {v}" for k, v in c.most_common())
+    return sep.join(f"{safetext.line(k)} {v}" for k, v in c.most_common())  # names from the traces
 
 
 def _iso(ns: int) -> str:
