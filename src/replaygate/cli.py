@@ -99,16 +99,68 @@ def _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, se
 
 def _emit(text: str, output: str | None) -> None:
     if output:
-        p = Path(output)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
+        from .runfile import write_text
+
+        write_text(text, output)
     else:
         _say(text, nl=False)
 
 
-def _plot_runs(fmt: str, base, cand) -> dict:
-    """The HTML report plots the runs' distributions; the other formats take only the comparison."""
-    return {"runs": (base.to_dict(), cand.to_dict())} if fmt == "html" else {}
+_SUFFIX_FORMATS = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".xml": "junit",
+                   ".json": "json", ".txt": "table"}
+
+
+def _report_options(formats: list[str]):
+    """--format/-o (repeatable, paired in order) and --md/--html/--junit/--json FILE: one
+    invocation writes several reports."""
+    def deco(f):
+        f = click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the JSON report here.")(f)
+        f = click.option("--junit", "junit_file", type=click.Path(dir_okay=False), help="Also write the JUnit XML here.")(f)
+        f = click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Also write the HTML report here.")(f)
+        f = click.option("--md", "md_file", type=click.Path(dir_okay=False), help="Also write the Markdown report here.")(f)
+        f = click.option("-o", "--output", "outputs", multiple=True, type=click.Path(dir_okay=False),
+                         help="Write the report here instead of stdout; repeatable, the Nth -o takes the Nth "
+                              "--format (without --format, the suffix picks it: .md .html .xml .json).")(f)
+        f = click.option("--format", "fmts", multiple=True, type=click.Choice(formats),
+                         help="Report format [default: table]; repeatable, paired with -o in order.")(f)
+        return f
+    return deco
+
+
+def _targets(fmts, outputs, md=None, html=None, junit=None, json_file=None) -> list[tuple[str, str | None]]:
+    """(format, file or None for stdout) for each report asked for. Formats without an -o go to
+    stdout, at most one of them; with no format at all, the table goes to stdout."""
+    fmts, outputs = list(fmts), list(outputs)
+    if fmts:
+        if len(outputs) > len(fmts):
+            raise click.UsageError(f"{len(outputs)} -o/--output for {len(fmts)} --format: each -o needs its --format "
+                                   "(or use --md/--html/--junit/--json FILE)")
+        targets = [(f, outputs[i] if i < len(outputs) else None) for i, f in enumerate(fmts)]
+    else:
+        targets = [(_SUFFIX_FORMATS.get(Path(o).suffix.lower(), "table"), o) for o in outputs]
+    targets += [(f, path) for f, path in (("md", md), ("html", html), ("junit", junit), ("json", json_file)) if path]
+    if sum(1 for _, o in targets if o is None) > 1:
+        raise click.UsageError("only one report can go to stdout: give the other --format an -o FILE")
+    files = [str(Path(o).resolve()) for _, o in targets if o is not None]
+    dup = next((o for o in files if files.count(o) > 1), None)
+    if dup:
+        raise click.UsageError(f"{dup} is named for two reports")
+    return targets or [("table", None)]
+
+
+def _write_reports(ctx, doc: dict, targets, **opts) -> None:
+    """Render and write every asked-for report. A comparison's verdict line always reaches the
+    log: on stdout inside the table, else on stderr (even with -q)."""
+    from .report import kind_of, render
+
+    for fmt, path in targets:
+        _emit(render(doc, fmt, **opts), path)
+        if path and not ctx.obj.get("quiet"):
+            _say(f"wrote {path} ({fmt})", err=True)
+    if kind_of(doc) == "comparison" and ("table", None) not in targets:
+        from .report.terminal import verdict_line
+
+        _say(verdict_line(doc), err=True)
 
 
 def _step_summary(doc: dict) -> None:
@@ -266,41 +318,42 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
 @click.argument("candidate", type=click.Path(dir_okay=False))
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
               help="Config with gates and decision (optional).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+@_report_options(FORMATS)
 @click.option("--seed", type=int, default=None, help="Bootstrap seed.")
-def compare(baseline, candidate, config_path, fmt, output, seed):
+@click.pass_context
+def compare(ctx, baseline, candidate, config_path, fmts, outputs, md_file, html_file, junit_file, json_file, seed):
     """Diff two run files, apply the config's gates; exit 1 when a gate fails."""
     from .config import load_config
     from .pipeline import compare as do_compare
     from .runfile import load_run
-    from .report import render
 
+    targets = _targets(fmts, outputs, md_file, html_file, junit_file, json_file)
     cfg = load_config(config_path, check_files=False) if config_path else None
     base, cand = load_run(baseline), load_run(candidate)
     doc = do_compare(base, cand, cfg, seed=seed if seed is not None else (cfg["seed"] if cfg else 0))
-    _emit(render(doc, fmt, **_plot_runs(fmt, base, cand)), output)
+    _write_reports(ctx, doc, targets)
     _step_summary(doc)
     sys.exit(doc["exit_code"])
 
 
 @cli.command()
 @_config_option
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+@_report_options(FORMATS)
 @click.option("--save-runs", type=click.Path(file_okay=False), help="Also write baseline.json and candidate.json here.")
 @_run_options
 @click.pass_context
-def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, concurrency, workers, repeats, seed):
+def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_file, save_runs, offline, no_cache,
+         refresh, concurrency, workers, repeats, seed):
     """Run baseline and candidate, compare and gate (the CI command). Exit 0 pass, 1 regression."""
     from .config import load_config
     from .errors import RunIncomplete
     from .pipeline import gate as do_gate
     from .runfile import write_json
-    from .report import render
 
+    targets = _targets(fmts, outputs, md_file, html_file, junit_file, json_file)
     cfg = load_config(config_path)
     settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
+
     def save(runs) -> None:
         for name, r in zip(("baseline", "candidate"), runs):
             write_json(r.to_dict(), Path(save_runs) / f"{name}.json")
@@ -320,7 +373,7 @@ def gate(ctx, config_path, fmt, output, save_runs, offline, no_cache, refresh, c
         record_gate(cfg.data["history"], doc, *ids)
     for w in sorted(set(base.warnings) | set(cand.warnings)):
         _say(f"warning: {line(w)}", err=True)
-    _emit(render(doc, fmt, **_plot_runs(fmt, base, cand)), output)
+    _write_reports(ctx, doc, targets)
     _step_summary(doc)
     sys.exit(doc["exit_code"])
 
@@ -349,18 +402,19 @@ def calibrate(ctx, config_path, variant, fmt, output, offline, no_cache, refresh
 
 @cli.command()
 @click.argument("document", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMATS + ["otlp"]), default="table", show_default=True,
-              help="otlp: a run's calls as GenAI spans and its scores as gen_ai.evaluation.result events "
-                   "(OTLP/JSON lines).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here instead of stdout.")
+@_report_options(FORMATS + ["otlp"])
 @click.option("--otlp-endpoint", metavar="URL",
               help="With --format otlp: send to this OTLP/HTTP endpoint (…/v1/traces, …/v1/logs) instead.")
-def report(document, fmt, output, otlp_endpoint):
-    """Render a run or comparison JSON as table, md, junit, html or json; export a run as OTLP."""
+@click.pass_context
+def report(ctx, document, fmts, outputs, md_file, html_file, junit_file, json_file, otlp_endpoint):
+    """Render a run or comparison JSON as table, md, junit, html or json (several at once with
+    --md/--html/--junit/--json FILE); export a run as OTLP (--format otlp: its calls as GenAI
+    spans, its scores as gen_ai.evaluation.result events, OTLP/JSON lines)."""
     from .errors import InputError, RunIncomplete
-    from .report import kind_of, render
+    from .report import kind_of
     from .runfile import read_json, validate_document
 
+    targets = _targets(fmts, outputs, md_file, html_file, junit_file, json_file)
     doc = read_json(document)
     try:
         kind = kind_of(doc) if isinstance(doc, dict) else None
@@ -369,10 +423,11 @@ def report(document, fmt, output, otlp_endpoint):
     if kind is None:
         raise InputError("neither a run nor a comparison file", file=document)
     validate_document(doc, f"{kind}.schema.json", document)
-    if fmt == "otlp" and kind != "run":
+    otlp = [t for t in targets if t[0] == "otlp"]
+    if otlp and kind != "run":
         raise InputError("--format otlp exports a run file; a comparison has no samples", file=document)
     if otlp_endpoint:
-        if fmt != "otlp":
+        if not otlp:
             raise InputError("--otlp-endpoint goes with --format otlp")
         from .report.otlp_export import post
 
@@ -380,9 +435,8 @@ def report(document, fmt, output, otlp_endpoint):
             post(doc, otlp_endpoint)
         except Exception as e:  # network errors of every kind: the export did not happen
             raise RunIncomplete(f"OTLP export to {otlp_endpoint} failed: {type(e).__name__}: {e}") from None
-        if not output:
-            return
-    _emit(render(doc, fmt), output)
+        targets = [t for t in targets if t[0] != "otlp" or t[1] is not None]  # sent, not printed
+    _write_reports(ctx, doc, targets)
 
 
 @cli.command()

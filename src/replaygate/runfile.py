@@ -52,9 +52,14 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
 
 
-def write_json(obj: dict, path: str | Path) -> None:
+def write_text(text: str, path: str | Path) -> None:
+    """Write a file whole or not at all: a reader never sees half a run file or report."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(obj), encoding="utf-8")
-    tmp.replace(path)  # atomic: a reader never sees half a run file
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_json(obj: dict, path: str | Path) -> None:
+    write_text(dumps(obj), path)

@@ -21,6 +21,7 @@ from ..model import SCHEMA_VERSION, Run
 from . import stats
 from .diff import case_changes
 from .gates import evaluate, parse_gates
+from .listing import case_rows, describe_side, distributions
 from .paired import MetricComparison, compare_means, compare_quantiles, json_safe
 
 __all__ = ["compare_runs", "paired_comparisons", "Paired", "resamples_of"]
@@ -155,6 +156,8 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     changes = {"regressions": [], "improvements": [], "n_regressions": 0, "n_improvements": 0}
     if q is not None and q.case_base is not None:
         changes = case_changes(base, cand, paired.base_pos, paired.cand_pos, q.case_base, q.case_cand, counting)
+    rows, n_rows = case_rows(base, cand, paired.base_pos, paired.cand_pos,
+                             q.case_base if q is not None else None, q.case_cand if q is not None else None)
 
     warnings = []
     if not base.complete or not cand.complete:
@@ -170,13 +173,16 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         "n_paired": n,
         "only_in_baseline": only_b,
         "only_in_candidate": only_c,
-        "baseline": {"variant": base.variant.get("name"), "summary_n_cases": len(base.cases)},
-        "candidate": {"variant": cand.variant.get("name"), "summary_n_cases": len(cand.cases)},
+        "baseline": describe_side(base),
+        "candidate": describe_side(cand),
         "decision": {"mode": decision.get("mode", "significant"), "confidence": conf, "holm": holm,
                      "resamples": resamples, "seed": seed},
         "metrics": metrics,
         "gates": gate_out,
         "holm": holm_info,
         **changes,
+        "cases": rows,
+        "n_cases": n_rows,
+        "distributions": distributions((base, cand)),
         "warnings": warnings,
     })

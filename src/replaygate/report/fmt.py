@@ -119,3 +119,39 @@ def output_diff(regression: dict) -> str | None:
     diff = "\n".join(difflib.unified_diff(b.splitlines(), c.splitlines(), "baseline", "candidate",
                                           lineterm=""))
     return diff or "(outputs identical)"
+
+
+def provenance(side: dict) -> str:
+    """Where a side's outputs came from, as shares: "100% cache", "60% live, 40% cache"."""
+    shares = side.get("provenance") or {}
+    return ", ".join(f"{100 * v:.0f}% {k}" for k, v in sorted(shares.items(), key=lambda kv: -kv[1]) if v)
+
+
+def side_parts(side: dict) -> list[tuple[str, str]]:
+    """(label, text) facts about one side of a comparison, for the reports' "compared" lines:
+    what produced the outputs, the commit, prompts read from git refs, and the provenance."""
+    parts = []
+    kind, model = side.get("kind"), side.get("model")
+    if kind == "recorded":
+        parts.append(("outputs", "recorded in the traces"))
+    elif kind == "run":
+        parts.append(("outputs", "a stored run"))
+    elif model:
+        parts.append(("callable" if kind == "callable" else "model", str(model)))
+    git = side.get("git") or {}
+    if git.get("commit"):
+        where = [git["branch"]] if git.get("branch") else []
+        if git.get("dirty"):
+            where.append("uncommitted changes")
+        parts.append(("commit", git["commit"][:10] + (f" ({', '.join(where)})" if where else "")))
+    for k, ref in (side.get("prompt_refs") or {}).items():
+        parts.append((f"prompt {k}", str(ref)))
+    prov = provenance(side)
+    if prov:
+        parts.append(("samples", f"{side.get('n_samples', '?')}: {prov}"))
+    return parts
+
+
+def failed_reasons(regression: dict) -> list[str]:
+    """'scorer: reason' for each scorer that failed a regressed case (errors as 'error: ...')."""
+    return [f"{f.get('scorer') or 'error'}: {f.get('reason') or 'failed'}" for f in regression.get("failed") or []]
