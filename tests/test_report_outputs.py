@@ -112,7 +112,8 @@ def test_markdown_carries_models_commits_provenance_why_and_reasons(comparison):
     assert "**baseline** base: outputs recorded in the traces; commit 0123456789 \\(main\\); samples 30: 100% recorded" in md
     assert "**candidate** cand: model openai/cand; commit 0123456789 \\(main\\); samples 30: 100% live" in md
     assert "**Why**\n- quality\\.pass\\_rate: " in md
-    assert "- ❌ says\\_yes: no 'yes' in x \\| y \\<script\\>" in md  # the failing scorer's reason, escaped
+    reason = next(ln for ln in md.splitlines() if ln.startswith("- ❌ says\\_yes: no 'yes' in x \\| y"))
+    assert "\\<script\\>" in reason and "@&#8203;octocat" in reason  # the failing scorer's reason, escaped
     assert "(https://ci.example/run%201/report.html)" in md
     assert markdown_comparison(comparison, report_url="javascript:alert(1)").count("javascript") == 0
 
