@@ -258,8 +258,14 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, 
 @click.option("--listen", default="127.0.0.1:4318", show_default=True, help="HOST:PORT to listen on.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="OTLP/JSON lines file to append to.")
-def record(listen, output):
-    """OTLP/HTTP receiver: point OTEL_EXPORTER_OTLP_ENDPOINT at it and record traces (Ctrl-C stops)."""
+@click.pass_context
+def record(ctx, listen, output):
+    """OTLP/HTTP receiver: point OTEL_EXPORTER_OTLP_ENDPOINT at it and record traces
+    (Ctrl-C or SIGTERM stops and prints what was recorded)."""
+    import signal
+    import threading
+    import time
+
     from .errors import InputError
     from .sources.receiver import serve
 
@@ -267,16 +273,40 @@ def record(listen, output):
     if not sep or not port.isdigit():
         raise InputError(f"--listen must be HOST:PORT, got {listen!r}")
     host = host.strip("[]") or "127.0.0.1"
+    quiet = ctx.obj.get("quiet")
+    tty = sys.stderr.isatty()
+    shown = {"at": 0.0}
 
     def ready(h, p):
         _say(f"recording OTLP/HTTP on http://{h}:{p} (POST /v1/traces, /v1/logs) -> {output}", err=True)
         _say(f"  export OTEL_EXPORTER_OTLP_ENDPOINT=http://{h}:{p}", err=True)
 
+    def on_change(counts) -> None:
+        # a live counter: redrawn in place on a terminal, a line every 10 s in a CI log
+        now = time.monotonic()
+        if quiet or now - shown["at"] < (0.25 if tty else 10.0):
+            return
+        shown["at"] = now
+        text = block(f"received {counts.summary()}")
+        if tty:
+            click.echo("\r" + text + "\x1b[K", err=True, nl=False)  # our own escapes only
+        else:
+            click.echo(text, err=True)
+
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # stop like Ctrl-C
     try:
-        counts = serve(host, int(port), output, ready=ready)
+        counts = serve(host, int(port), output, ready=ready, stop=stop, on_change=on_change)
     except OSError as e:
         raise InputError(f"cannot listen on {listen}: {e.strerror or e}") from None
-    _say(f"stopped: {counts}", err=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if tty and shown["at"]:
+        _say("", err=True)
+    _say(f"stopped: {counts.summary()} -> {output}", err=True)
 
 
 @cli.command("run")
