@@ -94,7 +94,8 @@ def _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, se
     verbose = ctx.obj.get("verbose")
     progress = sys.stderr.isatty() and not ctx.obj.get("quiet") or bool(verbose)
     return RunSettings(cache_mode=mode, concurrency=concurrency, workers=workers, repeats=repeats,
-                       progress=progress, seed=seed)
+                       progress=progress, seed=seed,
+                       notice=lambda text: _say(f"warning: {line(text)}", err=True))
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -178,33 +179,49 @@ def _step_summary(doc: dict) -> None:
 @click.option("-o", "--output", default="replaygate.yaml", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(output: str, force: bool) -> None:
-    """Write a commented starter config (and an example golden file)."""
-    from .starter import STARTER_CONFIG, STARTER_GOLDEN
+    """Write a commented starter config, a 30-row example golden set and a .gitignore."""
+    from .starter import STARTER_CONFIG, STARTER_GITIGNORE, STARTER_GOLDEN
 
     path = Path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; use --force to overwrite")
     path.write_text(STARTER_CONFIG, encoding="utf-8")
+    wrote = [str(path)]
     golden = path.parent / "golden.jsonl"
-    new_golden = not golden.exists()  # an existing dataset is never overwritten
-    if new_golden:
+    if not golden.exists():  # an existing dataset is never overwritten
         golden.write_text(STARTER_GOLDEN, encoding="utf-8")
-    _say(f"wrote {path}" + (f" and {golden}" if new_golden else ""))
+        wrote.append(f"{golden} (30 cases)")
+    ignore = path.parent / ".gitignore"
+    have = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []
+    missing = [ln for ln in STARTER_GITIGNORE.splitlines() if ln.startswith("#") or ln not in have]
+    if any(not ln.startswith("#") for ln in missing):  # add only what is not ignored yet
+        with ignore.open("a", encoding="utf-8") as fh:
+            fh.write(("\n" if have and have[-1].strip() else "") + "\n".join(missing) + "\n")
+        wrote.append(f"{ignore} ({'added to' if have else 'new'}: {', '.join(ln for ln in missing if not ln.startswith('#'))})")
+    _say("wrote " + ", ".join(wrote))
     _say(f"next: replaygate validate -c {path}")
 
 
 @cli.command()
 @_config_option
 def validate(config_path: str) -> None:
-    """Check a config against the schema; every problem with file, line and field."""
-    from .config import load_config
-    from .pipeline import build_scorers
+    """Check a config in one pass: schema, files, scorers, git refs, golden rows (every problem
+    with file, line and field), and warn about gates the dataset is too small to decide."""
+    from .config import ConfigProblems
+    from .validation import validate_config
 
-    cfg = load_config(config_path)
-    build_scorers(cfg)
+    result = validate_config(config_path)
+    for w in result.warnings:
+        _say(f"warning: {line(w)}", err=True)
+    if result.problems:
+        cfg_file = str(result.cfg.path) if result.cfg else None  # the config's own problems first
+        problems = sorted(result.problems, key=lambda p: (p.file != cfg_file, str(p.file or ""), p.line or 0))
+        raise ConfigProblems(problems)
+    cfg = result.cfg
     n = len(cfg["variants"])
-    _say(f"{config_path}: valid ({n} variants, {len(cfg['scorers'])} scorers, {len(cfg['gates'])} gates)")
+    _say(f"{config_path}: valid ({n} variants, {len(cfg['scorers'])} scorers, {len(cfg['gates'])} gates, "
+         f"{result.n_cases} cases)")
 
 
 @cli.command("import")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 DEFAULTS: dict[str, Any] = {
     "repeats": 1,
@@ -137,8 +137,19 @@ _METRIC_FORMS = ("quality.pass_rate, score.NAME.mean, score.NAME.pass_rate, pair
                  "tokens.input.mean, tokens.output.mean, errors.rate")
 
 
+_KEY_ALIASES = {"api_key": "never put a key in the config: use api_key_env: NAME, the name of the environment "
+                           "variable that holds it (e.g. api_key_env: OPENAI_API_KEY)"}
+
+
 def _friendly(err, path: tuple) -> str | None:
     last = path[-1] if path else None
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        # the offending key is the path's last part (see _err_path); never echo its value
+        if last in _KEY_ALIASES:
+            return _KEY_ALIASES[last]
+        allowed = err.schema.get("properties", {})
+        if last in err.instance and last not in allowed:
+            return f"unknown key {last!r}{did_you_mean(last, allowed)} (allowed: {', '.join(sorted(allowed))})"
     if last == "api_key_env":
         # never echo the value: people paste the key itself here by mistake
         return ("must be the name of the environment variable that holds the key "
@@ -204,7 +215,8 @@ def _semantic_errors(data: dict, lines: dict[tuple, int], file: str) -> list[Con
     variants = data.get("variants") if isinstance(data.get("variants"), dict) else {}
     for role in ("baseline", "candidate"):
         if role in data and data[role] not in variants:
-            out.append(ConfigError(f"{role} names variant {data[role]!r}, which is not defined",
+            out.append(ConfigError(f"{role} names variant {data[role]!r}{did_you_mean(data[role], variants)}, "
+                                   f"which is not defined (variants: {', '.join(variants) or 'none'})",
                                    file=file, line=line_of(lines, (role,)), field=role))
     return out
 
@@ -243,23 +255,31 @@ def resolve_paths(data: dict, base: Path) -> None:
         data["history"] = _resolve(base, data["history"])
 
 
-def _check_files(cfg: Config) -> None:
-    d = cfg.data
+def missing_files(cfg: Config) -> list[ConfigError]:
+    """Every dataset, prompt and run file the config names that does not exist."""
+    d, out = cfg.data, []
     for i, entry in enumerate(d.get("dataset") or []):
-        key = next(k for k in ("golden", "cases", "traces") if k in entry)
-        paths = entry[key] if key == "traces" else [entry[key]]
-        for p in paths:
-            if not Path(p).exists():
-                raise cfg.error(f"file not found: {p}", ("dataset", i, key))
+        key = next((k for k in ("golden", "cases", "traces") if k in entry), None)
+        if key is None:
+            continue
+        paths = entry[key] if isinstance(entry[key], list) else [entry[key]]
+        out.extend(cfg.error(f"file not found: {p}", ("dataset", i, key)) for p in paths if not Path(p).exists())
         if "refs_dir" in entry and not Path(entry["refs_dir"]).is_dir():
-            raise cfg.error(f"folder not found: {entry['refs_dir']}", ("dataset", i, "refs_dir"))
+            out.append(cfg.error(f"folder not found: {entry['refs_dir']}", ("dataset", i, "refs_dir")))
     for name, v in (d.get("variants") or {}).items():
         for k in ("system", "template"):
-            p = v.get("prompt", {}).get(k)
-            if p and not p.startswith("git:") and not Path(p).is_file():
-                raise cfg.error(f"file not found: {p}", ("variants", name, "prompt", k))
+            p = (v.get("prompt") or {}).get(k)
+            if isinstance(p, str) and not p.startswith("git:") and not Path(p).is_file():
+                out.append(cfg.error(f"file not found: {p}", ("variants", name, "prompt", k)))
         if "run" in v and not Path(v["run"]).is_file():
-            raise cfg.error(f"file not found: {v['run']}", ("variants", name, "run"))
+            out.append(cfg.error(f"file not found: {v['run']}", ("variants", name, "run")))
+    return out
+
+
+def _check_files(cfg: Config) -> None:
+    problems = missing_files(cfg)
+    if problems:
+        raise ConfigProblems(problems)
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> Config:

@@ -52,3 +52,11 @@ class RunIncomplete(ReplaygateError):
     """The run could not be completed: provider unreachable, auth failure, error budget
     exceeded, offline cache miss (exit 3)."""
     exit_code = EXIT_INCOMPLETE
+
+
+def did_you_mean(word: object, choices) -> str:
+    """' (did you mean 'x'?)' for the closest of ``choices`` to a misspelt name, else ''."""
+    import difflib
+
+    match = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""

@@ -10,7 +10,7 @@ import json
 import platform
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from . import __version__
 from .config import DEFAULT_DECISION, Config, ConfigProblems, line_of
@@ -27,6 +27,7 @@ class RunSettings:
     repeats: int | None = None
     progress: bool = False
     seed: int | None = None
+    notice: Callable[[str], None] | None = None  # told, before the replay, what a run cannot decide
 
 
 def _config_error(cfg: Config, err: ConfigError) -> ConfigError:
@@ -162,6 +163,11 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
     the caller can write them."""
     scorers = build_scorers(cfg)
     cases = load_cases(cfg)
+    if len(names) == 2 and settings.notice is not None:  # a gate: say now which gates cannot decide
+        from .validation import sensitivity_warnings
+
+        for w in sensitivity_warnings(cfg, len(cases)):
+            settings.notice(w)
     try:
         results, warnings = replay_variants(cfg, names, settings, cases)
     except RunIncomplete as e:

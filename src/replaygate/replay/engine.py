@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,17 +111,46 @@ def _source(case: Case) -> dict:
     return {k: case.metadata[k] for k in keys if k in case.metadata}
 
 
+class RecentRate:
+    """Completions per second over the last ``window`` completions (at most ``span_s`` back),
+    for the ETA: the average since the start counts the warm-up and the first, slowest calls (a
+    run that took 16 s once showed an ETA of 4247 s), and a mix of instant cache hits and live
+    calls changes speed mid-run."""
+
+    def __init__(self, window: int = 200, span_s: float = 30.0):
+        self.times: deque[float] = deque(maxlen=window)
+        self.span_s = span_s
+
+    def add(self, now: float) -> None:
+        self.times.append(now)
+
+    def rate(self, now: float) -> float | None:
+        while len(self.times) > 2 and now - self.times[0] > self.span_s:
+            self.times.popleft()
+        if len(self.times) < 2:
+            return None
+        # from the oldest completion kept to now: a stall since the last completion slows it
+        elapsed = now - self.times[0]
+        return (len(self.times) - 1) / elapsed if elapsed > 0 else None
+
+    def eta(self, remaining: int, now: float) -> float | None:
+        r = self.rate(now)
+        return remaining / r if r else None
+
+
 class _Progress:
     def __init__(self, total: int, enabled: bool):
         self.total, self.enabled = total, enabled
         self.done = self.errors = self.hits = 0
         self.start = time.monotonic()
+        self.recent = RecentRate()
         self._last = 0.0
 
     def update(self, sample: Sample, force: bool = False) -> None:
         self.done += 1
         self.errors += sample.error is not None
         self.hits += sample.cached
+        self.recent.add(time.monotonic())
         self.show(force)
 
     def show(self, force: bool = False) -> None:
@@ -128,10 +158,9 @@ class _Progress:
         if not self.enabled or (not force and now - self._last < 0.25):
             return
         self._last = now
-        elapsed = max(now - self.start, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        eta_s = f"{eta:.0f}s" if eta != float("inf") else "?"
+        rate = self.recent.rate(now) or 0.0
+        eta = self.recent.eta(self.total - self.done, now)
+        eta_s = "?" if eta is None else f"{eta:.0f}s"
         sys.stderr.write(f"\rreplay {self.done}/{self.total}  errors {self.errors}  cached {self.hits}"
                          f"  {rate:.1f}/s  ETA {eta_s}   ")
         sys.stderr.flush()

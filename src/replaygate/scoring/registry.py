@@ -7,7 +7,7 @@ from typing import Callable
 
 import jsonschema
 
-from replaygate.errors import ConfigError
+from replaygate.errors import ConfigError, did_you_mean
 from replaygate.scoring.base import COMMON_PARAMS, Scorer
 
 _REGISTRY: dict[str, type[Scorer]] = {}
@@ -58,7 +58,8 @@ def _validate(spec: dict, cls: type[Scorer], where: str) -> None:
     if err.validator == "additionalProperties":
         extra = sorted(set(spec) - set(spec_schema(cls)["properties"]))
         known = ", ".join(sorted(cls.params)) or "none"
-        raise ConfigError(f"unknown key {extra[0]!r} for scorer type {cls.type!r} "
+        hint = did_you_mean(extra[0], spec_schema(cls)["properties"])
+        raise ConfigError(f"unknown key {extra[0]!r} for scorer type {cls.type!r}{hint} "
                           f"(its own keys: {known})", field=f"{where}.{extra[0]}")
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else "?"
@@ -77,7 +78,8 @@ def build_scorer(spec: dict, where: str = "scorer") -> Scorer:
     cls = _REGISTRY.get(type_name)
     if cls is None:
         known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"unknown scorer type {type_name!r} (known: {known})", field=f"{where}.type")
+        raise ConfigError(f"unknown scorer type {type_name!r}{did_you_mean(type_name, _REGISTRY)} (known: {known})",
+                          field=f"{where}.type")
     _validate(spec, cls, where)
     return cls(spec, where)
 

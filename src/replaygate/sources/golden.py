@@ -48,6 +48,50 @@ def load_golden(path: str | Path) -> list[Case]:
     return cases
 
 
+def check_golden(path: str | Path, limit: int = 20) -> tuple[int, list[InputError]]:
+    """Every row of a golden file that does not parse (up to ``limit``), not just the first, and
+    the number of good rows: what `validate` reports in one pass. JSONL files are checked line
+    by line; a syntax error in a YAML, JSON or CSV file stops its check there."""
+    path = Path(path)
+    problems: list[InputError] = []
+    good = 0
+    seen: dict[str, int | None] = {}
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        try:
+            text = _read(path)
+        except InputError as e:
+            return 0, [e]
+        rows: list[tuple[int, int | None, Any]] = []  # (row number, line, row), as load_golden counts
+        lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        for n, (i, line) in enumerate(lines, start=1):
+            try:
+                rows.append((n, i, json.loads(line)))
+            except json.JSONDecodeError as e:
+                problems.append(InputError(f"invalid JSON: {e.msg} (column {e.colno})", file=str(path), line=i))
+    else:
+        if path.suffix.lower() not in _ROW_READERS:
+            return 0, [InputError("unknown golden file type (use .jsonl, .yaml, .yml, .csv or .json)", file=str(path))]
+        try:
+            rows = [(n, line, row) for n, (line, row) in enumerate(_ROW_READERS[path.suffix.lower()](path), start=1)]
+        except InputError as e:
+            return 0, [e]
+    for n, line, row in rows:
+        try:
+            case = row_to_case(row, n, path, line)
+        except InputError as e:
+            problems.append(e)
+            continue
+        if case.id in seen:
+            problems.append(InputError(f"duplicate case id {case.id!r} (first on line {seen[case.id]})",
+                                       file=str(path), line=line))
+            continue
+        seen[case.id] = line
+        good += 1
+    if not rows and not problems:
+        problems.append(InputError("the golden file has no rows", file=str(path)))
+    return good, problems[:limit]
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
@@ -176,3 +220,6 @@ def row_to_case(row: Any, n: int, path: Path, line: int | None) -> Case:
                 params=dict(row.get("params") or {}), vars=dict(row.get("vars") or {}),
                 reference=row.get("expected"), context=[str(c) for c in context],
                 metadata={**dict(row.get("metadata") or {}), "source": source})
+
+
+_ROW_READERS = {".yaml": _yaml_rows, ".yml": _yaml_rows, ".csv": _csv_rows, ".json": _json_rows}
