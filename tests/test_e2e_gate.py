@@ -77,7 +77,7 @@ def test_identical_candidate_passes_and_cache_replays_offline(project, llm_serve
     # a rerun offline is served entirely from the cache: no request reaches the server
     r = invoke("gate", "-c", cfg, "--offline", "--format", "md")
     assert r.exit_code == 0, r.output
-    assert r.output.startswith("## replaygate: ✅ pass")
+    assert r.stdout.startswith("## replaygate: ✅ pass")
     assert llm_server.stats(summary=True)["count"] == calls
 
 

@@ -95,36 +95,45 @@ def _sample_side(case: CaseResult | None, variant: dict, pass_share: float) -> d
     }
 
 
-def _score_drop(row: dict) -> float:
-    """How much the candidate's scores fell below the baseline's (mean over shared scorers)."""
-    b, c = row["baseline"].get("scores", {}), row["candidate"].get("scores", {})
-    drops = [b[n]["score"] - c[n]["score"] for n in b
-             if n in c and b[n]["score"] is not None and c[n]["score"] is not None]
-    return sum(drops) / len(drops) if drops else 0.0
+def _mean_score(case: CaseResult) -> float | None:
+    vals = [sc.score for s in case.samples for sc in s.scores.values() if sc.score is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _has_error(case: CaseResult) -> bool:
+    return any(s.error is not None for s in case.samples)
 
 
 def case_rows(base: Run, cand: Run, base_pos, cand_pos, base_pass, cand_pass,
               limit: int = MAX_CASES) -> tuple[list[dict], int]:
     """Every paired case as a row, most regressed first: by the fall of the pass share, then
     (at equal fall) scored failures before errors, then by the fall of the mean score.
-    Returns (rows cut at ``limit``, total)."""
-    b = np.asarray(base_pass, dtype=float) if base_pass is not None else np.full(len(base_pos), np.nan)
-    c = np.asarray(cand_pass, dtype=float) if cand_pass is not None else np.full(len(base_pos), np.nan)
-    rows = []
-    for k in range(len(base_pos)):
+    Returns (rows cut at ``limit``, total). Only the rows kept are built (a light sort key is
+    computed for every case), so a 100,000-case comparison stays cheap."""
+    n = len(base_pos)
+    b = np.asarray(base_pass, dtype=float) if base_pass is not None else np.full(n, np.nan)
+    c = np.asarray(cand_pass, dtype=float) if cand_pass is not None else np.full(n, np.nan)
+    with np.errstate(invalid="ignore"):
+        change = c - b
+    keys = []
+    for k in range(n):
         bc, cc = base.cases[int(base_pos[k])], cand.cases[int(cand_pos[k])]
-        change = c[k] - b[k]
-        row = {"case": bc.id, "change": None if math.isnan(change) else float(change),
+        sb, sc = _mean_score(bc), _mean_score(cc)
+        drop = sb - sc if sb is not None and sc is not None else 0.0
+        ch = change[k]
+        keys.append((0.0 if math.isnan(ch) else float(ch), _has_error(bc) or _has_error(cc), -drop, bc.id, k))
+    keys.sort()
+    rows = []
+    for *_, k in keys[:limit]:
+        bc, cc = base.cases[int(base_pos[k])], cand.cases[int(cand_pos[k])]
+        row = {"case": bc.id, "change": None if math.isnan(change[k]) else float(change[k]),
                "input": truncate(bc.input or cc.input),
                "expected": truncate(str(bc.expected)) if bc.expected is not None else None,
                "baseline": _sample_side(bc, base.variant, b[k]),
                "candidate": _sample_side(cc, cand.variant, c[k])}
         row["errors"] = bool(row["baseline"].get("error") or row["candidate"].get("error"))
         rows.append(row)
-    drop = {r["case"]: _score_drop(r) for r in rows}
-    rows.sort(key=lambda r: (r["change"] if r["change"] is not None else 0.0, r["errors"],
-                             -drop[r["case"]], r["case"]))
-    return rows[:limit], len(rows)
+    return rows, n
 
 
 # --- distributions -----------------------------------------------------------------------------
