@@ -140,7 +140,7 @@ def test_repeats_are_clustered_and_their_gain_reported(schema):
     base, cand = _pair(n=100, repeats=4, seed=2)
     out = _valid(compare_runs(base, cand, GATES, {}), schema)
     m = out["metrics"]["quality.pass_rate"]
-    assert m["test"] == "wilcoxon_signed_rank"  # fractions per case: no McNemar
+    assert m["test"] == "score_test_effective_n"  # fractions per case: no McNemar
     assert m["n"] == 100
     rep = m["repeats"]["baseline"]
     assert rep["mean_repeats"] == 4 and rep["within_case_variance"] > 0
@@ -231,7 +231,7 @@ def test_pairwise_win_rate_is_compared_against_no_preference(schema):
     m = out["metrics"]["pairwise.pref.win_rate"]
     assert m["baseline"] == 0.5 and m["candidate"] == pytest.approx(np.mean(list(worse.values())))
     assert m["delta"] == pytest.approx(m["candidate"] - 0.5) and m["ci"][1] < 0
-    assert m["test"] == "wilcoxon_signed_rank" and m["n"] == 200
+    assert m["test"] == "bootstrap_t" and m["n"] == 200
     assert "3 cases not compared" in m["warnings"][0]
     assert [g["verdict"] for g in out["gates"]] == ["fail", "fail"] and out["exit_code"] == 1
     even = {cid: 0.5 for cid in ids}

@@ -62,16 +62,36 @@ def test_clopper_pearson_known_values():
     assert hi == pytest.approx(sps.beta.ppf(0.975, 8, 13), rel=1e-9)
 
 
-def test_wilcoxon_matches_scipy_and_published_example():
-    # scipy's documented example (Siegel 1956, Cucumber heights): p = 0.041259765625
-    d = np.array([6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75])
-    assert st.wilcoxon_p(d) == pytest.approx(0.041259765625, abs=1e-12)
-    rng = np.random.default_rng(3)
-    d2 = np.round(rng.normal(0.3, 1, 80), 1)  # ties and zeros
-    d2[:5] = 0
-    assert st.wilcoxon_p(d2) == pytest.approx(sps.wilcoxon(d2).pvalue, rel=1e-12)
-    assert st.wilcoxon_p(np.zeros(10)) == 1.0
-    assert st.wilcoxon_p(np.array([])) is None
+def test_bootstrap_t_matches_a_brute_force_bootstrap_t_on_the_same_resamples():
+    # the textbook bootstrap-t (Efron & Tibshirani 1993, 12.5), computed resample by resample
+    # from the same multinomial counts, against the vectorised linear-statistics version
+    rng = np.random.default_rng(4)
+    n = 40
+    b = rng.lognormal(6, 0.5, n)
+    c = b * rng.lognormal(0.1, 0.3, n) + (rng.random(n) < 0.1) * 3000
+    w = st.CaseWeights(n, 2000, seed=3)
+    r = st.paired_mean_reps(w, b, c)[0]
+    counts = w.gather(np.arange(n)).astype(float)  # (n, B)
+    d = c - b
+    est, se = d.mean(), d.std() / math.sqrt(n)
+    m_b = (counts * d[:, None]).sum(0) / n
+    sd_b = np.sqrt((counts * d[:, None] ** 2).sum(0) / n - m_b ** 2)
+    t = (m_b - est) / (sd_b / math.sqrt(n))
+    assert r.diff.est == pytest.approx(est) and r.diff.se == pytest.approx(se)
+    assert np.allclose(np.sort(r.diff.t), np.sort(t), rtol=1e-9, atol=1e-9)
+    lo_q, hi_q = np.quantile(t, [0.025, 0.975], method="inverted_cdf")
+    assert r.diff.interval(0.025) == pytest.approx((est - hi_q * se, est - lo_q * se), rel=1e-9)
+    # one-sided p-values invert the interval's bounds
+    lo, hi = r.diff.interval(0.025)
+    assert r.diff.p_greater(lo - 1e-6 * se) >= 0.025 - 1 / 2001 and r.diff.p_greater(lo + 0.05 * se) < 0.03
+    assert r.diff.p_two_sided(0.0) == min(1.0, 2 * min(r.diff.p_greater(0.0), r.diff.p_less(0.0)))
+    # the log ratio of the means: delta-method standard error at the original sample
+    u = c / c.mean() - b / b.mean()
+    assert r.log_ratio.est == pytest.approx(math.log(c.mean() / b.mean()))
+    assert r.log_ratio.se == pytest.approx(u.std() / math.sqrt(n), rel=1e-9)
+    # every case exactly 1.3x: no spread, the interval is the point
+    exact = st.paired_mean_reps(w, b, 1.3 * b)[0].log_ratio
+    assert exact.se == 0 and exact.interval(0.025) == (exact.est, exact.est)
 
 
 def test_expanded_percentile_level_round_trips():

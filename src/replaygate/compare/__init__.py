@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..metrics import MetricSeries, case_metrics
+from ..metrics import MetricSeries, case_metrics, direction
 from ..model import SCHEMA_VERSION, Run
 from . import stats
 from .diff import case_changes
@@ -78,10 +78,17 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
     only_b = [base_ids[i] for i in np.flatnonzero(to_b < 0)]
     only_c = [cand_ids[i] for i in np.flatnonzero(to_c < 0)]
     mb, mcand = case_metrics(base), case_metrics(cand)
+    missing: dict[str, MetricComparison] = {}
     for pw in pairwise or []:
         mb[pw["metric"]], mcand[pw["metric"]] = _pairwise_series(pw, paired_ids)
     for g in rules or []:
-        if g.metric not in mb and g.metric not in mcand:
+        if n == 0:
+            # two empty runs (or no shared case) have no score.* metrics to name: the gates say
+            # there is nothing to compare instead of calling a configured metric unknown
+            comps_missing = MetricComparison(g.metric, "", direction(g.metric), 0)
+            comps_missing.warnings.append("no case is in both runs: nothing to compare")
+            missing[g.metric] = comps_missing
+        elif g.metric not in mb and g.metric not in mcand:
             known = ", ".join(sorted(set(mb) | set(mcand)))
             raise ConfigError(f"unknown metric {g.metric!r}; this comparison has: {known}",
                               field=f"gates[{g.index}].metric")
@@ -100,6 +107,8 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
             groups.setdefault(m.rsplit(".", 1)[0], []).append(m)
     for names in groups.values():
         comps.update(compare_quantiles(names, mb, mcand, to_b, to_c, n, weights, alpha))
+    for name, mc in missing.items():
+        comps.setdefault(name, mc)
     return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c)
 
 

@@ -71,9 +71,10 @@ def calibrate(run_a: Run, run_b: Run | None, gates: list[dict], decision: dict |
 
 def _se(mc) -> float | None:
     """Standard error of the paired difference at the current size."""
-    if mc.binary:
-        flip = (mc.n01 + mc.n10) / mc.n
-        return math.sqrt(max(flip - mc.delta ** 2, 0.0) / mc.n)
+    if mc.counts is not None:
+        e = mc.counts
+        flip = (e.gains + e.losses) / e.n
+        return math.sqrt(max(flip - mc.delta ** 2, 0.0) / e.n)
     if mc.diff_reps is not None:
         return float(np.nanstd(mc.diff_reps))
     return None

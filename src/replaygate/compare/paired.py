@@ -4,10 +4,12 @@ Which method is used for which metric (design.md "Statistics"):
 
 * pass/fail metrics with one sample per case (0/1 per case): exact McNemar p-value, Tango score
   interval of the difference; one-sample questions about the candidate use exact binomial tests.
-* per-case means (scores, latency.mean, tokens, cost, and pass/fail metrics with repeats, whose
-  per-case values are fractions): paired bootstrap of the mean difference (expanded percentile
-  interval), Wilcoxon signed-rank p-value; the ratio candidate/baseline of the means comes from
-  the same replicates (used for relative tolerances and for cost).
+* pass/fail metrics with repeats (per-case fractions): the same counting methods on effective
+  counts (samples over the design effect of the clustering, stats.effective_counts), so the
+  interval stays honest at 0% and 100% where a bootstrap of the fractions collapses to a point.
+* per-case means (scores, latency.mean, tokens, cost): paired bootstrap-t (studentized) interval
+  of the mean difference and its bootstrap p-value (the same quantity as the interval); the
+  ratio candidate/baseline of the means by a bootstrap-t of its logarithm (relative tolerances).
 * quantiles over samples (latency.pXX, ttft.pXX): bootstrap of the candidate/baseline ratio,
   resampling whole paired cases; a warning when there are too few samples for the quantile.
 """
@@ -17,6 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import stats as sps
 
 from ..metrics import MetricSeries
 from . import stats as st
@@ -48,6 +51,8 @@ class MetricComparison:
     n10: int = 0  # baseline pass -> candidate fail
     k_cand: int = 0  # candidate passes (binary)
     expand_n: int | None = None  # n for the expanded percentile (means); None for quantiles
+    counts: st.EffectiveCounts | None = None  # rates: decided by counting methods on these
+    boot: st.PairedMeanReps | None = None  # means: bootstrap-t replicates
     diff_reps: np.ndarray | None = None
     ratio_reps: np.ndarray | None = None
     cand_reps: np.ndarray | None = None
@@ -140,17 +145,20 @@ def compare_means(names: list[str], base: dict[str, MetricSeries], cand: dict[st
         mc.delta = mc.candidate - mc.baseline
         mc.ratio = _ratio(mc.candidate, mc.baseline)
         mc.repeats = repeats_info(b, c, to_b, to_c, n) if b.kind != "total" else None
-        binary = (b.kind == "rate" and _single(b, to_b, both) and _single(c, to_c, both))
-        if binary:
-            _binary(mc, bv[both], cv[both], alpha)
+        if b.kind == "rate":
+            rb, rc = _per_paired_counts(b, to_b, n), _per_paired_counts(c, to_c, n)
+            if np.all(rb[both] == 1) and np.all(rc[both] == 1):
+                _binary(mc, bv[both], cv[both], alpha)
+            else:
+                _rate_with_repeats(mc, bv[both], cv[both], rb[both], rc[both], alpha)
         else:
-            cols.append(np.stack([bv, cv, cv - bv], axis=1))
+            cols.append((bv, cv))
             owners.append((mc, scale))
     if cols and weights is not None:
-        reps = st.weighted_means(weights, np.concatenate(cols, axis=1))
-        for i, (mc, scale) in enumerate(owners):
-            rb, rc, rd = (reps[:, 3 * i + k] * scale for k in range(3))
-            _bootstrap(mc, rb, rc, rd, alpha)
+        reps = st.paired_mean_reps(weights, np.stack([c[0] for c in cols], axis=1),
+                                   np.stack([c[1] for c in cols], axis=1))
+        for (mc, scale), r in zip(owners, reps):
+            _bootstrap(mc, r, scale, alpha)
     return out
 
 
@@ -165,11 +173,10 @@ def _per_paired(s: MetricSeries, to_paired: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _single(s: MetricSeries, to_paired: np.ndarray, both: np.ndarray) -> bool:
-    """Every paired case has exactly one sample with a value (so per-case values are 0/1)."""
-    v, pc = align(s, to_paired)
-    cnt = np.bincount(pc, minlength=both.size)
-    return bool(np.all(cnt[both] == 1))
+def _per_paired_counts(s: MetricSeries, to_paired: np.ndarray, n: int) -> np.ndarray:
+    """Samples with a value per paired case."""
+    _, pc = align(s, to_paired)
+    return np.bincount(pc, minlength=n)
 
 
 def _binary(mc: MetricComparison, b: np.ndarray, c: np.ndarray, alpha: float) -> None:
@@ -177,27 +184,55 @@ def _binary(mc: MetricComparison, b: np.ndarray, c: np.ndarray, alpha: float) ->
     mc.n01 = int(np.sum((b == 0) & (c == 1)))
     mc.n10 = int(np.sum((b == 1) & (c == 0)))
     mc.k_cand = int(np.sum(c == 1))
+    mc.counts = st.EffectiveCounts(float(mc.n), float(mc.n01), float(mc.n10), 1.0,
+                                   float(mc.k_cand), float(mc.n), 1.0)
     mc.p_value = st.mcnemar_exact(mc.n01, mc.n10)
     mc.test = "mcnemar_exact"
     mc.ci = st.tango_interval(mc.n01, mc.n10, mc.n, alpha, st.CONTINUITY)
     mc.interval = "tango_score_continuity_corrected"
-    flip = (mc.n01 + mc.n10) / mc.n
-    mc.mde = st.mde_paired_proportion(flip, mc.n, alpha)
+    _proportion_mde(mc, (mc.n01 + mc.n10) / mc.n, mc.n, alpha)
 
 
-def _bootstrap(mc: MetricComparison, rb, rc, rd, alpha: float) -> None:
+def _rate_with_repeats(mc: MetricComparison, b, c, rb, rc, alpha: float) -> None:
+    e = st.effective_counts(b, c, rb, rc)
+    mc.counts = e
+    mc.ci = st.tango_interval(e.gains, e.losses, e.n, alpha, st.CONTINUITY)
+    mc.interval = "tango_score_effective_n"
+    z = st.tango_z(e.gains, e.losses, e.n, 0.0, st.CONTINUITY)
+    mc.p_value = float(min(1.0, 2 * sps.norm.sf(abs(z))))
+    mc.test = "score_test_effective_n"
+    _proportion_mde(mc, (e.gains + e.losses) / e.n, e.n, alpha)
+
+
+def _proportion_mde(mc: MetricComparison, flip: float, n: float, alpha: float) -> None:
+    mde = st.mde_paired_proportion(flip, n, alpha)
+    if mde >= 1.0:
+        # no change of a share (at most 100 points) could be detected with 80% power
+        mc.warnings.append(f"{n:.3g} effective paired samples: too few to detect any change with 80% power")
+        mc.mde = None
+    else:
+        mc.mde = mde
+
+
+def _bootstrap(mc: MetricComparison, r: st.PairedMeanReps, scale: float, alpha: float) -> None:
+    mc.boot = r
     mc.expand_n = mc.n
-    mc.diff_reps = rd
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mc.ratio_reps = rc / rb
-    mc.cand_reps = rc
-    mc.ci = st.percentile_interval(rd, alpha, mc.n)
-    mc.interval = "paired_bootstrap_expanded_percentile"
+    mc.diff_reps = r.diff_reps * scale
+    mc.ratio_reps = r.ratio_reps
+    mc.cand_reps = r.cand_reps * scale
+    diff = r.diff.scaled(scale)
+    mc.ci = diff.interval(alpha)
+    mc.interval = "paired_bootstrap_t"
     if mc.ratio is not None:
-        mc.ratio_ci = st.percentile_interval(mc.ratio_reps, alpha, mc.n)
-    mc.p_value = st.wilcoxon_p(mc.case_cand - mc.case_base)
-    mc.test = "wilcoxon_signed_rank"
-    mc.mde = st.mde_normal(float(np.nanstd(rd)), alpha)
+        if r.log_ratio is not None:
+            lo, hi = r.log_ratio.interval(alpha)
+            mc.ratio_ci = (math.exp(lo), math.exp(hi))
+        else:
+            mc.ratio_ci = st.percentile_interval(mc.ratio_reps, alpha, mc.n)
+    # the p-value tests the quantity the interval is about: the mean difference
+    mc.p_value = diff.p_two_sided(0.0)
+    mc.test = "bootstrap_t"
+    mc.mde = st.mde_normal(diff.se, alpha)
     if mc.n < st.MIN_BOOTSTRAP_N:
         # a bootstrap of a handful of cases can be degenerate (e.g. 3 equal differences give a
         # zero-width interval): report it, but let no gate decide on it

@@ -41,6 +41,12 @@ def delta(metric: str, d: Any, base: Any = None) -> str:
     return s
 
 
+def _signed(v: float, spec: str) -> str:
+    """``format(v, spec)`` without a "-0" for a value that rounds to zero ("[+0.0, -0.0]")."""
+    s = format(v, spec)
+    return "+" + s[1:] if s.startswith("-") and float(s) == 0 else s
+
+
 def interval(metric: str, ci: Any, kind: str | None = None) -> str:
     if not ci or ci[0] is None or ci[1] is None:
         return "n/a"
@@ -48,8 +54,8 @@ def interval(metric: str, ci: Any, kind: str | None = None) -> str:
     if kind == "ratio":
         return f"[{lo:.3f}×, {hi:.3f}×]"
     if is_rate(metric):
-        return f"[{100 * lo:+.1f}, {100 * hi:+.1f}] pts"
-    return f"[{lo:+.4g}, {hi:+.4g}]"
+        return f"[{_signed(100 * lo, '+.1f')}, {_signed(100 * hi, '+.1f')}] pts"
+    return f"[{_signed(lo, '+.4g')}, {_signed(hi, '+.4g')}]"
 
 
 def pvalue(p: Any) -> str:
@@ -67,7 +73,7 @@ def gate_interval(metric: str, gate: dict) -> str:
     if not ci or ci[0] is None or ci[1] is None:
         return "n/a"
     if gate.get("scale") == "relative":
-        return f"[{100 * ci[0]:+.1f}%, {100 * ci[1]:+.1f}%]"
+        return f"[{_signed(100 * ci[0], '+.1f')}%, {_signed(100 * ci[1], '+.1f')}%]"
     if gate.get("scale") == "value":
         return f"[{value(metric, ci[0])}, {value(metric, ci[1])}]"
     return interval(metric, ci, gate.get("ci_kind"))
