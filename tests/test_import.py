@@ -10,8 +10,9 @@ import pytest
 
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import Case
+from replaygate.sources.parallel import load_traces
 from replaygate.sources.traces import (ImportStats, compile_where, import_traces, iter_import,
-                                       load_traces, read_cases_jsonl, sample_cases, write_cases_jsonl)
+                                       read_cases_jsonl, sample_cases, write_cases_jsonl)
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
 

@@ -437,3 +437,14 @@ def test_log_events_apart_from_their_spans_cannot_come_through_a_pipe(tmp_path):
         import_to_jsonl([fifo], tmp_path / "out.jsonl", workers=1, chunk_bytes=1)
     writer.join(5)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_traces_module_does_not_import_the_pool():
+    """sources.traces is the sequential importer the pool builds on: importing it must not pull
+    in sources.parallel (the two used to import each other)."""
+    import subprocess
+    import sys
+    code = ("import sys, replaygate.sources.traces; "
+            "print('replaygate.sources.parallel' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -21,7 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from replaygate.sources.receiver import rpc_status_bytes, running_receiver, serve
-from replaygate.sources.traces import import_traces, load_traces
+from replaygate.sources.parallel import load_traces
+from replaygate.sources.traces import import_traces
 
 FIX = Path(__file__).parent / "fixtures" / "traces"
 

@@ -23,7 +23,7 @@ def load_dataset(entries: list[dict]) -> list[Case]:
                 found = sample_cases(found, entry["sample"]["n"], entry["sample"].get("seed", 0))
             label = entry["cases"]
         else:
-            from .traces import load_traces
+            from .parallel import load_traces
 
             found, label = load_traces(entry["traces"], where=entry.get("where"),
                                        sample=entry.get("sample"),

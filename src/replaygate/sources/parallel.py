@@ -42,12 +42,14 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from replaygate import fastjson
 from replaygate.errors import InputError
+from replaygate.model import Case
 from replaygate.sources.genai import SPAN_KEY_PREFIXES
 from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCounts, Limits, Unit,
                                      decode_unit, is_logs_name, iter_units)
 from replaygate.sources.refs import RefReader
 from replaygate.sources.traces import (SKIP_BAD_RETRIEVAL, ImportStats, _files, _Importer,
-                                       young_gc_only, compile_where, context_for)
+                                       _parse_sample, compile_where, context_for,
+                                       read_cases_jsonl, sample_cases, young_gc_only)
 
 # Below this much input a pool's start-up (~50 ms with fork, ~0.3 s with spawn) is not worth it.
 PARALLEL_MIN_BYTES = 16 * MiB
@@ -88,6 +90,23 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
         elif join.late_traces:
             out.rewrite(join)
     return stats, written
+
+
+def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = None,
+                sample: dict | None = None, *, include_errors: bool = False,
+                refs_dir: str | Path | None = None) -> list[Case]:
+    """Cases for a ``traces:`` dataset entry: import, filter with ``where``, then ``sample``.
+
+    The import is ``replaygate import``'s (worker processes for large inputs) into a temporary
+    cases file read back: memory holds the cases that match, not every span until the end."""
+    pick = _parse_sample(sample)
+    with tempfile.TemporaryDirectory(prefix="replaygate-traces-") as d:
+        out = Path(d) / "cases.jsonl"
+        import_to_jsonl(paths, out, where=where, include_errors=include_errors, refs_dir=refs_dir)
+        cases = read_cases_jsonl(out)
+    if pick is not None:
+        cases = sample_cases(cases, *pick)
+    return cases
 
 
 def usable_cpus() -> int:

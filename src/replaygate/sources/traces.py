@@ -366,26 +366,6 @@ def _start(r: _Retrieved) -> int:
     return r.start_ns
 
 
-def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = None,
-                sample: dict | None = None, *, include_errors: bool = False,
-                refs_dir: str | Path | None = None) -> list[Case]:
-    """Cases for a ``traces:`` dataset entry: import, filter with ``where``, then ``sample``.
-
-    The import is ``replaygate import``'s (worker processes for large inputs) into a temporary
-    cases file read back: memory holds the cases that match, not every span until the end."""
-    import tempfile
-
-    from replaygate.sources.parallel import import_to_jsonl  # it builds on this module
-    pick = _parse_sample(sample)
-    with tempfile.TemporaryDirectory(prefix="replaygate-traces-") as d:
-        out = Path(d) / "cases.jsonl"
-        import_to_jsonl(paths, out, where=where, include_errors=include_errors, refs_dir=refs_dir)
-        cases = read_cases_jsonl(out)
-    if pick is not None:
-        cases = sample_cases(cases, *pick)
-    return cases
-
-
 # ---------------------------------------------------------------------------------------------
 # where
 
