@@ -230,7 +230,7 @@ def test_vercel_ai_sdk_do_generate_span():
     assert [m.role for m in case.messages] == ["system", "user", "assistant", "tool"]
     assert case.messages[2].tool_calls[0].arguments == '{"city": "Oslo"}'
     assert (case.messages[3].tool_call_id, case.messages[3].content) == ("t1", '{"temp": -3}')
-    assert case.params["model"] == "gpt-4o" and case.metadata["provider"] == "openai.chat"
+    assert case.params["model"] == "gpt-4o" and case.metadata["provider"] == "openai"  # not "openai.chat"
     assert case.tools[0]["function"]["name"] == "weather"
     assert (case.recorded.output, case.recorded.input_tokens, case.recorded.output_tokens) == ("It is -3C.", 30, 5)
     outer = span({"ai.operationId": "ai.generateText", "ai.model.id": "gpt-4o"})
@@ -272,3 +272,39 @@ def test_recorded_evaluation_events_are_kept():
                                           "gen_ai.evaluation.score.label": "relevant"})
     case, _ = case_of({"gen_ai.request.model": "m", "gen_ai.prompt.0.content": "q"}, [ev])
     assert case.metadata["evaluations"] == [{"name": "Relevance", "score": 4.0, "label": "relevant"}]
+
+
+def test_pydantic_ai_events_attribute_and_function_tools():
+    """Pydantic AI instrumentation version 1 (Logfire's default event_mode "attributes"): the
+    message events as one JSON list on the span, the tools in model_request_parameters."""
+    events = [{"content": "Be terse.", "role": "system", "gen_ai.system": "openai", "event.name": "gen_ai.system.message"},
+              {"content": "Weather in Oslo?", "role": "user", "gen_ai.system": "openai", "event.name": "gen_ai.user.message"},
+              {"index": 0, "message": {"role": "assistant", "tool_calls": [
+                  {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}]},
+               "gen_ai.system": "openai", "event.name": "gen_ai.choice"}]
+    params = {"function_tools": [{"name": "weather", "description": "Weather now", "parameters_json_schema": {
+        "type": "object", "properties": {"city": {"type": "string"}}}, "outer_typed_dict_key": None, "strict": None}],
+        "allow_text_output": True, "output_tools": []}
+    case, conv = case_of({"gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
+                          "events": json.dumps(events), "model_request_parameters": json.dumps(params)})
+    assert conv == "otel-genai-events"
+    assert [(m.role, m.content) for m in case.messages] == [("system", "Be terse."), ("user", "Weather in Oslo?")]
+    [call] = case.recorded.tool_calls
+    assert (call.name, call.arguments, call.id) == ("weather", '{"city": "Oslo"}', "c1")
+    assert case.tools[0]["function"]["parameters"] == {"type": "object", "properties": {"city": {"type": "string"}}}
+    assert "events" not in case.metadata["attributes"]  # content, not a filter attribute
+
+
+def test_vercel_cached_tokens_from_provider_metadata():
+    """AI SDK 4 records no ai.usage key for cached tokens; providers report them in
+    providerMetadata (Anthropic: cacheReadInputTokens, OpenAI: cachedPromptTokens)."""
+    base = {"ai.operationId": "ai.generateText.doGenerate", "ai.model.provider": "anthropic.messages",
+            "ai.model.id": "claude-x", "ai.prompt.messages": json.dumps([{"role": "user", "content": "hi"}]),
+            "ai.response.text": "hello", "ai.usage.promptTokens": 50, "ai.usage.completionTokens": 3}
+    case, _ = case_of({**base, "ai.response.providerMetadata": json.dumps(
+        {"anthropic": {"cacheReadInputTokens": 40, "cacheCreationInputTokens": 0}})})
+    assert case.recorded.cached_tokens == 40 and case.metadata["provider"] == "anthropic"
+    case, _ = case_of({**base, "ai.response.providerMetadata": json.dumps({"openai": {"cachedPromptTokens": 7}})})
+    assert case.recorded.cached_tokens == 7
+    case, _ = case_of(base)
+    assert case.recorded.cached_tokens is None

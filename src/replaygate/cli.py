@@ -235,8 +235,12 @@ def validate(config_path: str) -> None:
               help="Processes that decode and extract [default: the usable cores, for inputs over 16 MB; else 1].")
 @click.option("--refs-dir", type=click.Path(exists=True, file_okay=False),
               help="Read content stored by reference (gen_ai.*_ref, the upload hook's files) from under this folder.")
+@click.option("--keep-nested-duplicates", is_flag=True,
+              help="Keep both cases when two nested spans of a trace record the same call "
+                   "(e.g. a framework span around a client span); by default the inner one is kept.")
 @click.pass_context
-def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, workers, refs_dir):
+def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, workers, refs_dir,
+               keep_nested_duplicates):
     """Read OTLP trace (and log) files or folders; write replayable cases as JSONL."""
     import json
 
@@ -256,11 +260,15 @@ def import_cmd(ctx, traces, output, where_json, sample_n, seed, include_errors, 
         with tempfile.TemporaryDirectory(prefix="replaygate-import-") as d:
             every = Path(d) / "cases.jsonl"
             stats, _ = import_to_jsonl(list(traces), every, where=where, include_errors=include_errors,
-                                       workers=workers, refs_dir=refs_dir)
+                                       workers=workers, refs_dir=refs_dir,
+                                       keep_nested_duplicates=keep_nested_duplicates)
             n = write_cases_jsonl(sample_cases(read_cases_jsonl(every), sample_n, seed), output)
     else:  # streamed, in worker processes: memory does not grow with the number of cases
         stats, n = import_to_jsonl(list(traces), output, where=where, include_errors=include_errors,
-                                   workers=workers, refs_dir=refs_dir)
+                                   workers=workers, refs_dir=refs_dir,
+                                   keep_nested_duplicates=keep_nested_duplicates)
+    if where or sample_n:
+        stats.written = n
     if not ctx.obj.get("quiet"):
         _say(stats.render())
         if where or sample_n:

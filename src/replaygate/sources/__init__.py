@@ -27,7 +27,9 @@ def load_dataset(entries: list[dict]) -> list[Case]:
 
             found, label = load_traces(entry["traces"], where=entry.get("where"),
                                        sample=entry.get("sample"),
-                                       refs_dir=entry.get("refs_dir")), ", ".join(entry["traces"])
+                                       refs_dir=entry.get("refs_dir"),
+                                       keep_nested_duplicates=entry.get("keep_nested_duplicates", False)
+                                       ), ", ".join(entry["traces"])
         for c in found:
             if c.id in origin:
                 raise InputError(f"case id {c.id!r} appears in both {origin[c.id]} and {label}",

@@ -20,11 +20,13 @@ from typing import Any, Callable, Iterable
 from replaygate.model import Case, ErrorInfo, Recorded
 from replaygate.sources import conventions
 from replaygate.sources import refs as content_refs
+from replaygate.sources.conventions import langfuse, vercel
 from replaygate.sources.conventions.adk import ADK_REQUEST, ADK_RESPONSE, ADK_TOOL_ARGS, GEMINI_PARAMS
 from replaygate.sources.conventions.base import (  # noqa: F401  (re-exported: the importer's names)
     AGENT, CHOICE_EVENT, COMPLETION_EVENT_126, DETAILS_EVENT, EMBEDDINGS, EVALUATION_EVENT,
     GENAI_EVENT_NAMES, INFERENCE, LEGACY_MESSAGE_EVENTS, OTHER, PROMPT_EVENT_126, RETRIEVAL, TOOL,
     UNSUPPORTED, Content, Output)
+from replaygate.sources.conventions.events import PYDANTIC_AI_EVENTS, attribute_events
 from replaygate.sources.conventions.langfuse import LANGFUSE_KINDS
 from replaygate.sources.conventions.mlflow import MLFLOW_KINDS
 from replaygate.sources.conventions.openinference import OPENINFERENCE_OP
@@ -45,7 +47,18 @@ _OP_CATEGORY = {
     "invoke_agent": AGENT, "create_agent": AGENT, "invoke_workflow": AGENT, "plan": AGENT,
     "agent": AGENT, "chain": AGENT, "workflow": AGENT, "task": AGENT, "run_agent": AGENT,
     "guardrail": AGENT, "evaluator": AGENT, "prompt": AGENT,
+    "agent_step": AGENT,  # Vercel AI SDK 7: one step of generateText's loop, around its chat span
 }
+# Operation names that are another emitter's name for a known one. LiteLLM's own OTel callback
+# writes its call type (async and vendor-API variants); Semantic Kernel writes its activity names.
+_OPERATION_ALIASES = {"acompletion": "chat", "atext_completion": "text_completion",
+                      "aresponses": "responses", "anthropic_messages": "chat",
+                      "agenerate_content": "generate_content",
+                      "generate_content_stream": "generate_content",
+                      "agenerate_content_stream": "generate_content", "aembedding": "embeddings",
+                      "chat.completions": "chat", "chat.streaming_completions": "chat",
+                      "text.completions": "text_completion",
+                      "text.streaming_completions": "text_completion"}
 _VENDOR_KINDS = (("langfuse.observation.type", LANGFUSE_KINDS), ("mlflow.spanType", MLFLOW_KINDS))
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name",
                "llm.request.model_name")
@@ -69,6 +82,7 @@ def classify(span: SpanRecord) -> tuple[str, str | None]:
         op = a.get(key)
         if isinstance(op, str) and op:
             op = op.lower()
+            op = _OPERATION_ALIASES.get(op, op)
             return _OP_CATEGORY.get(op, UNSUPPORTED), op
     for key, table in _VENDOR_KINDS:  # Langfuse SDK, MLflow (values may be JSON-encoded)
         kind = a.get(key)
@@ -111,12 +125,19 @@ def _tools(a: dict[str, Any]) -> list[dict]:
 
 
 def _request_tools(a: dict[str, Any]) -> list[dict]:
-    """Tool definitions inside a recorded raw request (OpenInference, MLflow, Gemini/ADK)."""
+    """Tool definitions inside a recorded raw request (OpenInference, MLflow, Langfuse,
+    Gemini/ADK)."""
     for key in ("input.value", "mlflow.spanInputs"):
         if key in a:
             raw = maybe_json(a[key])
             if isinstance(raw, dict) and isinstance(raw.get("tools"), list):
                 return [t for t in (tool_def(x) for x in raw["tools"]) if t]
+    found = langfuse.request_tools(a)
+    if found:
+        return [t for t in (tool_def(x) for x in found) if t]
+    params = maybe_json(a.get("model_request_parameters"))  # Pydantic AI
+    if isinstance(params, dict) and isinstance(params.get("function_tools"), list):
+        return [t for t in (tool_def(x) for x in params["function_tools"]) if t]
     if ADK_REQUEST in a:
         req = maybe_json(a[ADK_REQUEST])
         config = req.get("config") if isinstance(req, dict) else None
@@ -137,6 +158,8 @@ def find_content(span: SpanRecord, events: list[Event]) -> Content | None:
     for ev in events:  # the details event carries the v1.37 attributes off-span
         if ev.name == DETAILS_EVENT:
             a = {**a, **ev.attributes}
+    if PYDANTIC_AI_EVENTS in a:
+        events = events + attribute_events(a)
     best: Content | None = None
     for finder in conventions.finders():
         found = finder(a, events)  # lazily: most spans stop at the first convention
@@ -160,8 +183,8 @@ def _invocation_params(a: dict[str, Any]) -> dict[str, Any]:
     p = maybe_json(a.get("llm.invocation_parameters"))
     if isinstance(p, dict):
         return p
-    p = maybe_json(a.get("langfuse.observation.model.parameters"))
-    if isinstance(p, dict):
+    p = langfuse.model_params(a)
+    if p is not None:
         return p
     for key in ("input.value", "mlflow.spanInputs"):  # the raw request
         raw = maybe_json(a.get(key))
@@ -194,7 +217,7 @@ _PARAM_KEYS: dict[str, tuple[str, ...]] = {
                          "inv.presence_penalty"),
     "max_tokens": ("gen_ai.request.max_tokens", "gen_ai.request.max_completion_tokens",
                    "inv.max_tokens", "inv.max_completion_tokens"),
-    "seed": ("gen_ai.request.seed", "gen_ai.openai.request.seed", "inv.seed"),
+    "seed": ("gen_ai.request.seed", "gen_ai.openai.request.seed", "inv.seed", "ai.settings.seed"),
     "n": ("gen_ai.request.choice.count", "gen_ai.request.n", "inv.n"),
     "stop": ("gen_ai.request.stop_sequences", "llm.chat.stop_sequences", "inv.stop"),
     "response_format": ("gen_ai.output.type", "gen_ai.openai.request.response_format",
@@ -210,7 +233,7 @@ _USAGE_KEYS: dict[str, tuple[str, ...]] = {
                       "llm.token_count.completion", "ai.usage.outputTokens", "ai.usage.completionTokens"),
     "cached_tokens": ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
                       "llm.token_count.prompt_details.cache_read", "gen_ai.usage.cached_tokens",
-                      "ai.usage.cachedInputTokens"),
+                      "ai.usage.cachedInputTokens", "ai.usage.inputTokenDetails.cacheReadTokens"),
     "total_tokens": ("gen_ai.usage.total_tokens", "llm.usage.total_tokens", "llm.token_count.total"),
     "reasoning_tokens": ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
                          "llm.usage.reasoning_tokens", "llm.token_count.completion_details.reasoning"),
@@ -265,10 +288,16 @@ def _response_format(v: Any) -> Any:
     return None
 
 
+def _positive(n: int | None) -> int | None:
+    """A token limit of 0 or less is an emitter's "not set" (OpenLit records -1): not sent."""
+    return n if n is not None and n > 0 else None
+
+
 _PARAM_CONV: dict[str, Callable[[Any], Any]] = {
     "model": str, "temperature": to_num, "top_p": to_num, "top_k": _int_if_whole,
     "frequency_penalty": to_num, "presence_penalty": to_num,
-    "max_tokens": lambda v: to_num(v, int), "seed": lambda v: to_num(v, int), "n": lambda v: to_num(v, int),
+    "max_tokens": lambda v: _positive(to_num(v, int)), "seed": lambda v: to_num(v, int),
+    "n": lambda v: to_num(v, int),
     "stop": _stop_list, "response_format": _response_format, "reasoning_effort": str,
     "stream": lambda v: v is True or str(v).lower() == "true",
 }
@@ -306,11 +335,14 @@ def _usage(a: dict[str, Any]) -> dict[str, int | None]:
     raw = _first_present(a, _key_plan(a).usage)
     if "input_tokens" not in raw:
         raw = {**_vendor_usage(a), **raw}
+    if "cached_tokens" not in raw and vercel.PROVIDER_METADATA in a:
+        cached = vercel.cached_tokens(a)
+        if cached is not None:
+            raw = {**raw, "cached_tokens": cached}
     return {name: to_num(raw[name], int) if name in raw else None for name in _USAGE_KEYS}
 
 
-_VENDOR_USAGE = {  # usage objects of Langfuse (usage_details) and Gemini (usage_metadata)
-    "input": "input_tokens", "output": "output_tokens", "total": "total_tokens",
+_GEMINI_USAGE = {  # Gemini's usage_metadata (Google ADK)
     "prompt_token_count": "input_tokens", "candidates_token_count": "output_tokens",
     "total_token_count": "total_tokens", "cached_content_token_count": "cached_tokens",
     "thoughts_token_count": "reasoning_tokens",
@@ -318,19 +350,22 @@ _VENDOR_USAGE = {  # usage objects of Langfuse (usage_details) and Gemini (usage
 
 
 def _vendor_usage(a: dict[str, Any]) -> dict[str, Any]:
-    usage = maybe_json(a.get("langfuse.observation.usage_details"))
-    if not isinstance(usage, dict):
-        resp = maybe_json(a.get(ADK_RESPONSE))
-        usage = resp.get("usage_metadata") if isinstance(resp, dict) else None
+    found = langfuse.usage(a)
+    if found is not None:
+        return found
+    resp = maybe_json(a.get(ADK_RESPONSE))
+    usage = resp.get("usage_metadata") if isinstance(resp, dict) else None
     if not isinstance(usage, dict):
         return {}
-    return {_VENDOR_USAGE[k]: v for k, v in usage.items() if k in _VENDOR_USAGE and v is not None}
+    return {_GEMINI_USAGE[k]: v for k, v in usage.items() if k in _GEMINI_USAGE and v is not None}
 
 
 def provider_of(span: SpanRecord) -> str | None:
     a = span.attributes
+    if "ai.model.provider" in a:  # Vercel AI SDK (its gen_ai.system is the same "openai.chat")
+        return vercel.provider(a["ai.model.provider"])
     p = first_set(a.get("gen_ai.provider.name"), a.get("gen_ai.system"), a.get("llm.provider"),
-               a.get("llm.system"), a.get("ai.model.provider"))
+                  a.get("llm.system"))
     return str(p).lower() if p is not None else None
 
 
@@ -353,6 +388,7 @@ _CONTENT_KEYS = frozenset({
     "llm.prompt_template.variables", "traceloop.entity.input", "traceloop.entity.output",
     "ai.prompt", "ai.prompt.messages", "ai.prompt.tools", "ai.response.text", "ai.response.toolCalls",
     "ai.response.object", "ai.response.providerMetadata",
+    "events", "model_request_parameters",  # Pydantic AI
     "langfuse.observation.input", "langfuse.observation.output", "langfuse.trace.input",
     "langfuse.trace.output", "mlflow.spanInputs", "mlflow.spanOutputs", ADK_REQUEST, ADK_RESPONSE,
     ADK_TOOL_ARGS, "gcp.vertex.agent.tool_response"})
@@ -542,8 +578,8 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
     finish = normalize_finish_reason(first_set(a.get("gen_ai.response.finish_reasons"),
                                             a.get("gen_ai.response.finish_reason"),
                                             a.get("llm.response.finish_reason"),
-                                            a.get("llm.finish_reason"))) or out.finish_reason
-    ttfc = to_num(a.get("gen_ai.response.time_to_first_chunk"))
+                                            a.get("llm.finish_reason"),
+                                            langfuse.finish_reason(a))) or out.finish_reason
     error = None
     if is_error:
         error = ErrorInfo(type=str(a.get("error.type") or "SpanError"),
@@ -551,7 +587,7 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
     recorded = Recorded(
         output=out.text, tool_calls=list(out.tool_calls or []), finish_reason=finish,
         latency_ms=(span.end_ns - span.start_ns) / 1e6 if span.end_ns >= span.start_ns > 0 else None,
-        ttft_ms=ttfc * 1000.0 if ttfc is not None else None,
+        ttft_ms=_ttft_ms(a, span.start_ns),
         input_tokens=usage["input_tokens"], output_tokens=usage["output_tokens"],
         cached_tokens=usage["cached_tokens"],
         cost_usd=to_num(first_set(a.get("llm.cost.total"), a.get("gen_ai.usage.cost"))),
@@ -599,6 +635,21 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
                 params=params, vars=prompt_vars(a), recorded=recorded,
                 metadata={k: v for k, v in metadata.items() if v is not None})
     return Extraction(case, convention)
+
+
+def _ttft_ms(a: dict[str, Any], start_ns: int) -> float | None:
+    """Time to the first streamed chunk: the semconv attribute (seconds), else the vendor's."""
+    # Vercel AI SDK 7 records the TTFC metric's value on the span, under the metric's name
+    ttfc = to_num(first_set(a.get("gen_ai.response.time_to_first_chunk"),
+                            a.get("gen_ai.client.operation.time_to_first_chunk")))
+    if ttfc is not None:
+        return ttfc * 1000.0
+    ms = to_num(a.get(vercel.MS_TO_FIRST_CHUNK))
+    if ms is not None:
+        return ms
+    if langfuse.COMPLETION_START in a:
+        return langfuse.ttft_ms(a, start_ns)
+    return None
 
 
 def recorded_evaluations(events: list[Event]) -> list[dict[str, Any]]:

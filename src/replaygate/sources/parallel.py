@@ -46,6 +46,7 @@ from replaygate.model import Case
 from replaygate.sources.genai import SPAN_KEY_PREFIXES
 from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCounts, Limits, Unit,
                                      decode_unit, is_logs_name, iter_units)
+from replaygate.sources import nested
 from replaygate.sources.refs import RefReader
 from replaygate.sources.traces import (SKIP_BAD_RETRIEVAL, ImportStats, _files, _Importer,
                                        _parse_sample, compile_where, context_for,
@@ -61,12 +62,13 @@ _COMPRESSED_RATIO = 6  # rough expansion of gzip/zstd trace files, to size the w
 def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path, *,
                     where: dict | None = None, include_errors: bool = False,
                     workers: int | None = None, limits: Limits = DEFAULT_LIMITS,
-                    chunk_bytes: int = CHUNK_BYTES, refs_dir: str | Path | None = None
-                    ) -> tuple[ImportStats, int]:
+                    chunk_bytes: int = CHUNK_BYTES, refs_dir: str | Path | None = None,
+                    keep_nested_duplicates: bool = False) -> tuple[ImportStats, int]:
     """Import trace/log files and folders into a cases JSONL file; return the stats and the
     number of cases written (those matching ``where``). ``workers=None`` picks a pool size from
     the input size and the usable cores; 1 runs everything in this process. Content stored by
-    reference is read from files under ``refs_dir`` (see refs.py).
+    reference is read from files under ``refs_dir`` (see refs.py). A call recorded twice by
+    nested spans becomes one case unless ``keep_nested_duplicates`` (see nested.py).
 
     The file is written beside ``output`` and moved into place when complete: on an error
     (InputError for undecodable input, ConfigError for a bad ``where``) an existing output is
@@ -89,12 +91,19 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
                 stats, written = _second_pass(ex, files, limits, chunk_bytes, n, out, join)
         elif join.late_traces:
             out.rewrite(join)
+        if not keep_nested_duplicates:
+            dropped = out.drop_nested_duplicates()
+            if dropped:
+                stats.cases -= dropped
+                stats.skipped[nested.SKIP_NESTED_DUPLICATE] += dropped
+                written -= dropped
     return stats, written
 
 
 def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = None,
                 sample: dict | None = None, *, include_errors: bool = False,
-                refs_dir: str | Path | None = None) -> list[Case]:
+                refs_dir: str | Path | None = None, keep_nested_duplicates: bool = False
+                ) -> list[Case]:
     """Cases for a ``traces:`` dataset entry: import, filter with ``where``, then ``sample``.
 
     The import is ``replaygate import``'s (worker processes for large inputs) into a temporary
@@ -102,7 +111,8 @@ def load_traces(paths: str | Path | Iterable[str | Path], where: dict | None = N
     pick = _parse_sample(sample)
     with tempfile.TemporaryDirectory(prefix="replaygate-traces-") as d:
         out = Path(d) / "cases.jsonl"
-        import_to_jsonl(paths, out, where=where, include_errors=include_errors, refs_dir=refs_dir)
+        import_to_jsonl(paths, out, where=where, include_errors=include_errors, refs_dir=refs_dir,
+                        keep_nested_duplicates=keep_nested_duplicates)
         cases = read_cases_jsonl(out)
     if pick is not None:
         cases = sample_cases(cases, *pick)
@@ -392,6 +402,13 @@ class _Output:
         os.replace(fixed, self.tmp)
         self.f = open(self.tmp, "ab")
 
+    def drop_nested_duplicates(self) -> int:
+        self.f.close()
+        try:
+            return nested.drop_from_jsonl(self.tmp)
+        finally:
+            self.f = open(self.tmp, "ab")
+
     def __exit__(self, exc_type, *exc) -> None:
         self.f.close()
         try:
@@ -402,7 +419,8 @@ class _Output:
                 else:
                     os.replace(self.tmp, self.path)
         finally:
-            for p in (self.tmp, self.tmp.with_name(self.tmp.name + ".fixed")):
+            for p in (self.tmp, self.tmp.with_name(self.tmp.name + ".fixed"),
+                      self.tmp.with_name(self.tmp.name + ".dedup")):
                 if p.exists():
                     p.unlink()
 

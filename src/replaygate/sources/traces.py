@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from replaygate import fastjson, safetext
 from replaygate.errors import ConfigError, InputError
 from replaygate.model import CASE_PARAMS, Case
-from replaygate.sources import genai
+from replaygate.sources import genai, nested
 from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits, LogRecordEvent,
                                      SpanRecord, Unit, decode_unit_for_join, expand_paths,
                                      is_logs_name, iter_units, read_file)
@@ -68,6 +68,7 @@ class ImportStats:
     models: Counter = field(default_factory=Counter)
     start_ns: int | None = None
     end_ns: int | None = None
+    written: int | None = None  # cases kept by --where / --sample, when they were given
 
     @property
     def time_range(self) -> tuple[str, str] | None:
@@ -105,8 +106,12 @@ class ImportStats:
             ("spans read", str(self.spans_read)),
             ("log records read", str(self.log_records_read)),
             ("LLM calls found", str(self.llm_calls)),
-            ("cases written", str(self.cases)),
         ]
+        if self.written is not None and self.written != self.cases:
+            rows.append(("cases extracted", str(self.cases)))
+            rows.append(("cases written (after --where/--sample)", str(self.written)))
+        else:
+            rows.append(("cases written", str(self.cases)))
         for reason, n in sorted(self.skipped.items()):
             detail = ""
             if reason == SKIP_UNSUPPORTED:
@@ -250,15 +255,16 @@ def _files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 
 
 def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: bool = False,
-                  limits: Limits = DEFAULT_LIMITS, refs_dir: str | Path | None = None
-                  ) -> tuple[list[Case], ImportStats]:
+                  limits: Limits = DEFAULT_LIMITS, refs_dir: str | Path | None = None,
+                  keep_nested_duplicates: bool = False) -> tuple[list[Case], ImportStats]:
     """Read trace/log files and folders in one pass; return the cases (in file order) and the
     stats. Memory holds the inference spans until the end (log events may come later); for
     inputs too large for that use ``iter_import``.
 
     Error spans are skipped and counted unless ``include_errors`` (then ``recorded.error`` is
     set). Content stored by reference is read from files under ``refs_dir`` (see refs.py).
-    Raises InputError for undecodable files."""
+    A call recorded twice by nested spans becomes one case unless ``keep_nested_duplicates``
+    (see nested.py). Raises InputError for undecodable files."""
     files = _files(paths)
     imp = _Importer(include_errors, RefReader(refs_dir))
     counts = DecodeCounts()
@@ -277,7 +283,13 @@ def import_traces(paths: str | Path | Iterable[str | Path], *, include_errors: b
             if case is not None:
                 cases.append(case)
             young_gc()
-    return cases, imp.finish(counts)
+    stats = imp.finish(counts)
+    if not keep_nested_duplicates:
+        cases, dropped = nested.drop_from_list(cases)
+        if dropped:
+            stats.cases -= dropped
+            stats.skipped[nested.SKIP_NESTED_DUPLICATE] += dropped
+    return cases, stats
 
 
 _YOUNG_GC_EVERY = 20_000
@@ -317,7 +329,8 @@ def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
     documents), not by the number of cases: a first pass collects the join state (decoding
     only the records that can hold some), a second pass extracts each case as its span is
     read. ``stats`` is filled in place (complete when the iterator is exhausted). Same cases,
-    same order as ``import_traces``. Input the first pass did not need to decode is checked in
+    same order as ``import_traces`` with ``keep_nested_duplicates`` (a stream cannot take back
+    a case it yielded). Input the first pass did not need to decode is checked in
     the second, so an InputError may come after some cases have been yielded."""
     files = _files(paths)
     imp = _Importer(include_errors, RefReader(refs_dir))

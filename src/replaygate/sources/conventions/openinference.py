@@ -6,7 +6,7 @@ from typing import Any
 
 from replaygate.model import Message
 from replaygate.sources.conventions.base import Content, Output
-from replaygate.sources.conventions.shapes import (first_set, maybe_json, messages_from,
+from replaygate.sources.conventions.shapes import (chat_output, first_set, maybe_json, messages_from,
                                                    openai_message, output_from_messages,
                                                    rebuild_indexed)
 from replaygate.sources.otlp import Event
@@ -52,4 +52,9 @@ def find(a: dict[str, Any], events: list[Event]) -> Content | None:
                 output = output_from_messages(openai_message(ch["message"], "assistant"),
                                                ch.get("finish_reason"))
         return Content("openinference-raw", msgs, output)
+    if isinstance(raw, list) and raw and all(isinstance(m, dict) and "role" in m for m in raw):
+        # the message list itself (LlamaIndex, LangChain and hand-made spans), no llm.input_messages
+        resp = a.get("output.value")
+        return Content("openinference-raw", messages_from(raw),
+                       chat_output(resp) if resp is not None else None)
     return None

@@ -250,12 +250,15 @@ def otel_message(d: Any, default_role: str = "user") -> list[Message]:
     if "parts" not in d:
         return openai_message(d, default_role)
     text = text_parts(d["parts"])
-    if text is not None:  # fast path: only text parts, as content_parts would join them
+    hybrid = "tool_calls" in d or "tool_call_id" in d  # LiteLLM: OpenAI keys beside the parts
+    if text is not None and not hybrid:  # fast path: only text parts, as content_parts would join them
         return [Message(role=norm_role(d.get("role"), default_role), content=text, tool_calls=[],
                         name=d.get("name"))]
     role = norm_role(d.get("role"), default_role)
     other_parts: list = []
     calls: list[ToolCall] = []
+    if hybrid:
+        calls.extend(c for c in (parse_tool_call(tc) for tc in d.get("tool_calls") or []) if c)
     out: list[Message] = []
     for p in d.get("parts") or []:
         t = p.get("type") if isinstance(p, dict) else None
@@ -272,7 +275,8 @@ def otel_message(d: Any, default_role: str = "user") -> list[Message]:
             other_parts.append(p)
     if other_parts or calls or not out:
         content = content_parts(other_parts) if other_parts else None
-        out.insert(0, Message(role=role, content=content, tool_calls=calls, name=d.get("name")))
+        out.insert(0, Message(role=role, content=content, tool_calls=calls, name=d.get("name"),
+                              tool_call_id=d.get("tool_call_id") if hybrid else None))
     return out
 
 
@@ -349,6 +353,9 @@ def tool_def(d: Any) -> dict | None:
         fn = {k: v for k, v in d.items() if k != "type"}
     else:
         return None
+    for schema_key in ("inputSchema", "input_schema", "parameters_json_schema"):  # Vercel 5+, Anthropic, Pydantic AI
+        if schema_key in fn and "parameters" not in fn:
+            fn["parameters"] = fn.pop(schema_key)
     if "parameters" in fn:
         fn["parameters"] = maybe_json(fn["parameters"])
     return {"type": "function", "function": fn}

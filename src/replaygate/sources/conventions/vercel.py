@@ -12,6 +12,11 @@ from replaygate.sources.otlp import Event
 
 NAME = "vercel-ai"
 
+MS_TO_FIRST_CHUNK = "ai.response.msToFirstChunk"  # doStream spans
+PROVIDER_METADATA = "ai.response.providerMetadata"
+# providerMetadata.<provider>.<key> holding cached prompt tokens (v4 has no ai.usage key for them)
+_CACHED_KEYS = ("cachedPromptTokens", "cacheReadInputTokens", "cachedInputTokens", "cachedContentTokenCount")
+
 # the doGenerate/doStream spans are the provider calls; the outer generateText /
 # streamText spans wrap them (and their tool loops), so they are context.
 VERCEL_OP = {"ai.generateText.doGenerate": (INFERENCE, "chat"), "ai.streamText.doStream": (INFERENCE, "chat"),
@@ -21,6 +26,41 @@ VERCEL_OP = {"ai.generateText.doGenerate": (INFERENCE, "chat"), "ai.streamText.d
              "ai.toolCall": (TOOL, "execute_tool"), "ai.embed.doEmbed": (EMBEDDINGS, "embeddings"),
              "ai.embedMany.doEmbed": (EMBEDDINGS, "embeddings"), "ai.embed": (EMBEDDINGS, "embeddings"),
              "ai.embedMany": (EMBEDDINGS, "embeddings")}
+
+
+def tool_call(c: dict) -> ToolCall:
+    """A tool call: arguments in ``args`` (v4) or ``input`` (v5 on), as JSON text or an object."""
+    args = c.get("args") if c.get("args") is not None else c.get("input")
+    return ToolCall(name=str(c.get("toolName")), arguments=args_text(args), id=c.get("toolCallId"))
+
+
+def tool_result(res: Any) -> Any:
+    """A tool result: the value (v4) or, from v5 on, a typed output {type: text | json |
+    error-text | error-json | content, value}."""
+    if isinstance(res, dict) and set(res) <= {"type", "value", "providerOptions"} and "value" in res \
+            and isinstance(res.get("type"), str):
+        return res["value"]
+    return res
+
+
+def provider(value: Any) -> str | None:
+    """ai.model.provider names the provider and its API ("openai.chat", "openai.responses",
+    "anthropic.messages", "google.generative-ai"): the provider is the part before the dot."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value.split(".", 1)[0].lower()
+
+
+def cached_tokens(a: dict[str, Any]) -> Any:
+    meta = maybe_json(a.get(PROVIDER_METADATA))
+    if not isinstance(meta, dict):
+        return None
+    for per_provider in meta.values():
+        if isinstance(per_provider, dict):
+            for k in _CACHED_KEYS:
+                if per_provider.get(k) is not None:
+                    return per_provider[k]
+    return None
 
 
 def vercel_message(d: Any) -> list[Message]:
@@ -37,10 +77,9 @@ def vercel_message(d: Any) -> list[Message]:
     for p in content:
         t = p.get("type") if isinstance(p, dict) else None
         if t == "tool-call":
-            calls.append(ToolCall(name=str(p.get("toolName")), arguments=args_text(p.get("args", p.get("input"))),
-                                  id=p.get("toolCallId")))
+            calls.append(tool_call(p))
         elif t == "tool-result":
-            res = first_set(p.get("result"), p.get("output"))
+            res = tool_result(first_set(p.get("result"), p.get("output")))
             results.append(Message(role="tool", content=to_text(res) if res is not None else "",
                                    tool_call_id=p.get("toolCallId")))
         elif p is not None:
@@ -64,8 +103,7 @@ def find(a: dict[str, Any], events: list[Event]) -> Content | None:
     msgs = [m for d in (raw if isinstance(raw, list) else []) for m in vercel_message(d)]
     output = None
     if text is not None or calls:
-        output = Output(text, [ToolCall(name=str(c.get("toolName")), arguments=args_text(c.get("args")),
-                                         id=c.get("toolCallId"))
-                                for c in (calls if isinstance(calls, list) else []) if isinstance(c, dict)],
-                         normalize_finish_reason(a.get("ai.response.finishReason")))
+        output = Output(text, [tool_call(c) for c in (calls if isinstance(calls, list) else [])
+                               if isinstance(c, dict)],
+                        normalize_finish_reason(a.get("ai.response.finishReason")))
     return Content("vercel-ai", msgs, output)
