@@ -91,3 +91,33 @@ def test_deterministic_baseline_needs_few_cases_and_zero_tolerance_is_flagged():
 def test_calibration_needs_repeats_or_a_second_run():
     with pytest.raises(InputError):
         calibrate(make_run(np.ones(10, bool)), None, [], {})
+
+
+def test_a_rate_zero_in_every_sample_needs_the_samples_that_can_show_its_bound():
+    # no error anywhere: the old variance floor (1e-12) recommended "1 case" for errors.rate max
+    # 0.01; zero errors in n samples show a rate below 1% only once 0.99^n <= alpha
+    ok = np.ones(300, bool)
+    res = calibrate(make_run(ok), make_run(ok), [{"metric": "errors.rate", "max": 0.01},
+                                                  {"metric": "quality.pass_rate", "min": 0.95}], {})
+    rec = {r["metric"]: r for r in res["recommendations"]}
+    assert rec["errors.rate"]["cases_needed"] >= math.log(0.025 / 2) / math.log(0.99)  # ~420
+    assert rec["quality.pass_rate"]["cases_needed"] >= math.log(0.025 / 2) / math.log(0.95)
+    # with 2 repeats and no event the worst design effect holds: a case counts once
+    two = np.ones((300, 4), bool)
+    res2 = calibrate(make_run(two), None, [{"metric": "errors.rate", "max": 0.01}], {})
+    assert res2["recommendations"][0]["cases_needed"] >= math.log(0.025) / math.log(0.99)  # ~367
+
+
+def test_relative_tolerances_are_shown_in_the_rules_terms():
+    a, b, _ = _aa(n=400, seed=3)
+    res = calibrate(a, b, [{"metric": "latency.p95", "max_increase": "20%"},
+                           {"metric": "score.sim.mean", "max_decrease": "5%"}], {})
+    p95, sim = res["recommendations"]
+    assert p95["tolerance"] == pytest.approx(0.20) and p95["scale"] == "relative"  # not log(1.2) = 0.1823
+    assert sim["tolerance"] == pytest.approx(0.05)
+    text = render_calibration(res)
+    assert "vs tolerance 20.0% (of the baseline)" in text and "0.1823" not in text
+    # the detectable change is a relative change too: exp(k se_log) - 1
+    k = sps.norm.ppf(1 - 0.025 / 2) + sps.norm.ppf(0.8)
+    se = res["noise"]["latency.p95"]["se_log_ratio"]
+    assert p95["mde_now"] == pytest.approx(math.expm1(k * se), rel=1e-6)

@@ -105,23 +105,36 @@ def _recommend(g, mc, n: int, repeats: int, m: int) -> dict:
     a = g.alpha / m
     k = float(sps.norm.ppf(1 - a) + sps.norm.ppf(POWER))
     if g.rule in ("min", "max"):
-        return rec | _bound_need(g, mc, k, n)
-    tau = g.amount * (mc.baseline or 0.0) if (g.relative and (mc.binary or mc.kind != "quantile")) else g.amount
+        return rec | _bound_need(g, mc, a, n)
+    base = mc.baseline or 0.0
+    # tolerances and detectable changes are shown in the rule's own terms: "20%" as a share of
+    # the baseline, whatever scale the test works on (a log ratio for quantiles)
+    if g.relative:
+        rec["scale"] = "relative"
     if mc.kind == "quantile" and g.relative:
-        se = float(np.nanstd(np.log(mc.ratio_reps)))
-        tau = math.log1p(g.amount)
-    elif mc.binary:
-        flip = (mc.n01 + mc.n10) / mc.n
-        need = _smallest_n(lambda nn: st.mde_paired_proportion(flip, nn, a) <= tau) if tau > 0 else None
-        return rec | _cases_and_repeats(need, n, repeats, st.mde_paired_proportion(flip, n, a), tau)
-    else:
-        se = _se(mc)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            se = float(np.nanstd(np.log(mc.ratio_reps)))
+        tau_log = math.log1p(g.amount)
+        mde_log = k * se
+        need = math.ceil(n * (mde_log / tau_log) ** 2) if mde_log > 0 else 1
+        return rec | _cases_and_repeats(need, n, repeats, math.expm1(mde_log), g.amount)
+    tau = g.amount * base if g.relative else g.amount
+    to_user = (lambda v: v / base) if g.relative and base else (lambda v: v)
+    if mc.counts is not None:
+        e = mc.counts
+        flip = (e.gains + e.losses) / e.n
+        per_case = e.n / mc.n  # effective samples a case contributes
+        need = (_smallest_n(lambda nn: st.mde_paired_proportion(flip, nn * per_case, a) <= tau)
+                if tau > 0 else None)
+        return rec | _cases_and_repeats(need, n, repeats, to_user(st.mde_paired_proportion(flip, e.n, a)),
+                                        to_user(tau) if tau > 0 else g.amount)
+    se = _se(mc)
     if se is None or tau <= 0:
         rec["note"] = "a zero tolerance can never be shown: use a tolerance > 0"
         return rec
     mde_now = k * se
     need = math.ceil(n * (mde_now / tau) ** 2) if mde_now > 0 else 1
-    return rec | _cases_and_repeats(need, n, repeats, mde_now, tau)
+    return rec | _cases_and_repeats(need, n, repeats, to_user(mde_now), to_user(tau))
 
 
 def _cases_and_repeats(need: int | None, n: int, repeats: int, mde_now: float, tau: float) -> dict:
@@ -137,19 +150,26 @@ def _cases_and_repeats(need: int | None, n: int, repeats: int, mde_now: float, t
     return out
 
 
-def _bound_need(g, mc, k: float, n: int) -> dict:
+def _bound_need(g, mc, a: float, n: int) -> dict:
     p = mc.candidate if mc.candidate is not None else mc.baseline
     bound = g.amount
     room = (bound - p) if g.rule == "max" else (p - bound)
     if room <= 0:
         return {"tolerance": bound, "note": f"the observed value {p:.4g} is already beyond the bound {bound:g}"}
-    if mc.binary or mc.kind == "rate":
-        var = max(p * (1 - p), 1e-12)
-        need = math.ceil(k * k * var / room ** 2)
-        mde_now = k * math.sqrt(var / n)
+    za, zb = float(sps.norm.ppf(1 - a)), float(sps.norm.ppf(POWER))
+    if mc.counts is not None and 0 < bound < 1:
+        # one-sample test of a share against the bound: the null variance is the bound's, so a
+        # rate that was 0 in every sample still needs samples (it was a variance floor of 1e-12,
+        # which recommended "1 case"); and never fewer than the samples in which zero events
+        # could show the bound at all: (1 - bound)^n <= a for max, bound^n <= a for min
+        need_s = ((za * math.sqrt(bound * (1 - bound)) + zb * math.sqrt(p * (1 - p))) / room) ** 2
+        need_s = max(need_s, math.log(a) / math.log(1 - bound if g.rule == "max" else bound))
+        per_case = mc.counts.n_cand / mc.n  # effective samples a case contributes
+        need = math.ceil(need_s / per_case)
+        mde_now = (za + zb) * math.sqrt(bound * (1 - bound) / mc.counts.n_cand)
     else:
-        se = float(np.nanstd(mc.cand_reps))
-        mde_now = k * se
+        se = float(np.nanstd(mc.cand_reps)) if mc.cand_reps is not None else 0.0
+        mde_now = (za + zb) * se
         need = math.ceil(n * (mde_now / room) ** 2) if mde_now > 0 else 1
     return {"tolerance": bound, "mde_now": float(mde_now), "enough_now": bool(mde_now <= room), "cases_needed": int(need),
             "note": f"{need} cases to show the value stays within {bound:g} (observed {p:.4g})"}
@@ -194,7 +214,11 @@ def render_calibration(result: dict) -> str:
         now = aa.get((r["metric"], r["rule"]), {})
         head = f"  {r['metric']} {r['rule']} ({r['mode']}): A/A verdict {now.get('verdict', '?')}"
         if "mde_now" in r:
-            head += f"; smallest detectable now {r['mde_now']:.4g} vs tolerance {r['tolerance']:.4g}"
+            if r.get("scale") == "relative":
+                head += (f"; smallest detectable now {100 * r['mde_now']:.1f}% vs tolerance "
+                         f"{100 * r['tolerance']:.1f}% (of the baseline)")
+            else:
+                head += f"; smallest detectable now {r['mde_now']:.4g} vs tolerance {r['tolerance']:.4g}"
         lines.append(head)
         if r.get("note"):
             lines.append(f"      -> {r['note']}")
