@@ -170,3 +170,19 @@ def test_no_negative_zero_in_intervals():
     assert fmt.interval("latency.mean", [0.0, -0.0]) == "[+0, +0]"
     assert fmt.interval("errors.rate", [-1e-19, 0.0]) == "[+0.0, +0.0] pts"
     assert "-0.0" not in fmt.gate_interval("cost.mean", {"ci": [-0.0, 0.2], "scale": "relative"})
+
+
+def test_p95_mde_is_stated_on_the_log_scale_of_the_ratio():
+    from replaygate.compare import paired_comparisons
+    rng = np.random.default_rng(5)
+    n = 400
+    speed = rng.lognormal(6.5, 0.5, n)
+    base = make_run(np.ones(n, bool), latency=speed * rng.lognormal(0, 0.3, n))
+    cand = make_run(np.ones(n, bool), latency=speed * rng.lognormal(0, 0.3, n))
+    gate = [{"metric": "latency.p95", "max_increase": "10%"}]
+    g = compare_runs(base, cand, gate, {})["gates"][0]
+    ratio = paired_comparisons(base, cand).comps["latency.p95"].ratio_reps
+    k = sps.norm.ppf(0.975) + sps.norm.ppf(0.8)
+    se_log = np.nanstd(np.log(ratio))
+    assert g["mde"] == pytest.approx(1.1 * math.exp(k * se_log) - 1, rel=1e-9)
+    assert g["mde"] > 0.1 + k * np.nanstd(ratio - 1)  # the linear MDE understated it
