@@ -5,16 +5,19 @@ variant, a `compare` argument or a `report` input."""
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .config import format_path, schema_errors
+from .config import format_path, load_schema
 from .errors import InputError
-from .model import Run
+from .model import CaseResult, Run
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
-    """Parsed JSON of `path`; a missing, unreadable or malformed file is an InputError naming it."""
+    """Parsed JSON of `path`; a missing, unreadable or malformed file is an InputError naming it.
+    (json, not orjson: on run files orjson is no faster and its parse of a 1M-case file peaked
+    at 5.7 GB against json's 3.7 GB; bench/RESULTS.md.)"""
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -26,21 +29,42 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise InputError(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
 
 
+@lru_cache(maxsize=None)
+def _validator(schema: str):
+    # jsonschema-rs: a compiled validator for the same JSON Schema (draft 2020-12). The generic
+    # jsonschema validator walked every sample of a 100k-case run file in 278 s of a 301 s
+    # `compare`; this one validates it in about the time json takes to parse it (bench/RESULTS.md).
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(load_schema(schema))
+
+
 def validate_document(data: Any, schema: str, path: str | Path) -> None:
-    errs = schema_errors(data, schema)
-    if errs:
-        e = errs[0]
-        more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
-        raise InputError(f"not a valid {schema.split('.')[0]} file: {e.message}{more}",
-                         file=str(path), field=format_path(tuple(e.absolute_path)) or None)
+    """Validate against the named schema; the first problem (in document order) is an InputError
+    naming the file and the field."""
+    v = _validator(schema)
+    if v.is_valid(data):
+        return
+    errs = sorted(v.iter_errors(data), key=lambda e: list(map(str, e.instance_path)))
+    e = errs[0]
+    more = f" (and {len(errs) - 1} more problems)" if len(errs) > 1 else ""
+    raise InputError(f"not a valid {schema.split('.')[0]} file: {e.message}{more}",
+                     file=str(path), field=format_path(tuple(e.instance_path)) or None)
 
 
 def load_run(path: str | Path) -> Run:
     data = read_json(path, "run file")
     validate_document(data, "run.schema.json", path)
-    return Run.from_dict(data)
-
-
+    # build the Run case by case and drop each case's dict as it is converted, so the parsed
+    # document and the Run objects are not both held whole (peak memory on a 1M-case file)
+    cases = data.pop("cases")
+    data["cases"] = []
+    run = Run.from_dict(data)
+    out = run.cases
+    for i, c in enumerate(cases):
+        out.append(CaseResult.from_dict(c))
+        cases[i] = None
+    return run
 def json_default(o: Any) -> Any:
     """numpy scalars (bool_, float64, int64) from the statistics become plain JSON values."""
     if hasattr(o, "item"):
