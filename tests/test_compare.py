@@ -24,7 +24,8 @@ def schema():
 
 def _valid(out, schema):
     jsonschema.validate(json.loads(json.dumps(out, allow_nan=False)), schema)
-    assert out["exit_code"] == int(any(not g["passed"] for g in out["gates"]))
+    blocked = int(any(not g["passed"] for g in out["gates"]))
+    assert out["exit_code"] == (3 if out["coverage"]["problems"] else blocked)
     return out
 
 
@@ -134,6 +135,26 @@ def test_unpaired_cases_are_reported_not_dropped(schema):
     assert out["only_in_baseline"] == [c.id for c in base.cases[:5]]
     assert out["only_in_candidate"] == ["new-case"]
     assert any("only in baseline" in w for w in out["warnings"])
+    # coverage is part of the verdict: 55 of 60 is below the default min_coverage 1.0
+    assert out["exit_code"] == 3 and out["verdict"] == "incomplete"
+    cov = out["coverage"]
+    assert (cov["paired"], cov["missing"], cov["extra"]) == (55, 5, 1)
+    assert cov["missing_ids"] == out["only_in_baseline"]
+    assert "covers 55 of the baseline's 60 cases" in cov["problems"][0] and out["only_in_baseline"][0] in cov["problems"][0]
+    # a lower bar, set on purpose, lets the 55 paired cases decide
+    ok = _valid(compare_runs(base, cand, GATES, {"min_coverage": 0.9}), schema)
+    assert ok["exit_code"] in (0, 1) and ok["coverage"]["problems"] == []
+
+
+def test_no_paired_case_and_incomplete_runs_are_never_a_pass(schema):
+    base, cand = _pair(n=30)
+    empty = cand.__class__(variant={"name": "cand"}, cases=[])
+    out = _valid(compare_runs(base, empty, GATES, {"min_coverage": 0.0}), schema)
+    assert out["exit_code"] == 3 and "no case is in both runs" in out["coverage"]["problems"][0]
+    cand.complete, cand.incomplete_reasons = False, ["provider unreachable"]
+    out = _valid(compare_runs(base, cand, GATES, {}), schema)
+    assert out["exit_code"] == 3 and "candidate run is incomplete" in out["warnings"][0]
+    assert "provider unreachable" in out["warnings"][0]
 
 
 def test_repeats_are_clustered_and_their_gain_reported(schema):

@@ -185,7 +185,7 @@ def test_provider_errors(llm_server):
                      case(reference="x"), "x")
     assert s.score == 1.0 and s.details["judge"]["calls"] == 1  # the 500 was retried
     s, _ = score_one(judge_spec(llm_server, "correctness", model="judge@status=401"), case(reference="x"), "x")
-    assert s.error.type == "ScorerError" and "AuthenticationError" in s.error.message
+    assert s.error.type == "AuthenticationError" and "credentials" in s.error.message
     assert len(judge_requests(llm_server)) == 3  # 401 is not retried
 
 

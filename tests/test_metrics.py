@@ -25,12 +25,25 @@ def _run(cases):
 def test_quality_counts_every_non_informational_scorer_and_fails_errors():
     run = _run([[_s()], [_s(ok=False)], [_s(err=ErrorInfo("Timeout", "t"))], [_s(crash=True)]])
     m = case_metrics(run)
-    assert list(m["quality.pass_rate"].case_means()) == [1.0, 0.0, 0.0, 0.0]
-    assert m["quality.pass_rate"].value() == 0.25
+    q = m["quality.pass_rate"].case_means()
+    # a failed call fails; a sample the scorer could not score is missing (NaN), not a fail
+    assert list(q[:3]) == [1.0, 0.0, 0.0] and np.isnan(q[3])
+    assert m["quality.pass_rate"].value() == pytest.approx(1 / 3)
     # the informational scorer is reported but does not decide quality
     assert m["score.style.pass_rate"].value() == 0.0
-    assert m["score.must.mean"].value() == 0.25  # error and crash count as score 0
-    assert m["errors.rate"].value() == 0.5  # design.md: a scorer crash is an error too
+    assert m["score.must.mean"].value() == pytest.approx(1 / 3)  # the call error scores 0; the crash is missing
+    assert m["errors.rate"].value() == 0.25  # failed calls only
+    # scoring errors: of the 3 answered samples, 1 could not be scored; the failed call is not counted
+    assert m["scoring.errors.rate"].value() == pytest.approx(1 / 3)
+    assert np.isnan(m["scoring.errors.rate"].values[2])
+
+
+def test_a_known_fail_decides_quality_even_when_another_scorer_could_not_score():
+    s = _s(ok=False)
+    s.scores["other"] = Score(None, None, error=ErrorInfo("ScorerError", "no reference"))
+    run = _run([[s]])
+    run.scorers.append(ScorerInfo("other", "similarity"))
+    assert case_metrics(run)["quality.pass_rate"].value() == 0.0
 
 
 def test_repeats_are_averaged_within_a_case_first():

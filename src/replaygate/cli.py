@@ -359,13 +359,15 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
             _say(f"replaygate: partial run written to {output} (complete: false)", err=True)
         raise
     write_json(run.to_dict(), output)
-    if cfg.data.get("history"):
+    if cfg.data.get("history") and run.complete:
         from .history import record_run
 
         record_run(cfg.data["history"], run.to_dict())
     if not ctx.obj.get("quiet"):
         _say(render(run.to_dict(), "table"), nl=False)
     _say(f"wrote {output}", err=True)
+    if not run.complete:  # every case replayed, but a scorer could not score: not a measured run
+        raise RunIncomplete("; ".join(run.incomplete_reasons) + f" ({output} has complete: false)")
 
 
 @cli.command()
@@ -421,7 +423,7 @@ def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_f
         raise
     if save_runs:
         save((base, cand))
-    if cfg.data.get("history"):
+    if cfg.data.get("history") and base.complete and cand.complete:
         from .history import record_gate, record_run
 
         ids = [record_run(cfg.data["history"], r.to_dict()) for r in (base, cand)]

@@ -6,8 +6,14 @@ comparison can average repeats within a case (cluster by case) and resample whol
 Rules that keep a metric honest:
 
 * A sample passes (``quality.pass_rate``) when it has no error and every non-informational scorer
-  passed. A sample with an error, or whose scorer crashed or is missing, counts as failed and as
-  score 0 in ``score.*`` metrics: failing to answer can never improve a metric.
+  passed. A sample whose call failed counts as failed and as score 0 in ``score.*`` metrics:
+  failing to answer can never improve a metric.
+* A scorer that could not score a sample (judge unreachable, malformed reply, crash, no reference)
+  gives no score: the sample is missing (NaN) from that scorer's ``score.*`` metrics and from
+  ``quality.pass_rate`` (unless another counting scorer failed it, which decides), never 0. The
+  metrics' n count the samples that were scored; ``scoring.errors.rate`` counts the others.
+* ``errors.rate`` counts failed calls only; ``scoring.errors.rate`` is the share of answered
+  samples that a non-informational scorer could not score.
 * Latency, time to first token and tokens are measured on samples without an error (errors are
   counted by ``errors.rate``); a case whose every sample failed has no latency.
 * Cost: an unknown price (``cost_usd`` None on a successful sample) makes ``cost.*`` unknown
@@ -109,17 +115,24 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     for col in (lat, ttft, tin, tout):
         col[bad] = np.nan  # errored samples have no latency / tokens: errors.rate counts them
 
-    score, passed = {}, {}
+    score, passed, unscored = {}, {}, {}
     for n in names:
         got = [d.get(n) for d in dicts]
-        # a pass needs passed is True and no scorer error; a missing score is not a pass
-        passed[n] = np.array([sc is not None and sc.passed is True and sc.error is None for sc in got],
-                             dtype=bool) & ~bad
+        # no score (a scorer error, or no entry at all) on an answered sample is missing, not 0
+        missing = np.array([sc is None or sc.error is not None or sc.score is None for sc in got],
+                           dtype=bool) & ~bad
+        unscored[n] = missing
+        ok = np.array([sc is not None and sc.passed is True and sc.error is None for sc in got], dtype=bool)
+        passed[n] = np.where(missing, np.nan, (ok & ~bad).astype(float))
         sc_val = np.array([None if sc is None else sc.score for sc in got], dtype=float)
-        score[n] = np.where(np.isnan(sc_val) | bad, 0.0, sc_val)  # failing never improves a score
-    quality = ~bad
+        # a failed call scores 0 (failing to answer never improves a score); unscored stays NaN
+        score[n] = np.where(bad, 0.0, np.where(missing, np.nan, sc_val))
+    failed_known = bad.copy()  # a counting scorer's fail decides even when another could not score
+    any_missing = np.zeros(len(samples), dtype=bool)
     for n in counting:
-        quality &= passed[n]
+        failed_known |= passed[n] == 0.0
+        any_missing |= unscored[n]
+    quality = np.where(failed_known, 0.0, np.where(any_missing, np.nan, 1.0))
     n_cases = len(run.cases)
 
     def series(name, kind, values, q=None, unknown=None, note=None):
@@ -150,9 +163,14 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     out["cost.total"] = series("cost.total", "total", costs, unknown=unknown, note=note)
     out["tokens.input.mean"] = series("tokens.input.mean", "mean", tin)
     out["tokens.output.mean"] = series("tokens.output.mean", "mean", tout)
-    # design.md: a scorer crash is an error too (its sample also fails quality.pass_rate)
-    scorer_crash = np.array([any(sc.error is not None for sc in d.values()) for d in dicts], dtype=bool)
-    out["errors.rate"] = series("errors.rate", "rate", bad | scorer_crash)
+    out["errors.rate"] = series("errors.rate", "rate", bad)  # failed calls only
+    # answered samples a counting scorer could not score; a failed call was never scored
+    scoring_err = np.zeros(len(samples), dtype=bool)
+    for n in counting:
+        scoring_err |= unscored[n]
+    if counting:
+        out["scoring.errors.rate"] = series("scoring.errors.rate", "rate",
+                                            np.where(bad, np.nan, scoring_err.astype(float)))
     return out
 
 

@@ -225,6 +225,8 @@ class Run:
     complete: bool = True
     cases: list[CaseResult] = field(default_factory=list)
     scorers: list[ScorerInfo] = field(default_factory=list)
+    # why complete is false: the replay stopped, or a scorer could not score (each one sentence)
+    incomplete_reasons: list[str] = field(default_factory=list)
     summary: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # judge / embedding calls made by scorers, per scorer: reported apart from the variant's own

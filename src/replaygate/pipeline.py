@@ -126,19 +126,24 @@ def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
 
 
 def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult], scorers: list,
-             warnings: list[str], *, complete: bool, settings: RunSettings, cache=None) -> Run:
-    """Score the replayed results (judges use `cache`) and assemble the Run with its summary."""
+             warnings: list[str], *, complete: bool, settings: RunSettings, cache=None,
+             incomplete: str | None = None) -> Run:
+    """Score the replayed results (judges use `cache`) and assemble the Run with its summary. A
+    counting scorer that cannot score (scoring.runner.scoring_problems) makes the run incomplete."""
     from .metrics import summarize
     from .scoring import judge_usage, score_results_sync
+    from .scoring.runner import scoring_problems
 
     by_id = {c.id: c for c in cases}
     warnings = list(warnings) + list(score_results_sync(
         by_id, results, scorers, cache=cache,
         concurrency=settings.concurrency or cfg["concurrency"],
         offline=settings.cache_mode == "offline", refresh=settings.cache_mode == "refresh") or [])
+    problems, notes = scoring_problems(results, scorers, max_scorer_error_rate(cfg))
+    reasons = ([incomplete] if incomplete else []) + problems
     run = Run(variant=_variant_record(cfg.variant(name)), environment=environment(cfg),
-              complete=complete, cases=results, scorers=[s.info for s in scorers],
-              warnings=sorted(set(warnings)))
+              complete=complete and not problems, cases=results, scorers=[s.info for s in scorers],
+              incomplete_reasons=reasons, warnings=sorted(set(warnings) | set(notes)))
     run.environment["repeats"] = settings.repeats or cfg["repeats"]
     run.judge_usage = judge_usage(results)
     run.summary = summarize(run)
@@ -172,7 +177,8 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
         results, warnings = replay_variants(cfg, names, settings, cases)
     except RunIncomplete as e:
         e.runs = [make_run(cfg, n, cases, e.partial[n], scorers,  # type: ignore[attr-defined]
-                           getattr(e, "warnings", []), complete=False, settings=settings, cache=cache)
+                           getattr(e, "warnings", []), complete=False, settings=settings, cache=cache,
+                           incomplete=e.message)
                   for n in names]
         raise
     runs = [make_run(cfg, n, cases, results[n], scorers, warnings, complete=True, settings=settings,
@@ -187,6 +193,13 @@ def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> 
     settings = settings or RunSettings()
     with scoring_cache(cfg, settings) as cache:
         return _replay_and_score(cfg, [name], settings, cache)[0]
+
+
+def max_scorer_error_rate(cfg: Config) -> float:
+    from .scoring.runner import DEFAULT_MAX_SCORER_ERROR_RATE
+
+    value = cfg.get("max_scorer_error_rate")
+    return DEFAULT_MAX_SCORER_ERROR_RATE if value is None else float(value)
 
 
 def compare(base: Run, cand: Run, cfg: Config | None, seed: int = 0) -> dict:
@@ -205,6 +218,7 @@ def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: l
     keeps its judgments and `compare` can gate on them later."""
     from .model import Score
     from .scoring import score_pairwise_sync
+    from .scoring.runner import unscorable
 
     by_id = {c.id: c for c in cases}
     for scorer in (s for s in scorers if getattr(s, "pairwise", False)):
@@ -220,6 +234,19 @@ def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: l
         cand.judge_usage[scorer.name] = res.get("judge_usage")
         errors = [f"pairwise {scorer.name}: case {cid}: {msg}" for cid, msg in (res.get("errors") or {}).items()]
         cand.warnings = sorted(set(cand.warnings) | set(res.get("warnings") or []) | set(errors))
+        if not scorer.spec.get("informational"):
+            failed = [(cid, *_split_error(msg)) for cid, msg in (res.get("errors") or {}).items()]
+            why = unscorable(scorer.name, len(failed) + int(res.get("n") or 0), failed,
+                             max_scorer_error_rate(cfg))
+            if why:
+                cand.complete = False
+                cand.incomplete_reasons.append(why)
+
+
+def _split_error(text: str) -> tuple[str, str]:
+    """'Type: message' (how score_pairwise lists a case's error) -> (type, message)."""
+    etype, sep, msg = text.partition(": ")
+    return (etype, msg) if sep else ("ScorerError", text)
 
 
 def pairwise_judgments(cand: Run) -> list[dict]:

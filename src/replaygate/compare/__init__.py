@@ -1,13 +1,16 @@
 """Compare two runs case by case and apply the gates: the comparison.json of design.md.
 
 ``compare_runs(base, cand, gates, decision, seed=0, pairwise=None) -> dict`` is the entry point.
-It is pure: the caller loads the runs and writes or renders the result. Its ``exit_code`` is 1
+It is pure: the caller loads the runs and writes or renders the result. Its ``exit_code`` is 3
+(verdict ``incomplete``) when the comparison is not complete (see ``coverage.py``: a run with
+``complete: false``, no paired case, or coverage below ``decision.min_coverage``); otherwise 1
 exactly when some gate has ``passed: false`` (a fail, or inconclusive in noninferior mode).
 Invalid gates raise ConfigError naming ``gates[i].field``; duplicate case ids raise InputError.
 
 ``decision`` keys (the config's ``decision:``): ``mode`` (point | significant | noninferior,
 default significant), ``confidence`` (two-sided, default 0.95), ``holm`` (default true),
-``bootstrap`` (resamples, default 10,000; ``resamples`` is accepted as an alias).
+``bootstrap`` (resamples, default 10,000; ``resamples`` is accepted as an alias), ``min_coverage``
+(share of the baseline's cases the candidate must pair, default 1.0).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from ..errors import ConfigError, InputError
 from ..metrics import MetricSeries, case_metrics, direction
 from ..model import SCHEMA_VERSION, Run
 from . import stats
+from .coverage import coverage, min_coverage_of
 from .diff import case_changes
 from .gates import evaluate, parse_gates
 from .listing import case_rows, describe_side, distributions
@@ -137,6 +141,7 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     alpha = (1 - conf) / 2
     holm = bool(decision.get("holm", True))
     resamples = resamples_of(decision)
+    min_coverage = min_coverage_of(decision)
 
     paired = paired_comparisons(base, cand, alpha, resamples, seed, rules, pairwise)
     comps, mb, mcand, n = paired.comps, paired.base, paired.cand, paired.n
@@ -155,8 +160,11 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
                           "test": "", "warnings": [f"only measured in the {side} run"]}
 
     gate_out, holm_info = evaluate(rules, comps, holm)
+    cover = coverage(base, cand, n, only_b, only_c, min_coverage)
     exit_code = 1 if any(not g["passed"] for g in gate_out) else 0
     verdict = "fail" if exit_code else ("inconclusive" if any(g["verdict"] == "inconclusive" for g in gate_out) else "pass")
+    if cover["problems"]:  # not measured (completely): never a pass, and not a measured regression
+        exit_code, verdict = 3, "incomplete"
 
     counting = {s.name for s in base.scorers + cand.scorers if not s.informational}
     if not (base.scorers or cand.scorers):
@@ -168,13 +176,9 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     rows, n_rows = case_rows(base, cand, paired.base_pos, paired.cand_pos,
                              q.case_base if q is not None else None, q.case_cand if q is not None else None)
 
-    warnings = []
-    if not base.complete or not cand.complete:
-        warnings.append("a run is incomplete: " + ", ".join(s for s, r in (("baseline", base), ("candidate", cand)) if not r.complete))
-    if only_b or only_c:
+    warnings = list(cover["problems"])
+    if (only_b or only_c) and n:
         warnings.append(f"{len(only_b)} cases only in baseline and {len(only_c)} only in candidate are not compared")
-    if n == 0:
-        warnings.append("no case is in both runs: nothing to compare")
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "verdict": verdict,
@@ -185,7 +189,8 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         "baseline": describe_side(base),
         "candidate": describe_side(cand),
         "decision": {"mode": decision.get("mode", "significant"), "confidence": conf, "holm": holm,
-                     "resamples": resamples, "seed": seed},
+                     "resamples": resamples, "seed": seed, "min_coverage": min_coverage},
+        "coverage": cover,
         "metrics": metrics,
         "gates": gate_out,
         "holm": holm_info,

@@ -273,8 +273,12 @@ class _Engine:
                 resp = await chat(req, timeout=self.opts.timeout_s, stream=v.stream)
             except LLMError as e:
                 if e.auth:
-                    self._stop(f"authentication failed for variant {v.name!r} "
-                               f"({v.model}): {e.message[:300]}")
+                    from .llm import credentials_hint
+
+                    what = "credentials missing" if e.type == "MissingCredentials" else "credentials rejected"
+                    self._stop(f"authentication failed for variant {v.name!r} ({v.model}): {what}: "
+                               f"{credentials_hint(v.model, v.api_key_env, v.api_base)} "
+                               f"[{e.type}: {e.message[:200]}]")
                 if not e.retryable or attempt >= self.opts.max_retries or self.stop_reason:
                     tries = f" after {attempt + 1} attempts" if attempt else ""
                     self._reachability(v, e)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from typing import Any
 
@@ -118,12 +119,21 @@ def _connection_failure(exc: BaseException) -> bool:
     return False
 
 
+# how the providers' clients say no key was given before any request was sent (the OpenAI client
+# raises it as a bare error that litellm reports as a 500, a retryable server error otherwise)
+_MISSING_CREDENTIALS = re.compile(
+    r"missing credentials|api_key client option must be set|no key is set|missing \w+ api key"
+    r"|api key (?:is )?(?:not set|required|missing)", re.IGNORECASE)
+
+
 def classify(exc: BaseException, secret: str | None = None) -> LLMError:
     """Map a litellm / httpx / asyncio exception to an ``LLMError``."""
     if isinstance(exc, LLMError):
         return exc
     name = type(exc).__name__
     message = _scrub(str(exc) or name, secret)
+    if _MISSING_CREDENTIALS.search(message):
+        return LLMError("MissingCredentials", message, status=None, retryable=False, auth=True)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or name in ("Timeout", "APITimeoutError"):
         return LLMError("Timeout", message, status=408, retryable=True)
     if _connection_failure(exc):
@@ -155,9 +165,34 @@ def _api_key(api_key_env: str | None) -> str | None:
         return None
     key = os.environ.get(api_key_env)
     if not key:
-        raise LLMError("AuthenticationError", f"environment variable {api_key_env} is not set",
-                       status=401, auth=True)
+        raise LLMError("MissingCredentials", f"environment variable {api_key_env} is not set",
+                       status=None, auth=True)
     return key
+
+
+def provider_key_names(model: str) -> list[str]:
+    """The environment variables litellm reads the key of ``model``'s provider from when they are
+    missing (e.g. ``["OPENAI_API_KEY"]``); empty when they are set or the provider is unknown."""
+    try:
+        found = litellm_module().validate_environment(model=model)
+    except Exception:  # an unknown provider: nothing to name
+        return []
+    return list(found.get("missing_keys") or [])
+
+
+def credentials_hint(model: str, api_key_env: str | None, api_base: str | None = None) -> str:
+    """Which variable a user should set (or fix) for ``model``: the one the config names, else
+    the provider's default that litellm reads."""
+    if api_key_env:
+        state = "is not set" if not os.environ.get(api_key_env) else "holds a key the provider rejected"
+        return f"the variant's api_key_env {api_key_env} {state}"
+    names = provider_key_names(model)
+    if names:
+        return (f"set {' or '.join(names)} (litellm's variable for this provider), or name your own "
+                "with api_key_env:")
+    if api_base:
+        return f"{api_base} refused the request without a key: name the variable with api_key_env:"
+    return "the provider's key from the environment was rejected: check it, or name it with api_key_env:"
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:

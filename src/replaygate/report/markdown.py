@@ -32,7 +32,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-_ICON = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive"}
+_ICON = {"pass": "✅ pass", "fail": "❌ fail", "inconclusive": "⚠️ inconclusive",
+         "incomplete": "⛔ incomplete (not measured)"}
 
 
 def render_comparison(doc: dict, max_cases: int = 5, report_url: str | None = None) -> str:

@@ -10,19 +10,37 @@ from . import fmt
 
 
 def verdict_line(doc: dict) -> str:
+    """One line that agrees with the exit code: what blocked (failed gates, gates not decided in
+    noninferior mode, an incomplete measurement) and what could not be decided."""
     gates = doc.get("gates", [])
     failed = [g["metric"] for g in gates if g.get("verdict") == "fail"]
-    inconclusive = [g["metric"] for g in gates if g.get("verdict") == "inconclusive"]
+    blocked = [g["metric"] for g in gates if g.get("verdict") == "inconclusive" and g.get("passed") is False]
+    undecided = [g["metric"] for g in gates if g.get("verdict") == "inconclusive" and g.get("passed") is not False]
     verdict = str(doc.get("verdict", "")).upper()
     parts = [f"Verdict: {verdict} (exit {doc.get('exit_code', '?')})"]
+    problems = (doc.get("coverage") or {}).get("problems") or []
+    if problems:
+        parts.append("not a pass: " + "; ".join(problems))
     if not gates:
         parts.append("no gates configured")
-    elif failed:
-        parts.append(f"{len(failed)} of {len(gates)} gates failed: {', '.join(failed)}")
     else:
-        parts.append(f"all {len(gates)} gates passed" if not inconclusive
-                     else f"no gate failed; inconclusive (too few cases to tell): {', '.join(inconclusive)}")
+        if failed:
+            parts.append(f"{len(failed)} of {len(gates)} gates failed: {', '.join(failed)}")
+        if blocked:
+            parts.append(f"not decided, which fails in noninferior mode: {', '.join(blocked)}")
+        if undecided:
+            parts.append(f"not decided (too few cases to tell; passes in {_mode_of(doc, undecided)} mode): "
+                         f"{', '.join(undecided)}")
+        if not (failed or blocked or undecided):
+            parts.append(f"all {len(gates)} gates passed")
+        elif not (failed or blocked):
+            parts.append("no gate failed")
     return " — ".join(parts)
+
+
+def _mode_of(doc: dict, metrics: list[str]) -> str:
+    modes = {g.get("mode") for g in doc.get("gates", []) if g.get("metric") in metrics}
+    return "/".join(sorted(m for m in modes if m)) or "significant"
 
 
 def render_comparison(doc: dict, **_: Any) -> str:

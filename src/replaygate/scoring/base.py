@@ -45,6 +45,10 @@ class ScoringContext:
     refresh: bool = False
     concurrency: int = 8
     warnings: list[str] = field(default_factory=list)
+    # model endpoints (model, api_base, api_key_env) that cannot answer: -> (error type, message)
+    broken: dict[tuple, tuple[str, str]] = field(default_factory=dict)
+    answered: set[tuple] = field(default_factory=set)
+    connect_failures: dict[tuple, int] = field(default_factory=dict)
     _semaphore: Any = None
 
     @property

@@ -20,6 +20,7 @@ from replaygate.scoring.judgeprompts import Prompt
 from replaygate.scoring.textutil import clip
 
 T = TypeVar("T")
+UNREACHABLE_AFTER = 3  # connection failures, with no answer yet, after which an endpoint is dead
 
 # Config keys shared by everything that calls a model (judge, pairwise, embedding_similarity).
 MODEL_PARAMS: dict[str, dict] = {
@@ -128,18 +129,44 @@ class ModelClient:
             req["api_key_env"] = self.api_key_env
         return req
 
+    @property
+    def endpoint(self) -> tuple:
+        return (self.model, self.api_base, self.api_key_env)
+
     async def _with_retries(self, ctx: ScoringContext, call: Callable[[], Any]) -> Any:
-        """Retry retryable provider errors (429, 5xx, timeouts) with backoff; others fail now."""
+        """Retry retryable provider errors (429, 5xx, timeouts) with backoff; others fail now.
+        A failure is a ScorerFailure typed by the provider error (AuthenticationError,
+        APIConnectionError, ...), so the run can tell a scorer that cannot score at all from one
+        that missed a few samples. Once the endpoint refused our credentials, or never answered
+        a few connections in a row, later samples fail at once (``ctx.broken``): a dead judge
+        costs seconds, not retries x samples."""
         from replaygate.replay.llm import LLMError
         for attempt in range(self.retries + 1):
             try:
                 async with ctx.semaphore:
-                    return await call()
+                    broken = ctx.broken.get(self.endpoint)  # checked after the wait: calls queue
+                    if broken is not None:
+                        raise ScorerFailure(broken[1], broken[0])
+                    result = await call()
+                ctx.answered.add(self.endpoint)
+                return result
             except LLMError as exc:
                 if not exc.retryable or attempt == self.retries:
-                    raise ScorerFailure(f"judge model call failed: {exc}") from None
+                    message = f"judge model call failed ({self.model}): {exc}"
+                    if exc.auth:
+                        message += f" (credentials: {self.credentials_hint()})"
+                        ctx.broken.setdefault(self.endpoint, (exc.type, message))
+                    elif exc.type == "APIConnectionError" and self.endpoint not in ctx.answered:
+                        fails = ctx.connect_failures[self.endpoint] = ctx.connect_failures.get(self.endpoint, 0) + 1
+                        if fails >= UNREACHABLE_AFTER:
+                            ctx.broken.setdefault(self.endpoint, (exc.type, message))
+                    raise ScorerFailure(message, exc.type) from None
                 await asyncio.sleep(min(exc.retry_after or 0.5 * 2 ** attempt, 10.0))
         raise AssertionError("unreachable")
+
+    def credentials_hint(self) -> str:
+        from replaygate.replay.llm import credentials_hint
+        return credentials_hint(self.model, self.api_key_env, self.api_base)
 
     async def _chat(self, ctx: ScoringContext, messages: list[dict], usage: Usage) -> dict:
         from replaygate.replay import llm

@@ -7,6 +7,9 @@ from collections import defaultdict
 from replaygate.model import Case, CaseResult, ErrorInfo, Score
 from replaygate.scoring.base import SCORER_ERROR, Scorer, ScoringContext
 
+AUTH_ERRORS = ("AuthenticationError", "PermissionDeniedError", "MissingCredentials")
+DEFAULT_MAX_SCORER_ERROR_RATE = 0.1
+
 USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
               "retried_malformed")
 
@@ -72,6 +75,63 @@ def error_summary(results: list[CaseResult], scorers: list[Scorer]) -> list[str]
                     first.setdefault(name, f"{result.id}: {score.error.type}: {score.error.message}")
     return [f"scorer {s.name!r}: {counts[s.name]} of {scored[s.name]} samples could not be scored "
             f"(first: {first[s.name]})" for s in scorers if counts.get(s.name)]
+
+
+def unscorable(name: str, attempted: int, errors: list[tuple[str, str, str]],
+               budget: float = DEFAULT_MAX_SCORER_ERROR_RATE) -> str | None:
+    """Why a scorer cannot score this run, or None. ``errors``: (case id, error type, message) of
+    the samples (or pairs) it could not score out of ``attempted``. A scorer cannot score when its
+    model refused our credentials, when it scored nothing (an unreachable judge), when an offline
+    run lacks its cached replies, or when it missed more than ``budget`` of its samples: a verdict
+    resting on the few it could score would not describe the candidate."""
+    if not errors or attempted == 0:
+        return None
+    cid, etype, msg = errors[0]
+    auth = next((e for e in errors if e[1] in AUTH_ERRORS), None)
+    if auth is not None:
+        return f"scorer {name!r} could not score: its model refused the credentials ({auth[2][:300]})"
+    miss = [e for e in errors if e[1] == "CacheMiss"]
+    if miss:
+        return (f"scorer {name!r} could not score {len(miss)} of {attempted} samples offline: its "
+                f"replies are not in the cache (run once without --offline to record them)")
+    share = len(errors) / attempted
+    if len(errors) == attempted:
+        return (f"scorer {name!r} could not score any of its {attempted} samples "
+                f"(first: {cid}: {etype}: {msg[:300]})")
+    if share > budget:
+        return (f"scorer {name!r} could not score {len(errors)} of {attempted} samples ({share:.0%}), over "
+                f"the scorer error budget max_scorer_error_rate {budget:g} (first: {cid}: {etype}: {msg[:300]})")
+    return None
+
+
+def scoring_problems(results: list[CaseResult], scorers: list[Scorer],
+                     budget: float = DEFAULT_MAX_SCORER_ERROR_RATE) -> tuple[list[str], list[str]]:
+    """(reasons the run is incomplete, notes): every counting scorer that cannot score makes the
+    run incomplete; an informational one that could not score is only noted (it never counts
+    against the candidate)."""
+    problems, notes = [], []
+    for scorer in scorers:
+        if getattr(scorer, "pairwise", False):
+            continue  # judged on pairs of runs: the pipeline checks it
+        attempted, errors = 0, []
+        for result in results:
+            for sample in result.samples:
+                sc = sample.scores.get(scorer.name)
+                if sc is None:
+                    continue
+                attempted += 1
+                if sc.error is not None:
+                    errors.append((result.id, sc.error.type, sc.error.message))
+        if scorer.informational:
+            if errors:
+                notes.append(f"informational scorer {scorer.name!r} could not score {len(errors)} of "
+                             f"{attempted} samples (first: {errors[0][0]}: {errors[0][2][:200]}): "
+                             "reported, not counted against the candidate")
+            continue
+        why = unscorable(scorer.name, attempted, errors, budget)
+        if why:
+            problems.append(why)
+    return problems, notes
 
 
 def judge_usage(results: list[CaseResult]) -> dict[str, dict]:
