@@ -114,3 +114,20 @@ def test_refusal(text, refused):
 def test_refusal_extra_pattern_and_negate():
     assert run({"type": "refusal", "patterns": ["(?i)not my department"]}, "Not my department").passed
     assert run({"type": "refusal", "negate": True}, "Here you go.").passed
+
+
+def test_against_recorded_uses_productions_answer_as_the_reference():
+    from replaygate.model import Recorded
+    from replaygate.scoring.similarity import token_f1
+
+    trace = Case(id="t", reference="a hand-written answer", recorded=Recorded(output="Refunds take 30 days."))
+    got = build_scorer({"type": "equals", "against": "recorded", "ignore_case": True}).score(
+        trace, Sample(output="refunds take 30 days."))
+    assert got.passed is True  # production's answer, not the case's reference
+    sim = build_scorer({"type": "similarity", "against": "recorded"}).score(trace, Sample(output="Refunds take 30"))
+    assert sim.score == pytest.approx(token_f1("Refunds take 30", "Refunds take 30 days."))
+    # a golden row has no production answer: the scorer cannot score it (missing, not 0)
+    s = build_scorer({"type": "contains", "against": "recorded"}).score(Case(id="g", reference="x"), Sample(output="x"))
+    assert s.score is None and "recorded production answer" in s.error.message
+    with pytest.raises(ConfigError):
+        build_scorer({"type": "contains", "against": "production"})

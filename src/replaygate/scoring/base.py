@@ -103,9 +103,12 @@ class Scorer:
         return f"{self.field_path}.{key}"
 
     def expected(self, case: Case, key: str = "value") -> Any:
-        """The scorer's own literal if set, else the case's reference (golden ``expected``)."""
+        """The scorer's own literal if set, else the case's reference (golden ``expected``), or
+        with ``against: recorded`` the answer production gave (a trace case's recorded output)."""
         if self.spec.get(key) is not None:
             return self.spec[key]
+        if self.spec.get("against") == "recorded":
+            return recorded_answer(case)
         if case.reference is None:
             raise ScorerFailure(f"no expected value: set `{key}` on the scorer or give the case "
                                 "an `expected` answer")
@@ -152,6 +155,19 @@ class Scorer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+# for scorers that compare with a reference: the case's `expected` (default) or production's answer
+AGAINST = {"against": {"enum": ["reference", "recorded"]}}
+
+
+def recorded_answer(case: Case) -> str:
+    """Production's answer to a trace case, as a reference (``against: recorded``)."""
+    rec = case.recorded
+    if rec is None or rec.output is None:
+        raise ScorerFailure("against: recorded needs the case's recorded production answer, and it has "
+                            "none (a golden row, or a trace call without output)")
+    return rec.output
 
 
 def output_text(sample: Sample) -> str:

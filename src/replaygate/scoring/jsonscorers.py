@@ -10,7 +10,7 @@ import jsonschema
 
 from replaygate.errors import ConfigError
 from replaygate.model import Case, Sample
-from replaygate.scoring.base import Outcome, Scorer, output_text
+from replaygate.scoring.base import AGAINST, Outcome, Scorer, output_text
 from replaygate.scoring.registry import register
 from replaygate.scoring.textutil import as_text, clip, json_equal
 
@@ -147,7 +147,7 @@ class JsonField(_JsonOutput):
     reference is itself a JSON object (or JSON text of one) the same path is read from it.
     A string expected value also equals a number or boolean with that JSON text ("42" = 42).
     Score 1 or 0; default threshold 1.0."""
-    params = {"path": {"type": "string", "minLength": 1}, "value": {},
+    params = {**AGAINST, "path": {"type": "string", "minLength": 1}, "value": {},
               "matches": {"type": "string"}, **_STRIP_FENCES}
     required = ("path",)
 

@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from replaygate.errors import ConfigError
 from replaygate.model import Case, Sample
-from replaygate.scoring.base import Outcome, Scorer, ScorerFailure, ScoringContext, output_text
+from replaygate.scoring.base import (AGAINST, Outcome, Scorer, ScorerFailure, ScoringContext, output_text,
+                                     recorded_answer)
 from replaygate.scoring.judge_client import MODEL_PARAMS, MalformedReply, ModelClient, Usage
 from replaygate.scoring.judgeprompts import context_block, esc, load_prompt, tagged
 from replaygate.scoring.registry import register
@@ -118,7 +119,7 @@ class Judge(Scorer):
     default 60), ``retries`` (provider errors, default 2), ``judge_repeats`` (default 1).
     Default threshold 0.5."""
     params = {"rubric": {"type": "string", "minLength": 1}, "judge_repeats": {"type": "integer",
-              "minimum": 1, "maximum": 20}, **MODEL_PARAMS}
+              "minimum": 1, "maximum": 20}, **MODEL_PARAMS, **AGAINST}
     required = ("rubric", "model")
     default_threshold = 0.5
     is_async = True
@@ -151,14 +152,15 @@ class Judge(Scorer):
                 raise ScorerFailure(f"{kind} needs retrieved `context` (the case's or the sample's), "
                                     "and there is none")
             values["context"] = context_block(docs)
+        reference = recorded_answer(case) if self.spec.get("against") == "recorded" else case.reference
         if kind in ("context_precision", "context_recall", "correctness"):
-            if case.reference is None:
+            if reference is None:
                 raise ScorerFailure(f"{kind} needs the case's `expected` answer, and it has none")
-            values["reference"] = esc(as_text(case.reference))
+            values["reference"] = esc(as_text(reference))
         if kind == "rubric":
             values.update(rubric=esc(self.rubric),
-                          reference_block=tagged("reference", None if case.reference is None
-                                                 else as_text(case.reference)),
+                          reference_block=tagged("reference", None if reference is None
+                                                 else as_text(reference)),
                           context_block=("\n" + context_block(docs) + "\n") if docs else "")
         parse: Callable[[dict], Any] = {
             "groundedness": parse_claims, "context_recall": parse_claims,
@@ -212,7 +214,7 @@ class EmbeddingSimilarity(Scorer):
     """Cosine similarity of the embeddings of the output and ``value`` (or the case's
     ``expected``), from ``model`` through litellm; each text's vector is cached. Keys as for
     ``judge`` (model, api_base, api_key_env, timeout, retries). Default threshold 0.8."""
-    params = {"value": {"type": "string"}, **MODEL_PARAMS}
+    params = {"value": {"type": "string"}, **MODEL_PARAMS, **AGAINST}
     required = ("model",)
     default_threshold = 0.8
     is_async = True

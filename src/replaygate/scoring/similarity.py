@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from replaygate.model import Case, Sample
-from replaygate.scoring.base import Outcome, Scorer, output_text
+from replaygate.scoring.base import AGAINST, Outcome, Scorer, output_text
 from replaygate.scoring.registry import register
 from replaygate.scoring.textutil import NORMALIZE_PARAMS, as_text, normalize, normalize_opts, words
 
@@ -51,7 +51,7 @@ class Similarity(Scorer):
     ``token_f1`` (default; word-token overlap F1, case and punctuation ignored), ``rouge_l``
     (LCS-based F1 over word tokens) or ``levenshtein`` (1 - edit distance / longer length, on
     the text after the ``ignore_*`` options). Two empty texts score 1. Default threshold 0.5."""
-    params = {"value": {"type": "string"}, "metric": {"enum": list(METRICS)}, **NORMALIZE_PARAMS}
+    params = {"value": {"type": "string"}, "metric": {"enum": list(METRICS)}, **NORMALIZE_PARAMS, **AGAINST}
     default_threshold = 0.5
 
     def setup(self, params: dict) -> None:

@@ -11,7 +11,7 @@ import re
 
 from replaygate.errors import ConfigError
 from replaygate.model import Case, Sample
-from replaygate.scoring.base import Outcome, Scorer, ScorerFailure, output_text
+from replaygate.scoring.base import AGAINST, Outcome, Scorer, ScorerFailure, output_text
 from replaygate.scoring.registry import register
 from replaygate.scoring.textutil import (NORMALIZE_PARAMS, as_text, clip, json_equal, normalize,
                                          normalize_opts)
@@ -23,7 +23,7 @@ _STR_OR_LIST = {"anyOf": [_TEXT, {"type": "array", "items": _TEXT, "minItems": 1
 
 class _TextMatch(Scorer):
     """Shared machinery: the expected value (``value`` or the case reference), normalised."""
-    params = {"value": _TEXT, **NORMALIZE_PARAMS}
+    params = {"value": _TEXT, **NORMALIZE_PARAMS, **AGAINST}
 
     def setup(self, params: dict) -> None:
         self.opts = normalize_opts(params)
@@ -45,7 +45,7 @@ class Equals(_TextMatch):
     ``ignore_whitespace`` (strip and collapse runs), ``ignore_punctuation``; texts are compared in
     Unicode NFC. A non-string reference (number, object, list) is compared as JSON: the output
     is parsed and compared structurally. Score 1 or 0; default threshold 1.0."""
-    params = {"value": {}, **NORMALIZE_PARAMS}
+    params = {"value": {}, **NORMALIZE_PARAMS, **AGAINST}
 
     def check(self, case: Case, sample: Sample) -> Outcome:
         want = self.expected(case)
@@ -91,7 +91,7 @@ class IContains(Contains):
 class ContainsAll(_TextMatch):
     """The output contains every item of ``value`` (a list, or the case's ``expected``). Score =
     share of items found; default threshold 1.0 (all). Normalisation options as for ``equals``."""
-    params = {"value": _STR_OR_LIST, **NORMALIZE_PARAMS}
+    params = {"value": _STR_OR_LIST, **NORMALIZE_PARAMS, **AGAINST}
 
     def check(self, case: Case, sample: Sample) -> Outcome:
         items = self.items(case)
@@ -108,7 +108,7 @@ class ContainsAll(_TextMatch):
 class ContainsAny(_TextMatch):
     """The output contains at least one item of ``value`` (or the case's ``expected``). Score 1
     or 0; default threshold 1.0."""
-    params = {"value": _STR_OR_LIST, **NORMALIZE_PARAMS}
+    params = {"value": _STR_OR_LIST, **NORMALIZE_PARAMS, **AGAINST}
 
     def check(self, case: Case, sample: Sample) -> Outcome:
         items = self.items(case)
@@ -123,7 +123,7 @@ class ContainsAny(_TextMatch):
 class NotContains(_TextMatch):
     """The output contains none of ``value`` (a string or a list; required: a reference is an
     answer to contain, not to avoid). Score 1 when none is present; default threshold 1.0."""
-    params = {"value": _STR_OR_LIST, **NORMALIZE_PARAMS}
+    params = {"value": _STR_OR_LIST, **NORMALIZE_PARAMS, **AGAINST}
     required = ("value",)
 
     def check(self, case: Case, sample: Sample) -> Outcome:
