@@ -172,3 +172,130 @@ def test_informational_scorer_that_cannot_score_is_reported_not_counted(project,
     r = invoke("gate", "-c", cfg)
     assert r.exit_code == 3, r.output
     assert "scorer 'close' could not score any of its 20 samples" in r.output and "expected" in r.output
+
+
+# ---------------------------------------------------------------- like with like (provenance)
+
+def _timed_project(project, llm_server, extra=""):
+    """The project with a latency gate; the candidate differs only in a parameter that cannot
+    change the server's speed."""
+    return project(candidate=f'{{model: openai/answers, api_base: "{llm_server.api_base}", '
+                             'params: {temperature: 0}}',
+                   extra='  - {metric: latency.p50, max_increase: "25%"}\n' + extra)
+
+
+def test_cached_baseline_latency_is_not_compared_with_a_live_candidate(project, tmp_path, llm_server):
+    # the baseline's answers were cached on a quiet day (10 ms); today the server answers both
+    # variants in 120 ms: the same true latency, which a cached-vs-live comparison calls +1000%
+    cfg = _timed_project(project, llm_server, extra="live_timing: never\n")
+    llm_server.configure(options={"latency": "10"})
+    assert invoke("run", "-c", cfg, "--variant", "baseline", "-o", tmp_path / "b.json").exit_code == 0
+    llm_server.configure(options={"latency": "120"})
+    r = invoke("gate", "-c", cfg, "--save-runs", tmp_path / "runs", "--format", "json", "-o", tmp_path / "cmp.json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "cmp.json").read_text())
+    assert schema_errors(doc, "comparison.schema.json") == []
+    lat = next(g for g in doc["gates"] if g["metric"] == "latency.p50")
+    assert lat["verdict"] == "inconclusive" and "timed live on both sides" in lat["reason"]
+    assert "--refresh-baseline" in lat["reason"] and "live_timing: always" in lat["reason"]
+    assert doc["provenance"]["baseline"]["cache"] == 1.0 and doc["provenance"]["candidate"]["live"] == 1.0
+    # quality from the cache is still compared: the same answers
+    assert doc["metrics"]["quality.pass_rate"]["n"] == N
+    base = json.loads((tmp_path / "runs" / "baseline.json").read_text())
+    s = base["cases"][0]["samples"][0]
+    assert s["provenance"] == "cache" and s["cached"] is True and s["cached_at"].endswith("+00:00")
+    assert base["provenance"]["cache"] == 1.0
+    # the table says it next to the verdict too
+    r = invoke("gate", "-c", cfg)
+    assert "latency not compared" in r.output and "not decided" in r.output
+    # the remedy: the baseline re-measured live next to a live candidate (a new change of the
+    # PR, not in the cache yet) -> latency compared, and equal
+    cfg.write_text(cfg.read_text().replace("temperature: 0}", "temperature: 0.5}"))
+    r = invoke("gate", "-c", cfg, "--refresh-baseline", "--format", "json", "-o", tmp_path / "cmp2.json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "cmp2.json").read_text())
+    m = doc["metrics"]["latency.p50"]
+    assert m["n"] == N and m.get("unknown") is None and 0.8 < m["ratio"] < 1.25
+    assert doc["provenance"]["baseline"]["live"] == 1.0
+
+
+def test_live_timing_auto_measures_both_sides_when_a_latency_gate_exists(project, tmp_path, llm_server):
+    cfg = _timed_project(project, llm_server)  # live_timing: auto (the default)
+    llm_server.configure(options={"latency": "10"})
+    assert invoke("run", "-c", cfg, "--variant", "baseline", "-o", tmp_path / "b.json").exit_code == 0
+    llm_server.configure(options={"latency": "120"})
+    r = invoke("gate", "-c", cfg, "--format", "json", "-o", tmp_path / "cmp.json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "cmp.json").read_text())
+    assert doc["provenance"]["baseline"]["live"] == 1.0
+    assert next(g for g in doc["gates"] if g["metric"] == "latency.p50")["verdict"] != "fail"
+    # offline nothing can be re-measured: not decided, with the reason
+    r = invoke("gate", "-c", cfg, "--offline")
+    assert r.exit_code == 0 and "latency not compared" in r.output
+
+
+def test_recorded_baseline_latency_and_cost_only_on_request(tmp_path, llm_server):
+    from replaygate.model import Case, Message, Recorded
+    from replaygate.sources.traces import write_cases_jsonl
+
+    cases = [Case(id=f"t{i}", messages=[Message("user", f"What is the code word for item {i}?")],
+                  params={"model": "gpt-4o-mini"},
+                  recorded=Recorded(output=f"The code word is word-{i}.", latency_ms=900.0 + i,
+                                    input_tokens=9, output_tokens=5, cost_usd=0.5))
+             for i in range(N)]
+    write_cases_jsonl(cases, tmp_path / "cases.jsonl")
+    llm_server.configure(answers={c.messages[0].content: c.recorded.output for c in cases})
+
+    def config(decision=""):
+        cfg = tmp_path / "replaygate.yaml"
+        cfg.write_text(f"""\
+version: 1
+dataset: [{{cases: cases.jsonl}}]
+variants:
+  baseline: {{recorded: true}}
+  candidate: {{model: openai/answers, api_base: "{llm_server.api_base}", price: {{input: 1, output: 2}}}}
+scorers:
+  - {{name: same, type: similarity, against: recorded, threshold: 0.9}}
+gates:
+  - {{metric: latency.p50, max_increase: "25%"}}
+  - {{metric: cost.mean, max_increase: "10%"}}
+  - {{metric: quality.pass_rate, max_decrease: 0.05}}
+{decision}""")
+        return cfg
+
+    r = invoke("gate", "-c", config(), "--format", "json", "-o", tmp_path / "cmp.json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "cmp.json").read_text())
+    assert doc["provenance"]["baseline"]["recorded"] == 1.0
+    gates = {g["metric"]: g for g in doc["gates"]}
+    assert "decision.compare_recorded" in gates["latency.p50"]["reason"]
+    assert "production" in gates["cost.mean"]["reason"]
+    # production's answer is the reference: a trace-based gate needs no hand-written expected
+    assert gates["quality.pass_rate"]["verdict"] in ("pass", "inconclusive")
+    assert doc["metrics"]["score.same.mean"]["candidate"] == 1.0
+    # asked for explicitly: compared, and labelled
+    r = invoke("gate", "-c", config("decision: {compare_recorded: true}\n"), "--format", "json",
+               "-o", tmp_path / "cmp2.json")
+    doc = json.loads((tmp_path / "cmp2.json").read_text())
+    assert r.exit_code == 0, r.output  # the candidate is faster and cheaper than production
+    assert doc["metrics"]["latency.p50"]["n"] == N
+    assert any("production" in w for w in doc["metrics"]["latency.p50"]["warnings"])
+    assert any("production" in w for w in doc["metrics"]["cost.mean"]["warnings"])
+
+
+def test_fully_cached_nightly_is_not_a_drift_measurement(project, tmp_path):
+    cfg = project()
+    cfg.write_text(cfg.read_text() + "history: history.sqlite\n")
+    run = ("run", "-c", cfg, "--variant", "candidate", "-o", tmp_path / "night.json")
+    assert invoke(*run).exit_code == 0  # night 1: live
+    assert invoke(*run).exit_code == 0  # night 2: the same requests, all from the cache
+    r = invoke("history", "-c", cfg)
+    assert r.exit_code == 0 and "100% live" in r.output and "100% cache" in r.output
+    r = invoke("history", "-c", cfg, "--drift")
+    assert r.exit_code == 2
+    assert "was not measured" in r.output and "--refresh" in r.output and "cache: false" in r.output
+    # the nightly as documented: --refresh makes every call again
+    assert invoke(*run, "--refresh").exit_code == 0
+    r = invoke("history", "-c", cfg, "--drift")
+    assert r.exit_code == 0, r.output
+    assert "run 3" in r.output and "against run 1" in r.output  # the cached night 2 is skipped

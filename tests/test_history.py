@@ -45,11 +45,23 @@ def test_gate_records_both_runs_and_its_verdict(quickstart_history):
     assert p.returncode == 0 and p.stdout.count("83.0%") == 2 and "support-small" in p.stdout
 
 
-def test_drift_of_identical_runs_passes(quickstart_history):
+def test_drift_refuses_runs_served_from_the_cache(quickstart_history):
+    # the quickstart gates ran --offline: every answer came from the cache, nothing was measured
     d = quickstart_history
+    p = _cli("history", "-c", d / "replaygate.yaml")
+    assert p.returncode == 0 and "100% cache" in p.stdout
     p = _cli("history", "-c", d / "replaygate.yaml", "--drift")
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "baseline: run 3" in p.stdout and "against run 1" in p.stdout and "candidate: run 4" in p.stdout
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "was not measured: 100% of its samples came from the cache" in p.stderr and "--refresh" in p.stderr
+
+
+def _live(run: dict) -> dict:
+    """The run as if every call had been made in it (what a nightly with --refresh stores)."""
+    for case in run["cases"]:
+        for s in case["samples"]:
+            s.update(provenance="live", cached=False, cached_at=None)
+    run["provenance"] = {"live": 1.0, "cache": 0.0, "recorded": 0.0, "batch": 0.0, "n": 1}
+    return run
 
 
 def test_drift_catches_a_model_that_changed_under_the_same_name(quickstart_history, tmp_path):
@@ -58,8 +70,12 @@ def test_drift_catches_a_model_that_changed_under_the_same_name(quickstart_histo
     before = json.loads((d / "runs" / "baseline.json").read_text())
     after = json.loads((d / "runs" / "candidate.json").read_text())
     after["variant"]["name"] = before["variant"]["name"]  # same variant, other answers
-    history.record_run(db, before)
-    history.record_run(db, after)
+    history.record_run(db, _live(before))
+    history.record_run(db, _live(dict(before)))  # an identical, measured night: no drift
+    p = _cli("history", "--db", db, "-c", d / "replaygate.yaml", "--drift")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "run 2" in p.stdout and "against run 1" in p.stdout
+    history.record_run(db, _live(after))
     p = _cli("history", "--db", db, "-c", d / "replaygate.yaml", "--drift")
     assert p.returncode == 1 and "quality.pass_rate" in p.stdout and "FAIL" in p.stdout
 

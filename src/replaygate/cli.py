@@ -397,11 +397,14 @@ def compare(ctx, baseline, candidate, config_path, fmts, outputs, md_file, html_
 @_config_option
 @_report_options(FORMATS)
 @click.option("--save-runs", type=click.Path(file_okay=False), help="Also write baseline.json and candidate.json here.")
+@click.option("--refresh-baseline", is_flag=True,
+              help="Call the baseline live (not from the cache) so latency compares like with like.")
 @_run_options
 @click.pass_context
-def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_file, save_runs, offline, no_cache,
-         refresh, concurrency, workers, repeats, seed):
-    """Run baseline and candidate, compare and gate (the CI command). Exit 0 pass, 1 regression."""
+def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_file, save_runs, refresh_baseline,
+         offline, no_cache, refresh, concurrency, workers, repeats, seed):
+    """Run baseline and candidate, compare and gate (the CI command). Exit 0 pass, 1 regression,
+    3 not (fully) measured."""
     from .config import load_config
     from .errors import RunIncomplete
     from .pipeline import gate as do_gate
@@ -410,6 +413,9 @@ def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_f
     targets = _targets(fmts, outputs, md_file, html_file, junit_file, json_file)
     cfg = load_config(config_path)
     settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
+    if refresh_baseline and offline:
+        raise click.UsageError("--refresh-baseline calls the baseline and --offline forbids calls")
+    settings.refresh_baseline = refresh_baseline
 
     def save(runs) -> None:
         for name, r in zip(("baseline", "candidate"), runs):

@@ -5,6 +5,11 @@ run, compressed, so later runs can be compared with it case by case) and ``gate`
 ``replaygate history`` shows the trend; ``--drift`` compares each variant's latest run with the
 one before it through the same paired statistics and gates as ``compare``: the nightly check
 that a provider has not changed a model under the same name.
+
+Drift compares measurements: every stored run keeps its provenance shares (live, cache, recorded,
+batch). A run served from the response cache repeats old answers and old timings, so comparing it
+with the night before says nothing; ``--drift`` refuses when the newest run of a variant was not
+measured (any sample from the cache), and compares it with the latest earlier run that was.
 """
 from __future__ import annotations
 
@@ -41,6 +46,8 @@ def _connect(db: str | Path, create: bool = True) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, timeout=30)
         conn.executescript(_SCHEMA)
+        if "provenance" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
+            conn.execute("ALTER TABLE runs ADD COLUMN provenance TEXT")  # a store from before it
     except sqlite3.DatabaseError as e:
         raise InputError(f"not a replaygate history database: {e}", file=str(path)) from None
     return conn
@@ -52,10 +59,11 @@ def record_run(db: str | Path, run: dict) -> int:
     blob = zlib.compress(json.dumps(run, separators=(",", ":")).encode(), 6)
     with closing(_connect(db)) as conn, conn:
         cur = conn.execute(
-            "INSERT INTO runs (time, variant, model, git_commit, git_branch, n_cases, summary, run) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (time, variant, model, git_commit, git_branch, n_cases, summary, run, provenance) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (env.get("time"), v.get("name"), v.get("model"), env.get("git_commit"), env.get("git_branch"),
-             len(run.get("cases") or []), json.dumps(run.get("summary") or {}), blob))
+             len(run.get("cases") or []), json.dumps(run.get("summary") or {}), blob,
+             json.dumps(run.get("provenance") or provenance_of(run))))
         return int(cur.lastrowid)
 
 
@@ -78,14 +86,15 @@ def runs(db: str | Path, variant: str | None = None, last: int | None = None) ->
     when it was a gate's candidate."""
     with closing(_connect(db, create=False)) as conn:
         q = ("SELECT r.id, r.time, r.variant, r.model, r.git_commit, r.git_branch, r.n_cases, r.summary, "
-             "g.verdict FROM runs r LEFT JOIN gates g ON g.candidate_run = r.id")
+             "g.verdict, r.provenance FROM runs r LEFT JOIN gates g ON g.candidate_run = r.id")
         args: tuple = ()
         if variant:
             q += " WHERE r.variant = ?"
             args = (variant,)
         rows = conn.execute(q + " ORDER BY r.id", args).fetchall()
     out = [{"id": r[0], "time": r[1], "variant": r[2], "model": r[3], "git_commit": r[4], "git_branch": r[5],
-            "n_cases": r[6], "summary": json.loads(r[7]), "gate": r[8]} for r in rows]
+            "n_cases": r[6], "summary": json.loads(r[7]), "gate": r[8],
+            "provenance": json.loads(r[9]) if r[9] else None} for r in rows]
     return out[-last:] if last else out
 
 
@@ -101,22 +110,70 @@ def load_run(db: str | Path, run_id: int) -> dict:
     return json.loads(data)
 
 
+def provenance_of(run: dict) -> dict:
+    """Provenance shares of a run document (for runs written before ``run.provenance``)."""
+    counts = {"live": 0, "cache": 0, "recorded": 0, "batch": 0}
+    recorded = bool((run.get("variant") or {}).get("recorded"))
+    for case in run.get("cases") or []:
+        for s in case.get("samples") or []:
+            p = s.get("provenance") or ("cache" if s.get("cached") else "recorded" if recorded else "live")
+            counts[p] = counts.get(p, 0) + 1
+    n = sum(counts.values())
+    return {**{k: (v / n if n else 0.0) for k, v in counts.items()}, "n": n}
+
+
+def measured(entry: dict) -> bool:
+    """True when no sample of the stored run came from the response cache (live or production
+    measurements only). A run stored before provenance was kept counts as unknown: not measured."""
+    prov = entry.get("provenance")
+    return bool(prov) and prov.get("n", 0) > 0 and not prov.get("cache")
+
+
 def latest_pairs(db: str | Path, variant: str | None = None) -> list[tuple[dict, dict]]:
-    """Per variant (or the one named), its run before last and its last run."""
+    """Per variant (or the one named), its last run and the latest earlier run that was measured.
+    Raises InputError (exit 2) when the last run was not measured (served from the cache): it
+    repeats old answers, and drift would compare identical data."""
     by_variant: dict[str, list[dict]] = {}
     for r in runs(db, variant):
         by_variant.setdefault(r["variant"], []).append(r)
-    return [(rs[-2], rs[-1]) for rs in by_variant.values() if len(rs) >= 2]
+    out = []
+    for name, rs in by_variant.items():
+        if len(rs) < 2:
+            continue
+        last = rs[-1]
+        if not measured(last):
+            prov = last.get("provenance") or {}
+            share = f"{100 * prov.get('cache', 0):.0f}% of its samples came from the cache" if prov \
+                else "it was stored before replaygate kept provenance"
+            raise InputError(f"--drift compares live measurements only, and run {last['id']} of variant {name!r} "
+                             f"({last['time']}) was not measured: {share}. Run the nightly with --refresh "
+                             "(or set cache: false in its config) so every call is made again",
+                             file=str(db))
+        earlier = [r for r in rs[:-1] if measured(r)]
+        if not earlier:
+            raise InputError(f"--drift: variant {name!r} has no earlier run that was measured live to compare "
+                             f"run {last['id']} with (earlier runs came from the cache); run the nightly with "
+                             "--refresh (or cache: false) on two nights", file=str(db))
+        out.append((earlier[-1], last))
+    return out
+
+
+def shares_text(prov: dict | None) -> str:
+    """'100% live' / '40% live, 60% cache' / 'unknown' for the trend table."""
+    if not prov or not prov.get("n"):
+        return "unknown"
+    parts = [f"{100 * prov[k]:.0f}% {k}" for k in ("live", "cache", "recorded", "batch") if prov.get(k)]
+    return ", ".join(parts)
 
 
 def trend_rows(entries: list[dict], metrics: tuple[str, ...] = DEFAULT_METRICS) -> tuple[list[str], list[list[str]]]:
     from .report import fmt
 
-    headers = ["id", "time", "variant", "model", "commit", "cases", *metrics, "gate"]
+    headers = ["id", "time", "variant", "model", "commit", "cases", "measured", *metrics, "gate"]
     rows = []
     for e in entries:
         s = e["summary"]
         rows.append([str(e["id"]), str(e["time"] or "")[:19], str(e["variant"]), str(e["model"] or ""),
-                     str(e["git_commit"] or "")[:8], str(e["n_cases"]),
+                     str(e["git_commit"] or "")[:8], str(e["n_cases"]), shares_text(e.get("provenance")),
                      *[fmt.value(m, s.get(m)) for m in metrics], str(e["gate"] or "")])
     return headers, rows

@@ -176,7 +176,11 @@ class Sample:
     output_tokens: int | None = None
     cached_tokens: int | None = None
     cost_usd: float | None = None  # None = price unknown, never a silent 0
-    cached: bool = False  # served from the response cache
+    cached: bool = False  # served from the response cache (kept for compatibility: see provenance)
+    # where the output and its timing came from: live (called in this run), cache (recorded
+    # earlier, at cached_at), recorded (production, from a trace), batch (provider batch API)
+    provenance: str = "live"
+    cached_at: str | None = None  # ISO-8601 UTC of when a cached response was recorded
     error: ErrorInfo | None = None
     scores: dict[str, Score] = field(default_factory=dict)
     context: list[str] | None = None  # documents a `callable` variant retrieved (for groundedness)
@@ -187,6 +191,8 @@ class Sample:
         d["tool_calls"] = [ToolCall.from_dict(t) for t in d.get("tool_calls") or []]
         d["error"] = ErrorInfo.from_dict(d.get("error"))
         d["scores"] = {k: Score.from_dict(v) for k, v in (d.get("scores") or {}).items()}
+        if not d.get("provenance"):  # a run file from before provenance: only `cached` was kept
+            d["provenance"] = "cache" if d.get("cached") else "live"
         return cls(**d)
 
 
@@ -227,6 +233,8 @@ class Run:
     scorers: list[ScorerInfo] = field(default_factory=list)
     # why complete is false: the replay stopped, or a scorer could not score (each one sentence)
     incomplete_reasons: list[str] = field(default_factory=list)
+    # share of the samples from each provenance (live, cache, recorded, batch) and n
+    provenance: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, float | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # judge / embedding calls made by scorers, per scorer: reported apart from the variant's own
@@ -244,4 +252,9 @@ class Run:
         d = _pick(cls, d)
         d["cases"] = [CaseResult.from_dict(c) for c in d.get("cases") or []]
         d["scorers"] = [ScorerInfo.from_dict(s) for s in d.get("scorers") or []]
+        if (d.get("variant") or {}).get("recorded"):  # an old file of a recorded baseline
+            for case in d["cases"]:
+                for s in case.samples:
+                    if s.provenance == "live" and not s.cached:
+                        s.provenance = "recorded"
         return cls(**d)

@@ -28,6 +28,7 @@ class RunSettings:
     progress: bool = False
     seed: int | None = None
     notice: Callable[[str], None] | None = None  # told, before the replay, what a run cannot decide
+    refresh_baseline: bool = False  # gate: call the baseline live, not from the cache
 
 
 def _config_error(cfg: Config, err: ConfigError) -> ConfigError:
@@ -75,7 +76,26 @@ def _seed(cfg: Config, settings: RunSettings) -> int:
     return settings.seed if settings.seed is not None else cfg["seed"]
 
 
-def replay_options(cfg: Config, settings: RunSettings):
+TIMED_METRICS = ("latency.", "ttft.")
+
+
+def live_variants(cfg: Config, names: list[str], settings: RunSettings) -> frozenset:
+    """Variants to call live even when the cache has their answers (which are rewritten), so
+    latency compares like with like (compare/provenance.py): the baseline with
+    --refresh-baseline; every variant when ``live_timing`` is ``always``, or ``auto`` (the
+    default) and a gate is on latency or ttft. Nothing with --offline (no call is allowed: the
+    latency gates are then not decided, and say why) or when every call is live anyway."""
+    if settings.cache_mode != "rw" or cfg.cache_path is None:
+        return frozenset()
+    chosen = {cfg["baseline"]} if settings.refresh_baseline else set()
+    mode = cfg.get("live_timing") or "auto"
+    timed = any(str(g.get("metric", "")).startswith(TIMED_METRICS) for g in cfg["gates"])
+    if mode == "always" or (mode == "auto" and timed and len(names) > 1):
+        chosen |= set(names)
+    return frozenset(n for n in chosen if n in names)
+
+
+def replay_options(cfg: Config, settings: RunSettings, names: list[str] | None = None):
     from .replay.engine import ReplayOptions
 
     return ReplayOptions(
@@ -91,6 +111,7 @@ def replay_options(cfg: Config, settings: RunSettings):
         max_error_rate=cfg.get("max_error_rate"),
         progress=settings.progress,
         seed=_seed(cfg, settings),
+        live_variants=live_variants(cfg, names or [], settings),
     )
 
 
@@ -120,7 +141,7 @@ def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
     from .replay.engine import replay_sync
 
     warnings: list[str] = []
-    results = replay_sync(cases, {n: cfg.variant(n) for n in names}, replay_options(cfg, settings),
+    results = replay_sync(cases, {n: cfg.variant(n) for n in names}, replay_options(cfg, settings, names),
                           warnings=warnings)
     return results, warnings
 
@@ -132,6 +153,7 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
     counting scorer that cannot score (scoring.runner.scoring_problems) makes the run incomplete."""
     from .metrics import summarize
     from .scoring import judge_usage, score_results_sync
+    from .compare.provenance import shares
     from .scoring.runner import scoring_problems
 
     by_id = {c.id: c for c in cases}
@@ -145,6 +167,7 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
               complete=complete and not problems, cases=results, scorers=[s.info for s in scorers],
               incomplete_reasons=reasons, warnings=sorted(set(warnings) | set(notes)))
     run.environment["repeats"] = settings.repeats or cfg["repeats"]
+    run.provenance = shares(run)
     run.judge_usage = judge_usage(results)
     run.summary = summarize(run)
     return run

@@ -14,7 +14,7 @@ default significant), ``confidence`` (two-sided, default 0.95), ``holm`` (defaul
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from ..metrics import MetricSeries, case_metrics, direction
 from ..model import SCHEMA_VERSION, Run
 from . import stats
 from .coverage import coverage, min_coverage_of
+from .provenance import restrict, shares
 from .diff import case_changes
 from .gates import evaluate, parse_gates
 from .listing import case_rows, describe_side, distributions
@@ -61,12 +62,17 @@ class Paired:
     cand_pos: np.ndarray  # position in the candidate run of each paired case
     only_in_baseline: list[str]
     only_in_candidate: list[str]
+    like_with_like: list[str] = field(default_factory=list)  # what provenance left out, and why
 
 
 def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: int = stats.DEFAULT_RESAMPLES,
-                       seed: int = 0, rules: list | None = None, pairwise: list[dict] | None = None) -> Paired:
+                       seed: int = 0, rules: list | None = None, pairwise: list[dict] | None = None,
+                       like_with_like: dict | None = None) -> Paired:
     """Pair the runs by case id and compare every metric measured in both (plus the pairwise
-    judgments, see :func:`compare_runs`)."""
+    judgments, see :func:`compare_runs`). ``like_with_like`` (``{"compare_recorded": bool}``)
+    applies the provenance rules of ``provenance.py`` (latency only between live-timed pairs, a
+    recorded side's latency and cost only on request); None compares every value (an A/A
+    calibration of one run)."""
     base_ids, cand_ids = [c.id for c in base.cases], [c.id for c in cand.cases]
     _index(base_ids, "baseline")
     ci = _index(cand_ids, "candidate")
@@ -96,6 +102,10 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
             known = ", ".join(sorted(set(mb) | set(mcand)))
             raise ConfigError(f"unknown metric {g.metric!r}; this comparison has: {known}",
                               field=f"gates[{g.index}].metric")
+    unknown, notes, lwl = {}, {}, []
+    if like_with_like is not None:
+        unknown, notes, lwl = restrict(mb, mcand, base, cand, to_b, to_c, n,
+                                       bool(like_with_like.get("compare_recorded")))
     weights = stats.CaseWeights(n, resamples, seed) if n > 0 else None
     common = [m for m in mb if m in mcand]
     comps: dict[str, MetricComparison] = compare_means(
@@ -113,7 +123,15 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
         comps.update(compare_quantiles(names, mb, mcand, to_b, to_c, n, weights, alpha))
     for name, mc in missing.items():
         comps.setdefault(name, mc)
-    return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c)
+    for m, why in unknown.items():
+        if m in comps:
+            mc = comps[m]
+            mc.unknown, mc.baseline, mc.candidate, mc.delta, mc.ci, mc.p_value = why, None, None, None, None, None
+            mc.ratio = mc.ratio_ci = None
+    for m, extra in notes.items():
+        if m in comps:
+            comps[m].warnings.extend(extra)
+    return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c, lwl)
 
 
 def _pairwise_series(pw: dict, paired_ids: list[str]):
@@ -143,7 +161,8 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     resamples = resamples_of(decision)
     min_coverage = min_coverage_of(decision)
 
-    paired = paired_comparisons(base, cand, alpha, resamples, seed, rules, pairwise)
+    paired = paired_comparisons(base, cand, alpha, resamples, seed, rules, pairwise,
+                                like_with_like={"compare_recorded": bool(decision.get("compare_recorded"))})
     comps, mb, mcand, n = paired.comps, paired.base, paired.cand, paired.n
     only_b, only_c = paired.only_in_baseline, paired.only_in_candidate
 
@@ -176,7 +195,7 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     rows, n_rows = case_rows(base, cand, paired.base_pos, paired.cand_pos,
                              q.case_base if q is not None else None, q.case_cand if q is not None else None)
 
-    warnings = list(cover["problems"])
+    warnings = list(cover["problems"]) + paired.like_with_like
     if (only_b or only_c) and n:
         warnings.append(f"{len(only_b)} cases only in baseline and {len(only_c)} only in candidate are not compared")
     return json_safe({
@@ -191,6 +210,7 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         "decision": {"mode": decision.get("mode", "significant"), "confidence": conf, "holm": holm,
                      "resamples": resamples, "seed": seed, "min_coverage": min_coverage},
         "coverage": cover,
+        "provenance": {"baseline": shares(base), "candidate": shares(cand)},
         "metrics": metrics,
         "gates": gate_out,
         "holm": holm_info,

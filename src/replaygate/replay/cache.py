@@ -39,6 +39,17 @@ def request_key(request: dict, repeat: int) -> str:
     return hashlib.sha256(canonical_json(ident).encode("utf-8")).hexdigest()
 
 
+def iso_utc(stamp: float | None) -> str | None:
+    """A POSIX time as ISO-8601 UTC to the second (None stays None: a row without a time)."""
+    if stamp is None:
+        return None
+    import datetime as _dt
+    try:
+        return _dt.datetime.fromtimestamp(float(stamp), _dt.timezone.utc).isoformat(timespec="seconds")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
 class ResponseCache:
     """``get(key) -> dict | None``, ``get_many(keys) -> {key: dict}``, ``put(key, value)``,
     ``flush()``, ``close()``.
@@ -98,17 +109,24 @@ class ResponseCache:
 
     def get_many(self, keys: list[str]) -> dict[str, dict]:
         """The cached values among ``keys`` (one query per 500 keys)."""
-        found: dict[str, str] = {}
+        return {k: v for k, (v, _) in self.get_many_timed(keys).items()}
+
+    def get_many_timed(self, keys: list[str]) -> dict[str, tuple[dict, str | None]]:
+        """The cached values among ``keys`` with when each was recorded (ISO-8601 UTC; None for
+        a row without a time), one query per 500 keys."""
+        found: dict[str, tuple[str, float | None]] = {}
         unique = list(dict.fromkeys(keys))
         with self._lock:
             for i in range(0, len(unique), 500):
                 chunk = unique[i:i + 500]
                 marks = ",".join("?" * len(chunk))
-                found.update(self._select(f"SELECT key, value FROM responses WHERE key IN ({marks})", chunk))
+                for k, v, t in self._select(f"SELECT key, value, created FROM responses WHERE key IN ({marks})",
+                                            chunk):
+                    found[k] = (v, t)
             for k in unique:
                 if k in self._pending:
-                    found[k] = self._pending[k]
-        return {k: json.loads(v) for k, v in found.items()}
+                    found[k] = (self._pending[k], time.time())
+        return {k: (json.loads(v), iso_utc(t)) for k, (v, t) in found.items()}
 
     def put(self, key: str, value: dict) -> None:
         if self.read_only:

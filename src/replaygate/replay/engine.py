@@ -58,6 +58,9 @@ class ReplayOptions:
     # processes sharing the model calls: litellm costs milliseconds of CPU a call, so one process
     # caps the rate; None = several for large, wide runs (>= 400 calls at concurrency >= 32)
     workers: int | None = 1
+    # variants called live even when the cache has their answer (the answer is still written):
+    # `gate` re-measures them so latency compares like with like (see pipeline.live_variants)
+    live_variants: frozenset = frozenset()
 
 
 class TokenBucket:
@@ -322,10 +325,11 @@ class _Engine:
                     self.prepared[(name, ci, r)] = (req, request_key(req, r))
                 except UnreplayableCase as e:
                     self.prepared[(name, ci, r)] = str(e)
-        self.hits: dict[str, dict] = {}
+        self.hits: dict[str, tuple[dict, str | None]] = {}
         if self.cache is not None and self.opts.cache_mode in ("rw", "offline"):
-            keys = [p[1] for p in self.prepared.values() if isinstance(p, tuple)]
-            self.hits = self.cache.get_many(keys)
+            keys = [p[1] for (name, _, _), p in self.prepared.items()
+                    if isinstance(p, tuple) and name not in self.opts.live_variants]
+            self.hits = self.cache.get_many_timed(keys)
 
     async def _model_sample(self, v: ModelVariant, case: Case, ci: int,
                             repeat: int) -> tuple[Sample, bool]:
@@ -334,9 +338,9 @@ class _Engine:
         if isinstance(prep, str):
             return error_sample(repeat, "UnreplayableCase", prep), False
         req, key = prep
-        hit = self.hits.get(key)
+        hit = self.hits.get(key) if v.name not in self.opts.live_variants else None
         if hit is not None:
-            s = response_sample(hit, repeat, cached=True)
+            s = response_sample(hit[0], repeat, cached=True, cached_at=hit[1])
             self._price(s, v.model, v.price)
             return s, False
         if self.opts.cache_mode == "offline":

@@ -126,7 +126,7 @@ class RecordedVariant:
                       finish_reason=rec.finish_reason, latency_ms=rec.latency_ms, ttft_ms=rec.ttft_ms,
                       input_tokens=rec.input_tokens, output_tokens=rec.output_tokens,
                       cached_tokens=rec.cached_tokens, cost_usd=rec.cost_usd,
-                      error=copy.deepcopy(rec.error))
+                      error=copy.deepcopy(rec.error), provenance="recorded")
 
 
 @dataclass
@@ -207,8 +207,9 @@ def callable_sample(result: Any, repeat: int, latency_ms: float) -> Sample:
         context=None if ctx is None else [str(c) for c in (ctx if isinstance(ctx, list) else [ctx])])
 
 
-def response_sample(resp: dict, repeat: int, *, cached: bool) -> Sample:
-    """A Sample from the normalised response of ``llm.chat`` (cost filled by the engine)."""
+def response_sample(resp: dict, repeat: int, *, cached: bool, cached_at: str | None = None) -> Sample:
+    """A Sample from the normalised response of ``llm.chat`` (cost filled by the engine); a cache
+    hit has provenance ``cache`` and the time it was recorded."""
     return Sample(
         repeat=repeat, output=resp.get("output"),
         tool_calls=[ToolCall(name=t.get("name") or "", arguments=t.get("arguments") or "",
@@ -216,7 +217,7 @@ def response_sample(resp: dict, repeat: int, *, cached: bool) -> Sample:
         finish_reason=resp.get("finish_reason"), latency_ms=resp.get("latency_ms"),
         ttft_ms=resp.get("ttft_ms"), input_tokens=resp.get("input_tokens"),
         output_tokens=resp.get("output_tokens"), cached_tokens=resp.get("cached_tokens"),
-        cached=cached)
+        cached=cached, provenance="cache" if cached else "live", cached_at=cached_at if cached else None)
 
 
 def _load_callable(target: str, fld: str) -> Callable[..., Any]:
