@@ -299,3 +299,55 @@ def test_fully_cached_nightly_is_not_a_drift_measurement(project, tmp_path):
     r = invoke("history", "-c", cfg, "--drift")
     assert r.exit_code == 0, r.output
     assert "run 3" in r.output and "against run 1" in r.output  # the cached night 2 is skipped
+
+
+# ---------------------------------------------------------------- measurement you can rely on
+
+def test_loop_lag_is_measured_and_reported_when_it_distorts_latency(project, tmp_path, monkeypatch):
+    # an async pipeline that blocks the event loop for 30 ms a call: every other call's timer waits
+    (tmp_path / "blocking_pipe.py").write_text(
+        "import asyncio, time\n\nasync def answer(case):\n    time.sleep(0.03)\n    await asyncio.sleep(0)\n"
+        "    return 'The code word is ' + case.reference\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = project(candidate="{callable: 'blocking_pipe:answer'}")
+    r = invoke("run", "-c", cfg, "--variant", "candidate", "-o", tmp_path / "cand.json")
+    assert r.exit_code == 0, r.output
+    run = json.loads((tmp_path / "cand.json").read_text())
+    assert schema_errors(run, "run.schema.json") == []
+    lag = run["environment"]["loop_lag_ms"]
+    assert lag["n"] > 0 and lag["max"] >= 15 and lag["p99"] >= lag["p50"]
+    assert any("event-loop lag" in w and "concurrency" in w for w in run["warnings"])
+    assert "event-loop lag" in r.output
+    # a model variant against the local server: measured, small, and no warning
+    r = invoke("run", "-c", cfg, "--variant", "baseline", "-o", tmp_path / "base.json")
+    base = json.loads((tmp_path / "base.json").read_text())
+    assert base["environment"]["loop_lag_ms"]["n"] > 0
+    r = invoke("compare", tmp_path / "base.json", tmp_path / "cand.json", "-c", cfg, "--format", "json",
+               "-o", tmp_path / "cmp.json")
+    doc = json.loads((tmp_path / "cmp.json").read_text())
+    assert any("event-loop lag during the candidate replay" in w for w in doc["metrics"]["latency.p50"]["warnings"])
+
+
+def test_regressed_repeats_show_a_failing_output_and_the_verdict_names_the_gates(project, llm_server, tmp_path):
+    cfg = project(candidate=f'{{model: "openai/noisy-50", api_base: "{llm_server.api_base}"}}')
+    cfg.write_text(cfg.read_text() + "repeats: 3\n")
+    r = invoke("gate", "-c", cfg, "--format", "json", "-o", tmp_path / "cmp.json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads((tmp_path / "cmp.json").read_text())
+    assert doc["regressions"]
+    for reg in doc["regressions"]:
+        assert reg["candidate_output"] == "I do not know."  # a repeat that failed, not the first one
+        assert reg["failed"] and reg["failed"][0]["scorer"] == "correct"
+    assert any(reg["candidate"] > 0 for reg in doc["regressions"])  # some cases passed a repeat
+    r = invoke("gate", "-c", cfg)
+    assert "Verdict: FAIL (exit 1)" in r.output and "gates failed: quality.pass_rate" in r.output
+
+
+def test_noninferior_verdict_line_never_says_no_gate_failed(project, tmp_path):
+    cfg = project()
+    cfg.write_text(cfg.read_text() + "decision: {mode: noninferior}\n")
+    r = invoke("gate", "-c", cfg)
+    assert r.exit_code == 1, r.output  # 20 identical cases cannot show non-inferiority
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("Verdict:"))
+    assert "FAIL (exit 1)" in line and "no gate failed" not in line
+    assert "not decided, which fails in noninferior mode: quality.pass_rate" in line

@@ -135,25 +135,27 @@ def _variant_record(variant: dict) -> dict:
 
 
 def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
-                    cases: list[Case]) -> tuple[dict[str, list[CaseResult]], list[str]]:
-    """Replay several variants interleaved case by case. Returns results and warnings; an
-    incomplete replay raises RunIncomplete carrying `.partial` and `.warnings`."""
+                    cases: list[Case], stats: dict | None = None) -> tuple[dict[str, list[CaseResult]], list[str]]:
+    """Replay several variants interleaved case by case. Returns results and warnings (``stats``
+    gets the replay's event-loop lag); an incomplete replay raises RunIncomplete carrying
+    `.partial` and `.warnings`."""
     from .replay.engine import replay_sync
 
     warnings: list[str] = []
     results = replay_sync(cases, {n: cfg.variant(n) for n in names}, replay_options(cfg, settings, names),
-                          warnings=warnings)
+                          warnings=warnings, stats=stats)
     return results, warnings
 
 
 def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult], scorers: list,
              warnings: list[str], *, complete: bool, settings: RunSettings, cache=None,
-             incomplete: str | None = None) -> Run:
+             incomplete: str | None = None, loop_lag: dict | None = None) -> Run:
     """Score the replayed results (judges use `cache`) and assemble the Run with its summary. A
     counting scorer that cannot score (scoring.runner.scoring_problems) makes the run incomplete."""
     from .metrics import summarize
     from .scoring import judge_usage, score_results_sync
     from .compare.provenance import shares
+    from .replay.looplag import note as looplag_note
     from .scoring.runner import scoring_problems
 
     by_id = {c.id: c for c in cases}
@@ -167,9 +169,13 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
               complete=complete and not problems, cases=results, scorers=[s.info for s in scorers],
               incomplete_reasons=reasons, warnings=sorted(set(warnings) | set(notes)))
     run.environment["repeats"] = settings.repeats or cfg["repeats"]
+    run.environment["loop_lag_ms"] = loop_lag
     run.provenance = shares(run)
     run.judge_usage = judge_usage(results)
     run.summary = summarize(run)
+    lag_note = looplag_note(loop_lag, run.summary.get("latency.p50"))
+    if lag_note:
+        run.warnings = sorted(set(run.warnings) | {lag_note})
     return run
 
 
@@ -196,16 +202,17 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
 
         for w in sensitivity_warnings(cfg, len(cases)):
             settings.notice(w)
+    stats: dict = {}
     try:
-        results, warnings = replay_variants(cfg, names, settings, cases)
+        results, warnings = replay_variants(cfg, names, settings, cases, stats)
     except RunIncomplete as e:
         e.runs = [make_run(cfg, n, cases, e.partial[n], scorers,  # type: ignore[attr-defined]
                            getattr(e, "warnings", []), complete=False, settings=settings, cache=cache,
-                           incomplete=e.message)
+                           incomplete=e.message, loop_lag=stats.get("loop_lag_ms"))
                   for n in names]
         raise
     runs = [make_run(cfg, n, cases, results[n], scorers, warnings, complete=True, settings=settings,
-                     cache=cache) for n in names]
+                     cache=cache, loop_lag=stats.get("loop_lag_ms")) for n in names]
     if len(runs) == 2:
         judge_pairs(cfg, cases, *runs, scorers, settings, cache)
     return runs

@@ -148,6 +148,25 @@ def _pairwise_series(pw: dict, paired_ids: list[str]):
     return mk(np.where(np.isfinite(vals), 0.5, np.nan)), mk(vals)
 
 
+def _loop_lag_notes(base: Run, cand: Run, comps: dict, metrics: dict) -> list[str]:
+    """When the replay's event-loop lag is a meaningful share of a side's latencies, say so next
+    to the latency metrics (their warnings) and in the report."""
+    from ..replay.looplag import note
+
+    out = []
+    lat = comps.get("latency.p50")
+    for side, run in (("baseline", base), ("candidate", cand)):
+        p50 = getattr(lat, side, None) if lat is not None else None
+        text = note(run.environment.get("loop_lag_ms"), p50 if p50 is not None else run.summary.get("latency.p50"),
+                    side)
+        if text and text not in out:
+            out.append(text)
+            for m, entry in metrics.items():
+                if m.startswith(("latency.", "ttft.")):
+                    entry.setdefault("warnings", []).append(text)
+    return out
+
+
 def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision: dict | None = None,
                  seed: int = 0, pairwise: list[dict] | None = None) -> dict:
     """The comparison.json dict. ``pairwise``: results of ``scoring.pairwise.score_pairwise``
@@ -195,7 +214,7 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     rows, n_rows = case_rows(base, cand, paired.base_pos, paired.cand_pos,
                              q.case_base if q is not None else None, q.case_cand if q is not None else None)
 
-    warnings = list(cover["problems"]) + paired.like_with_like
+    warnings = list(cover["problems"]) + paired.like_with_like + _loop_lag_notes(base, cand, comps, metrics)
     if (only_b or only_c) and n:
         warnings.append(f"{len(only_b)} cases only in baseline and {len(only_c)} only in candidate are not compared")
     return json_safe({

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import CaseResult, Run
+from ..model import CaseResult, Run, Sample
 
 MAX_TEXT = 500
 
@@ -20,23 +20,27 @@ def truncate(text: str | None, limit: int = MAX_TEXT) -> str | None:
     return text[:limit] + f"... [{len(text) - limit} more characters]"
 
 
-def _failed_scorers(case: CaseResult, counting: set[str]) -> list[dict]:
-    """Scorers that failed on any sample of the case, with the first reason seen."""
-    seen: dict[str, dict] = {}
-    for s in case.samples:
-        if s.error is not None and "error" not in seen:
-            seen["error"] = {"scorer": None, "reason": f"{s.error.type}: {truncate(s.error.message, 200)}"}
-        for name, sc in s.scores.items():
-            if name in counting and sc.passed is not True and name not in seen:
-                seen[name] = {"scorer": name, "reason": truncate(sc.reason, 200)}
-    return list(seen.values())
+def _failed(sample: Sample, counting: set[str]) -> list[dict]:
+    """Why ``sample`` failed: its call error, and each counting scorer that scored it a fail (a
+    scorer that could not score is missing, not a fail)."""
+    out = []
+    if sample.error is not None:
+        out.append({"scorer": None, "reason": f"{sample.error.type}: {truncate(sample.error.message, 200)}"})
+    for name, sc in sample.scores.items():
+        if name in counting and sc.error is None and sc.passed is False:
+            out.append({"scorer": name, "reason": truncate(sc.reason, 200)})
+    return out
 
 
-def _first_output(case: CaseResult) -> str | None:
+def _shown(case: CaseResult, counting: set[str], failing: bool) -> tuple[Sample | None, list[dict]]:
+    """The sample to show for a case: with ``failing``, the first repeat that actually failed
+    (its output next to its own reasons), else the first that passed; the first sample if none."""
     for s in case.samples:
-        if s.output is not None:
-            return s.output
-    return None
+        why = _failed(s, counting)
+        if bool(why) == failing:
+            return s, why
+    first = case.samples[0] if case.samples else None
+    return first, (_failed(first, counting) if first is not None else [])
 
 
 def case_changes(base: Run, cand: Run, base_pos, cand_pos, base_pass, cand_pass,
@@ -57,11 +61,17 @@ def case_changes(base: Run, cand: Run, base_pos, cand_pos, base_pass, cand_pass,
         entries = []
         for k in ks:
             bc, cc = base.cases[base_pos[k]], cand.cases[cand_pos[k]]
+            # a regression shows a candidate repeat that failed and a baseline one that passed;
+            # an improvement the other way round
+            bs, b_why = _shown(bc, counting, failing=key == "improvements")
+            cs, c_why = _shown(cc, counting, failing=key == "regressions")
             entries.append({"case": bc.id, "metric": "quality.pass_rate", "baseline": float(b[k]),
                             "candidate": float(c[k]), "input": truncate(bc.input or cc.input),
                             "expected": truncate(str(bc.expected)) if bc.expected is not None else None,
-                            "baseline_output": truncate(_first_output(bc)),
-                            "candidate_output": truncate(_first_output(cc)),
-                            "failed": _failed_scorers(cc if key == "regressions" else bc, counting)})
+                            "baseline_output": truncate(bs.output if bs is not None else None),
+                            "candidate_output": truncate(cs.output if cs is not None else None),
+                            "baseline_repeat": bs.repeat if bs is not None else None,
+                            "candidate_repeat": cs.repeat if cs is not None else None,
+                            "failed": c_why if key == "regressions" else b_why})
         out[key] = entries
     return out

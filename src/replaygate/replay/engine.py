@@ -199,11 +199,13 @@ class _Engine:
         self._warm_done: set[tuple] = set()
         self._priced: set[str] = set()
         self.specs = variants
+        self.stats: dict | None = None  # filled at the end with {"loop_lag_ms": ...} when given
         self.external_stop = None  # a multiprocessing.Event when this engine is a pool worker
         self.counters = None  # shared [done, errors, cached] when this engine is a pool worker
         self._threads = None  # executor for sync callables, sized to the concurrency
         self._reach: dict[str, tuple[bool, int]] = {}  # variant -> (answered once, connect failures)
         self._live_per_variant: dict[str, int] = {}
+        self.loop_lag_ms: list[float] = []  # how late the loop woke a 10 ms timer (looplag.py)
 
     # ---------------------------------------------------------------- bookkeeping
     def warn(self, text: str) -> None:
@@ -468,7 +470,15 @@ class _Engine:
 
                 await run_pool(self, work, workers, progress)
             else:
-                await self._run_local(work, progress)
+                from .looplag import LoopLag
+
+                lag = LoopLag()
+                lag.start()
+                try:
+                    await self._run_local(work, progress)
+                finally:
+                    await lag.stop()
+                    self.loop_lag_ms.extend(lag.lags_ms)
         finally:
             progress.finish()
             if self.cache is not None:
@@ -476,6 +486,10 @@ class _Engine:
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
         results = self._results()
+        if self.stats is not None:
+            from .looplag import summarize
+
+            self.stats["loop_lag_ms"] = summarize(self.loop_lag_ms)
         reason = self.stop_reason or self.incomplete_reason
         if reason:
             err = RunIncomplete(reason)
@@ -499,19 +513,21 @@ class _Engine:
 
 
 async def replay(cases: list[Case], variants: dict[str, dict], opts: ReplayOptions | None = None,
-                 *, warnings: list[str] | None = None) -> dict[str, list[CaseResult]]:
+                 *, warnings: list[str] | None = None, stats: dict | None = None) -> dict[str, list[CaseResult]]:
     """Replay every case under every variant (interleaved case by case). Returns
     ``{variant name: [CaseResult in case order]}`` with unscored samples. Warnings (unknown
-    prices, ...) are appended to ``warnings``. Raises ``RunIncomplete`` with ``.partial``."""
+    prices, ...) are appended to ``warnings``; ``stats`` gets ``loop_lag_ms`` ({p50, p99, max, n}
+    or None). Raises ``RunIncomplete`` with ``.partial``."""
     engine = _Engine(cases, variants, opts or ReplayOptions(), warnings if warnings is not None else [])
+    engine.stats = stats
     return await engine.run()
 
 
 def replay_sync(cases: list[Case], variants: dict[str, dict], opts: ReplayOptions | None = None,
-                *, warnings: list[str] | None = None) -> dict[str, list[CaseResult]]:
+                *, warnings: list[str] | None = None, stats: dict | None = None) -> dict[str, list[CaseResult]]:
     """``replay`` in a fresh event loop. Ctrl-C cancels the run, which then raises
     ``RunIncomplete`` carrying the partial results."""
-    return asyncio.run(replay(cases, variants, opts, warnings=warnings))
+    return asyncio.run(replay(cases, variants, opts, warnings=warnings, stats=stats))
 
 
 def result_summary(results: dict[str, list[CaseResult]]) -> dict[str, Any]:

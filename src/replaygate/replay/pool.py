@@ -46,7 +46,7 @@ def _child_main(conn, stop, counters, cases, specs: dict, opts) -> None:
         cpu = 0.0
     conn.send({"results": results, "stop": engine.stop_reason, "incomplete": engine.incomplete_reason,
                "warnings": warnings, "calls": engine.calls, "failed": engine.failed,
-               "cpu_s": cpu})
+               "cpu_s": cpu, "loop_lag_ms": engine.loop_lag_ms})
     conn.close()
 
 
@@ -139,6 +139,7 @@ def _merge(engine, shares: list[list[int]], live: list[str], got: dict[int, Any]
         engine.incomplete_reason = engine.incomplete_reason or msg["incomplete"]
         engine.calls += msg["calls"]
         engine.failed += msg["failed"]
+        engine.loop_lag_ms.extend(msg.get("loop_lag_ms") or [])  # the workers' loops time the calls
         for w in msg["warnings"]:
             engine.warn(w)
     if engine.stop_reason is None and any(m and m["stop"] for m in got.values()):

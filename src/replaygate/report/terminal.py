@@ -66,7 +66,9 @@ def render_comparison(doc: dict, **_: Any) -> str:
             why = "; ".join(f"{f.get('scorer')}: {f.get('reason')}" for f in r.get("failed") or [])
             out.append(f"  {safetext.line(r.get('case'))}: {_short(why or r.get('metric', ''), 50)}")
             if "candidate_output" in r:
-                out.append(f"      candidate: {_short(r.get('candidate_output'), 90)}")
+                rep = r.get("candidate_repeat")
+                label = f"candidate (repeat {rep})" if rep else "candidate"  # the repeat that failed
+                out.append(f"      {label}: {_short(r.get('candidate_output'), 90)}")
         if len(regs) > 10:
             out.append(f"  ... and {len(regs) - 10} more (the json report lists them all)")
     for w in doc.get("warnings", []):
