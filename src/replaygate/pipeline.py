@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import statistics
 import platform
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -173,7 +174,9 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
     run.provenance = shares(run)
     run.judge_usage = judge_usage(results)
     run.summary = summarize(run)
-    lag_note = looplag_note(loop_lag, run.summary.get("latency.p50"))
+    live = [s.latency_ms for c in run.cases for s in c.samples
+            if s.provenance == "live" and s.error is None and s.latency_ms is not None]
+    lag_note = looplag_note(loop_lag, statistics.median(live) if live else None)
     if lag_note:
         run.warnings = sorted(set(run.warnings) | {lag_note})
     return run

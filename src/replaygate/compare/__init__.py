@@ -156,9 +156,9 @@ def _loop_lag_notes(base: Run, cand: Run, comps: dict, metrics: dict) -> list[st
     out = []
     lat = comps.get("latency.p50")
     for side, run in (("baseline", base), ("candidate", cand)):
+        # the compared (live-timed) median: a lag says nothing of answers served from the cache
         p50 = getattr(lat, side, None) if lat is not None else None
-        text = note(run.environment.get("loop_lag_ms"), p50 if p50 is not None else run.summary.get("latency.p50"),
-                    side)
+        text = note(run.environment.get("loop_lag_ms"), p50, side)
         if text and text not in out:
             out.append(text)
             for m, entry in metrics.items():

@@ -6,7 +6,7 @@ from typing import Any
 
 
 def is_rate(metric: str) -> bool:
-    return metric.endswith(("pass_rate", "win_rate")) or metric == "errors.rate"
+    return metric.endswith(("pass_rate", "win_rate", "errors.rate"))
 
 
 def value(metric: str, v: Any) -> str:
@@ -89,6 +89,18 @@ def gate_mde(metric: str, gate: dict) -> str:
     if is_rate(metric):
         return f"{100 * mde:.1f} pts"
     return value(metric, mde)
+
+
+def provenance_line(doc: dict) -> str | None:
+    """'Measured: baseline 100% cache; candidate 100% live' from a comparison's provenance."""
+    prov = doc.get("provenance") or {}
+    sides = []
+    for side in ("baseline", "candidate"):
+        sh = prov.get(side) or {}
+        parts = [f"{100 * sh[k]:.0f}% {k}" for k in ("live", "cache", "recorded", "batch") if sh.get(k)]
+        if parts:
+            sides.append(f"{side} {', '.join(parts)}")
+    return ("Measured: " + "; ".join(sides)) if sides else None
 
 
 METRIC_HEADERS = ["metric", "baseline", "candidate", "delta", "interval", "p", "n"]

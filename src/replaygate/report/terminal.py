@@ -29,7 +29,7 @@ def verdict_line(doc: dict) -> str:
         if blocked:
             parts.append(f"not decided, which fails in noninferior mode: {', '.join(blocked)}")
         if undecided:
-            parts.append(f"not decided (too few cases to tell; passes in {_mode_of(doc, undecided)} mode): "
+            parts.append(f"not decided (see why; passes in {_mode_of(doc, undecided)} mode): "
                          f"{', '.join(undecided)}")
         if not (failed or blocked or undecided):
             parts.append(f"all {len(gates)} gates passed")
@@ -48,6 +48,9 @@ def render_comparison(doc: dict, **_: Any) -> str:
     n = doc.get("n_paired", 0)
     only_b, only_c = len(doc.get("only_in_baseline", [])), len(doc.get("only_in_candidate", []))
     out.append(f"Compared {n} paired cases ({only_b} only in baseline, {only_c} only in candidate)")
+    measured = fmt.provenance_line(doc)
+    if measured:
+        out.append(measured)
     out.append("")
     out.append(tabulate(fmt.metric_rows(doc), headers=fmt.METRIC_HEADERS, disable_numparse=True))
     if doc.get("gates"):
