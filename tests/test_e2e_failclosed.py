@@ -67,6 +67,9 @@ def test_empty_candidate_is_exit_3_not_a_pass(project, tmp_path):
     r = invoke("compare", base, tmp_path / "empty.json", "-c", cfg)
     assert r.exit_code == 3, r.output
     assert "no case is in both runs" in r.output and "INCOMPLETE (exit 3)" in r.output
+    # a CI test view shows it as an error, not a green suite
+    r = invoke("compare", base, tmp_path / "empty.json", "-c", cfg, "--format", "junit")
+    assert r.exit_code == 3 and 'errors="1"' in r.output and "not (fully) measured" in r.output
 
 
 def test_partial_candidate_names_the_missing_cases(project, tmp_path):

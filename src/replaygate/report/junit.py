@@ -20,10 +20,16 @@ def _xml(root: ET.Element) -> str:
 
 def render_comparison(doc: dict) -> str:
     root = ET.Element("testsuites", name="replaygate")
+    # an incomplete measurement (exit 3) is an error a CI test view must show, not a green suite
+    problems = (doc.get("coverage") or {}).get("problems") or []
     gates = doc.get("gates", [])
-    suite = ET.SubElement(root, "testsuite", name="replaygate.gates", tests=str(len(gates)),
-                          failures=str(sum(g.get("verdict") == "fail" for g in gates)), errors="0",
-                          skipped="0")
+    blocking = [g for g in gates if g.get("passed") is False or g.get("verdict") == "fail"]
+    suite = ET.SubElement(root, "testsuite", name="replaygate.gates", tests=str(len(gates) + bool(problems)),
+                          failures=str(len(blocking)), errors=str(int(bool(problems))), skipped="0")
+    if problems:
+        tc = ET.SubElement(suite, "testcase", classname="replaygate.gates",
+                           name="the candidate was measured on every baseline case")
+        ET.SubElement(tc, "error", message="not (fully) measured", type="incomplete").text = _clean("\n".join(problems))
     for g in gates:
         m = g.get("metric", "")
         tc = ET.SubElement(suite, "testcase", classname="replaygate.gates",
@@ -35,6 +41,9 @@ def render_comparison(doc: dict) -> str:
         if g.get("verdict") == "fail":
             f = ET.SubElement(tc, "failure", message=_clean(f"{m} regressed"), type="regression")
             f.text = _clean(detail)
+        elif g.get("passed") is False:  # not decided, which blocks in noninferior mode
+            f = ET.SubElement(tc, "failure", message=_clean(f"{m} not shown non-inferior"), type="undecided")
+            f.text = _clean(f"{detail}; {g.get('reason') or ''}")
         else:
             ET.SubElement(tc, "system-out").text = _clean(detail)
     regs = doc.get("regressions", [])
