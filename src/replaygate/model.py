@@ -250,11 +250,12 @@ class Run:
     @classmethod
     def from_dict(cls, d: dict) -> "Run":
         d = _pick(cls, d)
-        d["cases"] = [CaseResult.from_dict(c) for c in d.get("cases") or []]
+        raw_cases = d.get("cases") or []
+        d["cases"] = [CaseResult.from_dict(c) for c in raw_cases]
         d["scorers"] = [ScorerInfo.from_dict(s) for s in d.get("scorers") or []]
-        if (d.get("variant") or {}).get("recorded"):  # an old file of a recorded baseline
-            for case in d["cases"]:
-                for s in case.samples:
-                    if s.provenance == "live" and not s.cached:
+        if (d.get("variant") or {}).get("recorded"):  # a file from before provenance: production's
+            for raw, case in zip(raw_cases, d["cases"]):
+                for raw_s, s in zip(raw.get("samples") or [], case.samples):
+                    if not raw_s.get("provenance"):
                         s.provenance = "recorded"
         return cls(**d)
