@@ -235,6 +235,7 @@ def test_live_timing_auto_measures_both_sides_when_a_latency_gate_exists(project
     # offline nothing can be re-measured: not decided, with the reason
     r = invoke("gate", "-c", cfg, "--offline")
     assert r.exit_code == 0 and "latency not compared" in r.output
+    assert "--offline: latency.p50 cannot be decided" in r.output  # said up front, before the replay
 
 
 def test_recorded_baseline_latency_and_cost_only_on_request(tmp_path, llm_server):

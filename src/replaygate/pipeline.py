@@ -205,6 +205,10 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
 
         for w in sensitivity_warnings(cfg, len(cases)):
             settings.notice(w)
+        timed = [g["metric"] for g in cfg["gates"] if str(g.get("metric", "")).startswith(TIMED_METRICS)]
+        if timed and settings.cache_mode == "offline":
+            settings.notice(f"--offline: {', '.join(timed)} cannot be decided: answers served from the cache carry "
+                            "another run's timing, and latency compares only calls timed in this run")
     stats: dict = {}
     try:
         results, warnings = replay_variants(cfg, names, settings, cases, stats)
