@@ -214,6 +214,13 @@ def _proportion_mde(mc: MetricComparison, flip: float, n: float, alpha: float) -
         mc.mde = mde
 
 
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def _bootstrap(mc: MetricComparison, r: st.PairedMeanReps, scale: float, alpha: float) -> None:
     mc.boot = r
     mc.expand_n = mc.n
@@ -226,7 +233,8 @@ def _bootstrap(mc: MetricComparison, r: st.PairedMeanReps, scale: float, alpha: 
     if mc.ratio is not None:
         if r.log_ratio is not None:
             lo, hi = r.log_ratio.interval(alpha)
-            mc.ratio_ci = (math.exp(lo), math.exp(hi))
+            # a bootstrap-t bound of a few cases can exceed exp's range: an unbounded ratio, not a crash
+            mc.ratio_ci = (_exp(lo), _exp(hi))
         else:
             mc.ratio_ci = st.percentile_interval(mc.ratio_reps, alpha, mc.n)
     # the p-value tests the quantity the interval is about: the mean difference
