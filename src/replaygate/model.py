@@ -186,13 +186,15 @@ class Sample:
     context: list[str] | None = None  # documents a `callable` variant retrieved (for groundedness)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Sample":
+    def from_dict(cls, d: dict, recorded: bool = False) -> "Sample":
+        """``recorded``: the sample belongs to a recorded variant (production's answers), for run
+        files written before samples carried ``provenance``."""
         d = _pick(cls, d)
         d["tool_calls"] = [ToolCall.from_dict(t) for t in d.get("tool_calls") or []]
         d["error"] = ErrorInfo.from_dict(d.get("error"))
         d["scores"] = {k: Score.from_dict(v) for k, v in (d.get("scores") or {}).items()}
         if not d.get("provenance"):  # a run file from before provenance: only `cached` was kept
-            d["provenance"] = "cache" if d.get("cached") else "live"
+            d["provenance"] = "recorded" if recorded else "cache" if d.get("cached") else "live"
         return cls(**d)
 
 
@@ -205,9 +207,9 @@ class CaseResult:
     samples: list[Sample] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CaseResult":
+    def from_dict(cls, d: dict, recorded: bool = False) -> "CaseResult":
         d = _pick(cls, d)
-        d["samples"] = [Sample.from_dict(s) for s in d.get("samples") or []]
+        d["samples"] = [Sample.from_dict(s, recorded) for s in d.get("samples") or []]
         return cls(**d)
 
 
@@ -250,12 +252,7 @@ class Run:
     @classmethod
     def from_dict(cls, d: dict) -> "Run":
         d = _pick(cls, d)
-        raw_cases = d.get("cases") or []
-        d["cases"] = [CaseResult.from_dict(c) for c in raw_cases]
+        recorded = bool((d.get("variant") or {}).get("recorded"))
+        d["cases"] = [CaseResult.from_dict(c, recorded) for c in d.get("cases") or []]
         d["scorers"] = [ScorerInfo.from_dict(s) for s in d.get("scorers") or []]
-        if (d.get("variant") or {}).get("recorded"):  # a file from before provenance: production's
-            for raw, case in zip(raw_cases, d["cases"]):
-                for raw_s, s in zip(raw.get("samples") or [], case.samples):
-                    if not raw_s.get("provenance"):
-                        s.provenance = "recorded"
         return cls(**d)

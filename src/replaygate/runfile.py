@@ -62,7 +62,7 @@ def load_run(path: str | Path) -> Run:
     run = Run.from_dict(data)
     out = run.cases
     for i, c in enumerate(cases):
-        out.append(CaseResult.from_dict(c))
+        out.append(CaseResult.from_dict(c, bool(run.variant.get("recorded"))))
         cases[i] = None
     return run
 def json_default(o: Any) -> Any:
