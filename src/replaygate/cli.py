@@ -102,7 +102,7 @@ def _emit(text: str, output: str | None) -> None:
     if output:
         from .runfile import write_text
 
-        write_text(text, output)
+        write_text(text, output)  # atomic: never half a report, never a 0-byte one
     else:
         _say(text, nl=False)
 
@@ -180,17 +180,17 @@ def _step_summary(doc: dict) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(output: str, force: bool) -> None:
     """Write a commented starter config, a 30-row example golden set and a .gitignore."""
+    from .fileio import write_atomic
     from .starter import STARTER_CONFIG, STARTER_GITIGNORE, STARTER_GOLDEN
 
     path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; use --force to overwrite")
-    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    write_atomic(path, STARTER_CONFIG, what="config")
     wrote = [str(path)]
     golden = path.parent / "golden.jsonl"
     if not golden.exists():  # an existing dataset is never overwritten
-        golden.write_text(STARTER_GOLDEN, encoding="utf-8")
+        write_atomic(golden, STARTER_GOLDEN, what="golden file")
         wrote.append(f"{golden} (30 cases)")
     ignore = path.parent / ".gitignore"
     have = ignore.read_text(encoding="utf-8").splitlines() if ignore.exists() else []

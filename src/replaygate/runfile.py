@@ -11,6 +11,7 @@ from typing import Any
 
 from .config import format_path, load_schema
 from .errors import InputError
+from .fileio import escape_surrogates, write_atomic
 from .model import CaseResult, Run
 
 
@@ -73,17 +74,18 @@ def json_default(o: Any) -> Any:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n"
+    """Indented JSON text that is always valid UTF-8: a lone surrogate (a model's answer can
+    hold one) stays the ``\\udXXX`` escape it arrived as, so the file reads back the same."""
+    return escape_surrogates(json.dumps(obj, indent=2, ensure_ascii=False, default=json_default) + "\n")
 
 
-def write_text(text: str, path: str | Path) -> None:
-    """Write a file whole or not at all: a reader never sees half a run file or report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def write_text(text: str, path: str | Path, what: str = "report") -> None:
+    """Write a file whole or not at all (``fileio.write_atomic``): a reader never sees half a
+    run file or report, a failed write leaves the old one, and the error names the file."""
+    write_atomic(path, text, what=what)
 
 
-def write_json(obj: dict, path: str | Path) -> None:
-    write_text(dumps(obj), path)
+def write_json(obj: dict, path: str | Path, what: str = "run file") -> None:
+    """Write atomically (temp file, fsync, rename): a reader never sees half a file, a failed
+    write leaves the old one, and the error names the file."""
+    write_atomic(path, dumps(obj), what=what)

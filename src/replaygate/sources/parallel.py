@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from replaygate import fastjson
 from replaygate.errors import InputError
+from replaygate.fileio import io_error
 from replaygate.model import Case
 from replaygate.sources.genai import SPAN_KEY_PREFIXES
 from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCounts, Limits, Unit,
@@ -371,11 +372,19 @@ class _Output:
         self.pos = 0
 
     def __enter__(self) -> "_Output":
-        self.f = open(self.tmp, "wb")
+        try:
+            self.f = open(self.tmp, "wb")
+        except OSError as e:
+            raise io_error(e, self.path, "cases file") from None
         return self
 
     def write(self, data: bytes) -> None:
-        self.f.write(data)
+        try:
+            self.f.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise io_error(e, self.path, "cases file") from None
         self.pos += len(data)
 
     def restart(self) -> None:
@@ -409,15 +418,24 @@ class _Output:
         finally:
             self.f = open(self.tmp, "ab")
 
-    def __exit__(self, exc_type, *exc) -> None:
-        self.f.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
         try:
+            try:
+                if exc_type is None:
+                    self.f.flush()
+                    os.fsync(self.f.fileno())
+            finally:
+                self.f.close()
             if exc_type is None:
                 if self.direct:
                     with open(self.tmp, "rb") as src, open(self.path, "wb") as dst:
                         shutil.copyfileobj(src, dst)
                 else:
                     os.replace(self.tmp, self.path)
+        except BrokenPipeError:  # the reader went away (`| head`): the CLI stops quietly
+            raise
+        except OSError as e:  # a full disk, a read-only folder: name the file, keep the old one
+            raise io_error(e, self.path, "cases file") from None
         finally:
             for p in (self.tmp, self.tmp.with_name(self.tmp.name + ".fixed"),
                       self.tmp.with_name(self.tmp.name + ".dedup")):

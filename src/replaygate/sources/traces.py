@@ -511,10 +511,12 @@ def _allocate(n: int, sizes: list[int]) -> list[int]:
 # cases.jsonl
 
 def write_cases_jsonl(cases: Iterable[Case], path: str | Path) -> int:
-    """One ``Case.to_dict()`` per line (UTF-8). Returns the number written."""
+    """One ``Case.to_dict()`` per line (UTF-8), written atomically. Returns the number written."""
+    from replaygate.fileio import atomic_open
+
     n = 0
     encode = fastjson.dumps
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", what="cases file") as f:
         for c in cases:
             f.write(encode(c))
             f.write("\n")
