@@ -171,8 +171,13 @@ def _step_summary(doc: dict) -> None:
         return
     from .report import render
 
-    with open(target, "a", encoding="utf-8") as fh:
-        fh.write(render(doc, "md"))
+    try:
+        with open(target, "a", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(render(doc, "md"))
+    except OSError as e:  # the reports are written and the verdict stands: say it, go on
+        from .fileio import io_error
+
+        _say(f"warning: {_error_text(io_error(e, target, 'the step summary'))}", err=True)
 
 
 @cli.command()
@@ -344,30 +349,52 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
     """Replay one variant, score it and write the run JSON (exit 0 when every case was replayed)."""
     from .config import load_config
     from .errors import RunIncomplete
+    from .fileio import check_writable
     from .pipeline import run_variant
     from .runfile import write_json
     from .report import render
 
     cfg = load_config(config_path)
     settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
+    check_writable(output, what="run file")  # before any paid call
     try:
         run = run_variant(cfg, variant, settings)
     except RunIncomplete as e:
         partial = getattr(e, "runs", None)
         if partial:
-            write_json(partial[0].to_dict(), output)
-            _say(f"replaygate: partial run written to {output} (complete: false)", err=True)
+            _save_partial(lambda: write_json(partial[0].to_dict(), output), f"partial run written to {output}")
         raise
-    write_json(run.to_dict(), output)
-    if cfg.data.get("history") and run.complete:
-        from .history import record_run
-
-        record_run(cfg.data["history"], run.to_dict())
+    write_json(run.to_dict(), output)  # the run file first: history is bookkeeping on top of it
     if not ctx.obj.get("quiet"):
         _say(render(run.to_dict(), "table"), nl=False)
     _say(f"wrote {output}", err=True)
+    if cfg.data.get("history") and run.complete:
+        _record_history(cfg.data["history"], [run], None, kept=output)
     if not run.complete:  # every case replayed, but a scorer could not score: not a measured run
         raise RunIncomplete("; ".join(run.incomplete_reasons) + f" ({output} has complete: false)")
+
+
+def _save_partial(write, done: str) -> None:
+    """Write what an incomplete run produced; a failure to do so is reported beside the run's
+    own error (which the caller raises), never instead of it."""
+    try:
+        write()
+    except ReplaygateError as w:
+        _say(f"replaygate: error: {_error_text(w)}", err=True)
+    else:
+        _say(f"replaygate: {done} (complete: false)", err=True)
+
+
+def _record_history(db: str, runs: list, comparison: dict | None, kept: str) -> None:
+    """Record runs (and a verdict) after everything else is written; a failure says what was
+    kept and exits with the history error's code (3 for a full disk, 2 for a bad database)."""
+    from .history import record
+
+    try:
+        record(db, [r.to_dict() for r in runs], comparison)
+    except ReplaygateError as e:
+        e.message += f" (not recorded in the history; kept: {kept})"
+        raise
 
 
 @cli.command()
@@ -407,6 +434,7 @@ def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_f
     3 not (fully) measured."""
     from .config import load_config
     from .errors import RunIncomplete
+    from .fileio import check_writable
     from .pipeline import gate as do_gate
     from .runfile import write_json
 
@@ -416,6 +444,10 @@ def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_f
     if refresh_baseline and offline:
         raise click.UsageError("--refresh-baseline calls the baseline and --offline forbids calls")
     settings.refresh_baseline = refresh_baseline
+    for path, what in ([(o, "report") for _, o in targets] +
+                       [(Path(save_runs) / f"{n}.json", "run file") for n in ("baseline", "candidate") if save_runs]):
+        if path:
+            check_writable(path, what=what)  # before any paid call
 
     def save(runs) -> None:
         for name, r in zip(("baseline", "candidate"), runs):
@@ -425,19 +457,17 @@ def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_f
         doc, base, cand = do_gate(cfg, settings)
     except RunIncomplete as e:
         if save_runs and getattr(e, "runs", None):
-            save(e.runs)  # the partial runs, marked complete: false
+            _save_partial(lambda: save(e.runs), f"partial runs written to {save_runs}")
         raise
     if save_runs:
         save((base, cand))
-    if cfg.data.get("history") and base.complete and cand.complete:
-        from .history import record_gate, record_run
-
-        ids = [record_run(cfg.data["history"], r.to_dict()) for r in (base, cand)]
-        record_gate(cfg.data["history"], doc, *ids)
     for w in sorted(set(base.warnings) | set(cand.warnings)):
         _say(f"warning: {line(w)}", err=True)
     _write_reports(ctx, doc, targets)
     _step_summary(doc)
+    if cfg.data.get("history") and base.complete and cand.complete:  # last: reports and runs are kept
+        kept = ", ".join([o or "the report above" for _, o in targets] + ([save_runs] if save_runs else []))
+        _record_history(cfg.data["history"], [base, cand], doc, kept=kept)
     sys.exit(doc["exit_code"])
 
 

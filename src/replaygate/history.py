@@ -20,7 +20,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, ReplaygateError, RunIncomplete
+from .fileio import escape_surrogates, io_error
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -42,43 +43,82 @@ def _connect(db: str | Path, create: bool = True) -> sqlite3.Connection:
     if not create and not path.is_file():
         raise InputError("no history here yet (runs are recorded when the config sets history:)",
                          file=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30)
         conn.executescript(_SCHEMA)
         if "provenance" not in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}:
             conn.execute("ALTER TABLE runs ADD COLUMN provenance TEXT")  # a store from before it
-    except sqlite3.DatabaseError as e:
-        raise InputError(f"not a replaygate history database: {e}", file=str(path)) from None
+    except OSError as e:
+        raise io_error(e, path, "the history database") from None
+    except sqlite3.Error as e:
+        raise _db_error(e, path) from None
     return conn
+
+
+def _db_error(e: sqlite3.Error, path: str | Path) -> ReplaygateError:
+    """The error for a failed history read or write, naming the database and what to do."""
+    text = str(e)
+    if "full" in text or "disk I/O" in text:
+        return RunIncomplete(f"cannot write the history database ({text}): free space, then record "
+                             "the run again", file=str(path))
+    if "readonly" in text or "unable to open" in text:
+        return InputError(f"cannot write the history database ({text}): make it writable or set "
+                          "history: to another path", file=str(path), field="history")
+    return InputError(f"not a replaygate history database ({text}): set history: to another path or "
+                      "move the file away", file=str(path), field="history")
+
+
+def record(db: str | Path, runs: list[dict], comparison: dict | None = None) -> list[int]:
+    """Store runs (and a gate's verdict over the first two) in one transaction: all or nothing.
+    Failures are ReplaygateErrors naming the database."""
+    ids = []
+    try:
+        with closing(_connect(db)) as conn, conn:
+            ids = [_insert_run(conn, r) for r in runs]
+            if comparison is not None:
+                _insert_gate(conn, comparison, *ids[:2])
+    except sqlite3.Error as e:
+        raise _db_error(e, db) from None
+    return ids
 
 
 def record_run(db: str | Path, run: dict) -> int:
     """Store a run document; return its history id."""
+    return record(db, [run])[0]
+
+
+def _insert_run(conn: sqlite3.Connection, run: dict) -> int:
     v, env = run.get("variant") or {}, run.get("environment") or {}
-    blob = zlib.compress(json.dumps(run, separators=(",", ":")).encode(), 6)
-    with closing(_connect(db)) as conn, conn:
-        cur = conn.execute(
-            "INSERT INTO runs (time, variant, model, git_commit, git_branch, n_cases, summary, run, provenance) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (env.get("time"), v.get("name"), v.get("model"), env.get("git_commit"), env.get("git_branch"),
-             len(run.get("cases") or []), json.dumps(run.get("summary") or {}), blob,
-             json.dumps(run.get("provenance") or provenance_of(run))))
-        return int(cur.lastrowid)
+    text = escape_surrogates(json.dumps(run, separators=(",", ":"), ensure_ascii=False))
+    blob = zlib.compress(text.encode(), 6)
+    cur = conn.execute(
+        "INSERT INTO runs (time, variant, model, git_commit, git_branch, n_cases, summary, run, provenance) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (env.get("time"), v.get("name"), v.get("model"), env.get("git_commit"), env.get("git_branch"),
+         len(run.get("cases") or []), json.dumps(run.get("summary") or {}), blob,
+         json.dumps(run.get("provenance") or provenance_of(run))))
+    return int(cur.lastrowid)
 
 
 def record_gate(db: str | Path, comparison: dict, baseline_id: int, candidate_id: int) -> int:
+    try:
+        with closing(_connect(db)) as conn, conn:
+            return _insert_gate(conn, comparison, baseline_id, candidate_id)
+    except sqlite3.Error as e:
+        raise _db_error(e, db) from None
+
+
+def _insert_gate(conn: sqlite3.Connection, comparison: dict, baseline_id: int, candidate_id: int) -> int:
     failed = [g.get("metric") for g in comparison.get("gates") or [] if g.get("verdict") == "fail"]
-    env_time = None
-    with closing(_connect(db)) as conn, conn:
-        row = conn.execute("SELECT time FROM runs WHERE id = ?", (candidate_id,)).fetchone()
-        env_time = row[0] if row else None
-        cur = conn.execute(
-            "INSERT INTO gates (time, baseline_run, candidate_run, verdict, exit_code, failed) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (env_time, baseline_id, candidate_id, comparison.get("verdict"), comparison.get("exit_code"),
-             json.dumps(failed)))
-        return int(cur.lastrowid)
+    row = conn.execute("SELECT time FROM runs WHERE id = ?", (candidate_id,)).fetchone()
+    env_time = row[0] if row else None
+    cur = conn.execute(
+        "INSERT INTO gates (time, baseline_run, candidate_run, verdict, exit_code, failed) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (env_time, baseline_id, candidate_id, comparison.get("verdict"), comparison.get("exit_code"),
+         json.dumps(failed)))
+    return int(cur.lastrowid)
 
 
 def runs(db: str | Path, variant: str | None = None, last: int | None = None) -> list[dict[str, Any]]:

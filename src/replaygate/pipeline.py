@@ -190,8 +190,26 @@ def scoring_cache(cfg: Config, settings: RunSettings) -> Iterator[Any]:
         return
     from .replay.cache import ResponseCache
 
-    with ResponseCache(cfg.cache_path, read_only=settings.cache_mode == "offline") as cache:
+    cache = ResponseCache(cfg.cache_path, read_only=settings.cache_mode == "offline")
+    try:
         yield cache
+    finally:
+        cache.close(raise_error=False)  # a write failure was raised by keep_scoring_cache
+
+
+def keep_scoring_cache(cache, runs: list[Run]) -> None:
+    """Commit the judges' cached answers. When that fails (full disk, read-only file) the runs
+    are still good, but a rerun would pay for those calls again: stop with exit 3, the message
+    naming the cache, the runs attached so the CLI still writes them."""
+    if cache is None:
+        return
+    try:
+        cache.flush()
+    except RunIncomplete as e:
+        for r in runs:
+            r.warnings = sorted(set(r.warnings) | {str(e)})
+        e.runs = runs  # type: ignore[attr-defined]
+        raise
 
 
 def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cache) -> list[Run]:
@@ -229,7 +247,9 @@ def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> 
     """Replay and score one variant (see _replay_and_score for an incomplete replay)."""
     settings = settings or RunSettings()
     with scoring_cache(cfg, settings) as cache:
-        return _replay_and_score(cfg, [name], settings, cache)[0]
+        runs = _replay_and_score(cfg, [name], settings, cache)
+        keep_scoring_cache(cache, runs)
+    return runs[0]
 
 
 def max_scorer_error_rate(cfg: Config) -> float:
@@ -309,6 +329,7 @@ def gate(cfg: Config, settings: RunSettings | None = None) -> tuple[dict, Run, R
     settings = settings or RunSettings()
     with scoring_cache(cfg, settings) as cache:
         base, cand = _replay_and_score(cfg, [cfg["baseline"], cfg["candidate"]], settings, cache)
+        keep_scoring_cache(cache, [base, cand])
     return compare(base, cand, cfg, seed=_seed(cfg, settings)), base, cand
 
 

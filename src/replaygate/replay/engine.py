@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import random
 import sys
 import time
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunIncomplete
+from ..errors import ReplaygateError, RunIncomplete
 from ..model import Case, CaseResult, Sample
 from .variants import (CallableVariant, ModelVariant, RecordedVariant, RunVariant, UnreplayableCase,
                        build_variant, error_sample, response_sample)
@@ -175,6 +177,21 @@ class _Progress:
             sys.stderr.flush()
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_sendable(req: dict) -> None:
+    """A lone surrogate (from a dataset's or trace's JSON escapes) cannot be encoded as UTF-8,
+    so no provider can receive it: the case is an error with the reason, not a call retried
+    until it gives up."""
+    text = json.dumps([req.get("messages"), req.get("tools"), req.get("params")], ensure_ascii=False,
+                      default=str)
+    m = _SURROGATE.search(text)
+    if m:
+        raise UnreplayableCase(f"the request holds a lone surrogate (\\u{ord(m.group(0)):04x}), which cannot "
+                               "be sent as UTF-8: fix the text in the dataset or trace")
+
+
 class _Engine:
     def __init__(self, cases: list[Case], variants: dict[str, dict], opts: ReplayOptions,
                  warnings: list[str]):
@@ -238,6 +255,14 @@ class _Engine:
             self.stop_reason = reason
         if self.external_stop is not None and reason != OTHER_WORKER_STOPPED:
             self.external_stop.set()  # the other worker processes stop too
+
+    def _cache_failed(self, e: ReplaygateError) -> None:
+        """The cache cannot be written: take no new call (a rerun would pay for it again), end
+        the run as incomplete with the cache's path and what to do."""
+        if self.stop_reason is None:
+            self._stop(str(e))
+        elif str(e) != self.stop_reason:
+            self.warn(str(e))
 
     # ---------------------------------------------------------------- one call
     async def _warmup(self, v: ModelVariant) -> None:
@@ -324,6 +349,7 @@ class _Engine:
             if isinstance(v, ModelVariant):
                 try:
                     req = v.request(self.cases[ci])
+                    _check_sendable(req)
                     self.prepared[(name, ci, r)] = (req, request_key(req, r))
                 except UnreplayableCase as e:
                     self.prepared[(name, ci, r)] = str(e)
@@ -355,7 +381,10 @@ class _Engine:
         if err is not None:
             return err, True
         if self.cache is not None:
-            self.cache.put(key, resp)  # committed now: a killed run resumes from here
+            try:
+                self.cache.put(key, resp)  # committed now: a killed run resumes from here
+            except ReplaygateError as e:  # a full disk: stop paying for calls nobody can keep
+                self._cache_failed(e)
         s = response_sample(resp, repeat, cached=False)
         self._price(s, v.model, v.price)
         return s, True
@@ -482,7 +511,10 @@ class _Engine:
         finally:
             progress.finish()
             if self.cache is not None:
-                self.cache.close()
+                try:
+                    self.cache.close()
+                except ReplaygateError as e:
+                    self._cache_failed(e)
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
         results = self._results()

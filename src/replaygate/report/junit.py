@@ -5,8 +5,11 @@ import xml.etree.ElementTree as ET
 
 from . import fmt
 
-# XML 1.0 forbids most control characters even when escaped; model text may contain them.
+# XML 1.0 forbids most control characters even when escaped, lone surrogates and the
+# noncharacters U+FFFE/U+FFFF; model text may contain any of them. Controls are dropped, the
+# others shown as U+FFFD (a surrogate could not even be encoded).
 _BAD_XML = {c: None for c in range(32) if c not in (9, 10, 13)}
+_BAD_XML.update({c: "\ufffd" for c in (*range(0xD800, 0xE000), 0xFFFE, 0xFFFF)})
 
 
 def _clean(s: object) -> str:
