@@ -206,7 +206,8 @@ def validate_data(data: Any, lines: dict[tuple, int], file: str) -> list[ConfigE
 def _semantic_errors(data: dict, lines: dict[tuple, int], file: str) -> list[ConfigError]:
     """Checks a JSON Schema cannot express."""
     out = []
-    names = [s.get("name") for s in data.get("scorers") or [] if isinstance(s, dict)]
+    scorers = data.get("scorers") if isinstance(data.get("scorers"), list) else []  # else: a schema error
+    names = [s.get("name") for s in scorers if isinstance(s, dict)]
     for i, n in enumerate(names):
         if n is not None and names.index(n) != i:
             out.append(ConfigError(f"duplicate scorer name {n!r}", file=file,
@@ -263,7 +264,11 @@ def missing_files(cfg: Config) -> list[ConfigError]:
         if key is None:
             continue
         paths = entry[key] if isinstance(entry[key], list) else [entry[key]]
-        out.extend(cfg.error(f"file not found: {p}", ("dataset", i, key)) for p in paths if not Path(p).exists())
+        for p in paths:
+            if not Path(p).exists():
+                out.append(cfg.error(f"file not found: {p}", ("dataset", i, key)))
+            elif key != "traces" and not Path(p).is_file():  # a FIFO would block the run silently
+                out.append(cfg.error(f"not a regular file: {p} (a dataset is read from a file)", ("dataset", i, key)))
         if "refs_dir" in entry and not Path(entry["refs_dir"]).is_dir():
             out.append(cfg.error(f"folder not found: {entry['refs_dir']}", ("dataset", i, "refs_dir")))
     for name, v in (d.get("variants") or {}).items():

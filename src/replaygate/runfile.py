@@ -28,6 +28,8 @@ def read_json(path: str | Path, what: str = "file") -> Any:
         raise InputError(f"cannot read {what}: {e}", file=str(path)) from None
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
+    except RecursionError:  # e.g. 100k nested arrays: a hostile file, not a bug of ours
+        raise InputError("invalid JSON: nested too deeply", file=str(path)) from None
 
 
 @lru_cache(maxsize=None)

@@ -49,7 +49,8 @@ def read_at_ref(spec: str, repo_dir: str | Path | None = None) -> str:
         raise ValueError(f"{spec}: {repo_dir or Path.cwd()} is not inside a git repository") from None
     try:
         commit = repo.commit(ref)
-    except (git.BadName, ValueError, git.GitCommandError):
+    except Exception:  # noqa: BLE001  gitpython raises BadName, ValueError, IndexError
+        # (HEAD@{100} beyond the reflog), NotImplementedError (some @{...} forms), ...
         raise ValueError(f"{spec}: unknown git ref {ref!r}") from None
     try:
         blob = commit.tree / Path(rel).as_posix().lstrip("/")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -94,6 +96,8 @@ def check_golden(path: str | Path, limit: int = 20) -> tuple[int, list[InputErro
 
 def _read(path: Path) -> str:
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block until a writer comes
+            raise InputError("not a regular file (a golden dataset is read from a file)", file=str(path))
         return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError("file not found", file=str(path)) from None
@@ -101,45 +105,72 @@ def _read(path: Path) -> str:
         raise InputError(f"cannot read: {e}", file=str(path)) from None
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are unique: a repeated key would silently keep the last value
+    (the config loader refuses them too)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _parse_json(text: str, path: Path, line: int | None) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as e:
+        col = f" (column {e.colno})" if line is not None else ""
+        raise InputError(f"invalid JSON: {e.msg}{col}", file=str(path),
+                         line=line if line is not None else e.lineno) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply", file=str(path), line=line) from None
+    except ValueError as e:  # a duplicate key
+        raise InputError(f"invalid JSON: {e}", file=str(path), line=line) from None
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
     for i, line in enumerate(_read(path).splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            yield i, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"invalid JSON: {e.msg} (column {e.colno})", file=str(path), line=i) from None
+        yield i, _parse_json(line, path, i)
 
 
 def _json_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        data = json.loads(_read(path))
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON: {e.msg}", file=str(path), line=e.lineno) from None
+    data = _parse_json(_read(path), path, None)
     if not isinstance(data, list):
         raise InputError("a .json golden file must hold a list of rows", file=str(path))
     yield from ((None, r) for r in data)
 
 
 def _yaml_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    text = _read(path)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        raise InputError(f"invalid YAML: {e.problem}", file=str(path),
-                         line=mark.line + 1 if mark else None) from None
+    from ..config import parse_yaml
+
+    # the config's YAML reader: safe, bounded, duplicate keys refused with their line
+    data, lines = parse_yaml(_read(path), str(path))
     if data is None:
         return
     if not isinstance(data, list):
         raise InputError("a YAML golden file must be a list of rows", file=str(path), line=1)
-    for item_node, row in zip(node.value, data):
-        yield item_node.start_mark.line + 1, row
+    for i, row in enumerate(data):
+        yield lines.get((i,)), row
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    reader = csv.DictReader(_read(path).splitlines(keepends=True))
+    # strict: an unterminated quote is an error, not a cell that swallows the rest of the file
+    reader = csv.DictReader(_read(path).splitlines(keepends=True), strict=True)
+    done = 0  # lines read before the row being parsed: an error is on the next one
+    try:
+        reader.fieldnames  # reads the header
+        done = reader.line_num
+        for line, row in _csv_dicts(reader, path):
+            yield line, row
+            done = reader.line_num
+    except csv.Error as e:
+        raise InputError(f"invalid CSV (from line {done + 1}): {e}", file=str(path), line=done + 1) from None
+
+
+def _csv_dicts(reader: csv.DictReader, path: Path) -> Iterator[tuple[int, Any]]:
     if not reader.fieldnames:
         return
     for row in reader:
@@ -168,10 +199,17 @@ def _message(m: Any, where: str, path: Path, line: int | None) -> Message:
     if not isinstance(m, dict) or m.get("role") not in _ROLES:
         raise InputError(f"{where}: each message needs a role ({', '.join(sorted(_ROLES))}) "
                          "and content", file=str(path), line=line)
+    if not isinstance(m.get("content"), (str, list, type(None))):
+        raise InputError(f"{where}: message 'content' must be text or a list of parts", file=str(path), line=line)
+    for key in ("tool_call_id", "name"):
+        if not isinstance(m.get(key), (str, type(None))):
+            raise InputError(f"{where}: message '{key}' must be a string", file=str(path), line=line)
+    if not isinstance(m.get("tool_calls") if m.get("tool_calls") is not None else [], list):
+        raise InputError(f"{where}: message 'tool_calls' must be a list of calls", file=str(path), line=line)
     calls = []
     for t in m.get("tool_calls") or []:
         fn = t.get("function", t) if isinstance(t, dict) else {}
-        if not isinstance(fn, dict) or "name" not in fn:
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             raise InputError(f"{where}: tool call without a name", file=str(path), line=line)
         args = fn.get("arguments", "{}")
         calls.append(ToolCall(name=fn["name"], id=t.get("id"),
@@ -203,6 +241,10 @@ def row_to_case(row: Any, n: int, path: Path, line: int | None) -> Case:
         context = [context]
     if not isinstance(context, list):
         raise InputError(f"{where}: 'context' must be a list of documents", file=str(path), line=line)
+    tools = row.get("tools") if row.get("tools") is not None else []
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise InputError(f"{where}: 'tools' must be a list of tool definitions (mappings)", file=str(path),
+                         line=line)
     for key in ("vars", "metadata", "params"):
         if not isinstance(row.get(key, {}), dict):
             raise InputError(f"{where}: '{key}' must be a mapping", file=str(path), line=line)
