@@ -262,7 +262,7 @@ def test_import_restores_the_garbage_collector_state(tmp_path):
     finally:
         gc.enable()
     bad = tmp_path / "bad.jsonl"
-    bad.write_text((FIX / "otel137.jsonl").read_text() + "{oops\n")
+    bad.write_text("{oops\n")  # nothing decodable (a bad line among good ones is skipped)
     with pytest.raises(InputError):
         import_traces([bad])
     assert gc.isenabled()

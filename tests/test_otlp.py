@@ -211,13 +211,17 @@ def test_truncated_single_protobuf_message(tmp_path):
     assert "protobuf" in _err(f).message
 
 
-def test_invalid_json_line_reports_line_number(tmp_path):
+def test_a_bad_or_truncated_json_line_is_skipped_and_counted(tmp_path):
+    """One bad line (a partial write, another tool's log line) used to reject the whole file."""
     good = json.dumps(_doc(_span_json()))
     f = tmp_path / "t.jsonl"
-    f.write_text(good + "\n" + good + "\n{not json\n")
-    e = _err(f)
-    assert e.line == 3 and "invalid JSON" in e.message
-    assert str(e).startswith(f"{f}:3: ")
+    f.write_text(good + "\n{not json\n" + '{"hello": 1}\n' + good + "\n" + good[: len(good) // 2])
+    counts = DecodeCounts()
+    assert len(list(read_file(f, counts))) == 2
+    assert counts.malformed == {"invalid JSON line (e.g. truncated)": 2, "JSON line that is not OTLP": 1}
+    f.write_text('{"hello": 1}\n{not json\n')
+    assert _err(f).message == ("no spans or log records found (skipped: 1 invalid JSON line (e.g. truncated), "
+                               "1 JSON line that is not OTLP)")
 
 
 def test_bad_spans_are_counted_and_good_ones_kept(tmp_path):

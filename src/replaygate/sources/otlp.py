@@ -103,6 +103,14 @@ class DecodeCounts:
     spans: int = 0
     log_records: int = 0
     malformed: Counter = field(default_factory=Counter)  # reason -> count
+    errors: list = field(default_factory=list)  # messages of units skipped whole (tolerant import)
+
+
+# a JSON Lines file is read line by line: one bad line (a partial write, a truncated last line,
+# something else's log line) is skipped and counted, the rest of the file still imports
+SKIP_BAD_JSON_LINE = "invalid JSON line (e.g. truncated)"
+SKIP_NOT_OTLP_LINE = "JSON line that is not OTLP"
+_LINE_SKIPS = (SKIP_BAD_JSON_LINE, SKIP_NOT_OTLP_LINE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,11 +546,19 @@ def read_file(path: str | Path, counts: DecodeCounts | None = None,
     counts = counts if counts is not None else DecodeCounts()
     counts.files += 1
     before = counts.spans + counts.log_records
+    skipped_before = Counter({k: counts.malformed[k] for k in _LINE_SKIPS})
     prefer_logs = is_logs_name(path)
     for unit in iter_units(path, limits):
         yield from decode_unit(unit, source, counts, prefer_logs, key_prefixes)
     if counts.spans + counts.log_records == before:
-        raise InputError("no spans or log records found", file=source)
+        raise InputError(no_records_message({k: counts.malformed[k] - skipped_before[k] for k in _LINE_SKIPS}),
+                         file=source)
+
+
+def no_records_message(skipped: dict[str, int]) -> str:
+    """Why a file gave nothing: its skipped lines, when that is the reason."""
+    why = ", ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
+    return "no spans or log records found" + (f" (skipped: {why})" if why else "")
 
 
 def iter_units(path: str | Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[Unit]:
@@ -583,9 +599,25 @@ def decode_unit(unit: Unit, source: str, counts: DecodeCounts, prefer_logs: bool
     spans, and listing a span's keys costs a fraction of decoding its values."""
     if unit.is_json:
         want = (lambda sp: _json_keys_start(sp, key_prefixes)) if key_prefixes else None
+        if unit.line is not None:
+            return _json_line_records(unit, source, counts, want)
         return _json_records(_parse_json_unit(unit, source), source, unit.line, counts, want)
     want = (lambda sp: _proto_keys_start(sp, key_prefixes)) if key_prefixes else None
     return _proto_records(_parse_proto_unit(unit, source, prefer_logs), source, counts, want)
+
+
+def _json_line_records(unit: Unit, source: str, counts: DecodeCounts, want) -> Iterator:
+    """The records of one JSON line; a line that is not JSON or not OTLP is counted in
+    ``counts.malformed`` and skipped."""
+    try:
+        value = fastjson.loads(unit.data)
+    except (ValueError, RecursionError):
+        counts.malformed[SKIP_BAD_JSON_LINE] += 1
+        return
+    try:
+        yield from _json_records(value, source, unit.line, counts, want)
+    except InputError:
+        counts.malformed[SKIP_NOT_OTLP_LINE] += 1
 
 
 def _proto_keys_start(sp, prefixes: tuple[str, ...]) -> bool:
@@ -645,8 +677,10 @@ def decode_unit_for_join(unit: Unit, source: str, counts: DecodeCounts, prefer_l
             not unit.is_json or b"\\u00" not in data):
         return iter(())
     if unit.is_json:
-        return _json_records(_parse_json_unit(unit, source), source, unit.line, counts,
-                             lambda sp: _json_mentions(sp, span_markers))
+        want = lambda sp: _json_mentions(sp, span_markers)  # noqa: E731
+        if unit.line is not None:
+            return _json_line_records(unit, source, counts, want)
+        return _json_records(_parse_json_unit(unit, source), source, unit.line, counts, want)
     msg = _parse_proto_unit(unit, source, prefer_logs)
     if isinstance(msg, TracesData):
         search = _marker_search(span_markers)

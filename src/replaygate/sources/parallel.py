@@ -49,7 +49,7 @@ from replaygate.sources.otlp import (DEFAULT_LIMITS, GZIP_MAGIC, MiB, DecodeCoun
                                      decode_unit, is_logs_name, iter_units)
 from replaygate.sources import nested
 from replaygate.sources.refs import RefReader
-from replaygate.sources.traces import (SKIP_BAD_RETRIEVAL, ImportStats, _files, _Importer,
+from replaygate.sources.traces import (SKIP_BAD_RETRIEVAL, SKIP_TRUNCATED_END, ImportStats, _files, _Importer,
                                        _parse_sample, compile_where, context_for,
                                        read_cases_jsonl, sample_cases, young_gc_only)
 
@@ -75,12 +75,16 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
     (InputError for undecodable input, ConfigError for a bad ``where``) an existing output is
     left as it was."""
     files = _files(paths)
+    named = {Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths) if not Path(p).is_dir()}
+    # a file found in a folder may be anything (an empty file, notes, another tool's JSON): it
+    # is skipped and counted; a file named on the command line is the user's and must decode
+    tolerant = {i for i, f in enumerate(files) if f not in named}
     compile_where(where)  # a bad filter fails here, not in a worker
     n = auto_workers(files) if workers is None else max(1, int(workers))
     with _Output(output) as out, young_gc_only() as young_gc:
         refs = RefReader(refs_dir)
         with _executor(n, (None, None, include_errors, where, refs)) as ex:
-            stats, written, join = _single_pass(ex, files, limits, chunk_bytes, n, out, young_gc)
+            stats, written, join = _single_pass(ex, files, limits, chunk_bytes, n, out, young_gc, tolerant)
         if join.log_events_elsewhere:  # second pass, with the whole input's join state
             pipes = [str(f) for f in files if not f.is_file()]
             if pipes:
@@ -89,7 +93,7 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
                                  file=", ".join(pipes))
             out.restart()
             with _executor(n, (join.log_events, join.retrieved, include_errors, where, refs)) as ex:
-                stats, written = _second_pass(ex, files, limits, chunk_bytes, n, out, join)
+                stats, written = _second_pass(ex, files, limits, chunk_bytes, n, out, join, tolerant)
         elif join.late_traces:
             out.rewrite(join)
         if not keep_nested_duplicates:
@@ -153,12 +157,14 @@ class _Chunk:
     source: str
     prefer_logs: bool
     units: list[Unit]
+    tolerant: bool = False  # a file found in a folder: a unit that cannot be decoded is skipped
 
 
 @dataclass
 class _FileEnd:
     file_index: int
     source: str
+    truncated: str | None = None  # the file ended in a partial unit (skipped, counted)
 
 
 @dataclass
@@ -166,32 +172,57 @@ class _Failed:
     error: InputError
 
 
-def _chunks(files: list[Path], limits: Limits, chunk_bytes: int) -> Iterator[_Chunk | _FileEnd | _Failed]:
+@dataclass
+class _Skipped:
+    """A file found in a folder that cannot be read as OTLP at all: counted, not fatal."""
+    file_index: int
+    source: str
+    reason: str
+
+
+def _chunks(files: list[Path], limits: Limits, chunk_bytes: int, tolerant: set[int] = frozenset()
+            ) -> Iterator[_Chunk | _FileEnd | _Failed | _Skipped]:
     """The input in chunks of whole units, each file ending with a ``_FileEnd``. A framing
     error becomes a ``_Failed`` in its place, so it is raised after the chunks before it have
-    been merged, as reading in order would."""
+    been merged, as reading in order would. A file that ends in a truncated unit (a partial
+    write) keeps the units before it, the cut counted; a file of ``tolerant`` that cannot be
+    framed at all becomes a ``_Skipped``."""
     index = 0
     for fi, path in enumerate(files):
-        source, prefer_logs = str(path), is_logs_name(path)
+        source, prefer_logs, lenient = str(path), is_logs_name(path), fi in tolerant
         units: list[Unit] = []
         size = 0
+        framed = 0
         try:
             for unit in iter_units(path, limits):
                 units.append(unit)
+                framed += 1
                 size += len(unit.data)
                 if size >= chunk_bytes:
-                    yield _Chunk(index, fi, source, prefer_logs, units)
+                    yield _Chunk(index, fi, source, prefer_logs, units, lenient)
                     index += 1
                     units, size = [], 0
         except InputError as e:
             if units:
-                yield _Chunk(index, fi, source, prefer_logs, units)
+                yield _Chunk(index, fi, source, prefer_logs, units, lenient)
+                index += 1
+            if framed and _truncated_end(e):
+                yield _FileEnd(fi, source, truncated=e.message)
+                continue
+            if lenient:
+                yield _Skipped(fi, source, e.message)
+                continue
             yield _Failed(e)
             return
         if units:
-            yield _Chunk(index, fi, source, prefer_logs, units)
+            yield _Chunk(index, fi, source, prefer_logs, units, lenient)
             index += 1
         yield _FileEnd(fi, source)
+
+
+def _truncated_end(e: InputError) -> bool:
+    """A framing error that only cuts the file short (the units before it are whole)."""
+    return e.message.startswith(("truncated protobuf frame", "truncated length prefix"))
 
 
 def _in_order(ex, fn, items: Iterator, window: int) -> Iterator[tuple[Any, Any]]:
@@ -200,7 +231,7 @@ def _in_order(ex, fn, items: Iterator, window: int) -> Iterator[tuple[Any, Any]]
     in_flight = 0
     for item in items:
         if isinstance(item, _Chunk):
-            pending.append((item, ex.submit(fn, (item.source, item.prefer_logs, item.units))))
+            pending.append((item, ex.submit(fn, (item.source, item.prefer_logs, item.units, item.tolerant))))
             in_flight += 1
         else:
             pending.append((item, None))
@@ -261,6 +292,7 @@ class _Merge:
     imp: _Importer = field(default_factory=lambda: _Importer(include_errors=False))
     counts: DecodeCounts = field(default_factory=DecodeCounts)
     records_in_file: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    file_errors: dict[int, list[str]] = field(default_factory=dict)  # of tolerant files' skipped units
     written: int = 0
 
     def chunk(self, item: _Chunk, part: ImportStats, part_counts: DecodeCounts) -> None:
@@ -269,6 +301,8 @@ class _Merge:
         self.counts.log_records += part_counts.log_records
         self.counts.malformed.update(part_counts.malformed)
         self.records_in_file[item.file_index] += part_counts.spans + part_counts.log_records
+        if part_counts.errors:
+            self.file_errors.setdefault(item.file_index, []).extend(part_counts.errors)
 
     def call(self, key, convention, skip, model, start_ns, end_ns) -> bool:
         """Count one LLM call; False for a duplicate (dropped)."""
@@ -301,9 +335,21 @@ class _Merge:
             pos = end
         out.write(blob if parts is None else b"".join(parts))
 
-    def file_end(self, item: _FileEnd) -> None:
+    def file_end(self, item: _FileEnd, tolerant: set[int] = frozenset()) -> None:
+        if item.truncated:
+            self.counts.malformed[SKIP_TRUNCATED_END] += 1
+        if self.records_in_file[item.file_index] and self.file_errors.get(item.file_index):
+            self.counts.malformed["undecodable part of a file found in a folder"] += len(
+                self.file_errors[item.file_index])
         if not self.records_in_file[item.file_index]:
+            if item.file_index in tolerant:
+                errors = self.file_errors.get(item.file_index)
+                self.skip_file(item.source, errors[0] if errors else "no spans or log records found")
+                return
             raise InputError("no spans or log records found", file=item.source)
+
+    def skip_file(self, source: str, reason: str) -> None:
+        self.imp.stats.bad_files[source] = reason
 
     def finish(self, files: list[Path], join: _JoinState) -> ImportStats:
         stats = self.imp.stats
@@ -319,14 +365,17 @@ class _Merge:
         return stats
 
 
-def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc):
+def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc, tolerant=frozenset()):
     join = _JoinState()
     merge = _Merge()
-    for item, res in _in_order(ex, _extract_local, _chunks(files, limits, chunk_bytes), 2 * n):
+    for item, res in _in_order(ex, _extract_local, _chunks(files, limits, chunk_bytes, tolerant), 2 * n):
         if isinstance(item, _Failed):
             raise item.error
+        if isinstance(item, _Skipped):
+            merge.skip_file(item.source, item.reason)
+            continue
         if isinstance(item, _FileEnd):
-            merge.file_end(item)
+            merge.file_end(item, tolerant)
             continue
         calls, blob, part, part_counts, log_events, retrieved, bad = res
         merge.chunk(item, part, part_counts)
@@ -337,13 +386,16 @@ def _single_pass(ex, files, limits, chunk_bytes, n, out: "_Output", young_gc):
     return merge.finish(files, join), merge.written, join
 
 
-def _second_pass(ex, files, limits, chunk_bytes, n, out: "_Output", join: _JoinState):
+def _second_pass(ex, files, limits, chunk_bytes, n, out: "_Output", join: _JoinState, tolerant=frozenset()):
     merge = _Merge()
-    for item, res in _in_order(ex, _extract_joined, _chunks(files, limits, chunk_bytes), 2 * n):
+    for item, res in _in_order(ex, _extract_joined, _chunks(files, limits, chunk_bytes, tolerant), 2 * n):
         if isinstance(item, _Failed):
             raise item.error  # the input changed since the first pass
+        if isinstance(item, _Skipped):
+            merge.skip_file(item.source, item.reason)
+            continue
         if isinstance(item, _FileEnd):
-            merge.file_end(item)
+            merge.file_end(item, tolerant)
             continue
         calls, blob, part, part_counts = res
         merge.chunk(item, part, part_counts)
@@ -538,16 +590,21 @@ def _run_chunk(imp: _Importer, task, collect: bool
     """Decode one chunk, observing every record (``collect``: keeping its join state too),
     then extract its LLM calls; with ``collect``, the chunk's own join state as it was before
     extraction took its log events."""
-    source, prefer_logs, units = task
+    source, prefer_logs, units, tolerant = task
     counts = DecodeCounts()
     spans = []
     with young_gc_only() as young_gc:  # a chunk is thousands of acyclic objects
         for unit in units:
-            for rec in decode_unit(unit, source, counts, prefer_logs, SPAN_KEY_PREFIXES):
-                op = imp.observe(rec, collect)
-                young_gc()
-                if op is not None:
-                    spans.append((rec, op))
+            try:
+                for rec in decode_unit(unit, source, counts, prefer_logs, SPAN_KEY_PREFIXES):
+                    op = imp.observe(rec, collect)
+                    young_gc()
+                    if op is not None:
+                        spans.append((rec, op))
+            except InputError as e:
+                if not tolerant:
+                    raise
+                counts.errors.append(e.message)  # a whole document or message: the file is skipped
         state = (dict(imp.log_events), dict(imp.retrieved)) if collect else None
         calls, blob = _calls(imp, spans, _STATE["match"])
     return calls, blob, counts, state

@@ -51,6 +51,7 @@ from replaygate.sources.refs import RefReader
 SKIP_UNSUPPORTED = "unsupported operation"
 SKIP_DUPLICATE = "duplicate span"
 SKIP_BAD_RETRIEVAL = "malformed retrieval span (no context taken)"
+SKIP_TRUNCATED_END = "truncated last protobuf frame"
 
 
 @dataclass
@@ -69,6 +70,7 @@ class ImportStats:
     start_ns: int | None = None
     end_ns: int | None = None
     written: int | None = None  # cases kept by --where / --sample, when they were given
+    bad_files: dict = field(default_factory=dict)  # file found in a folder -> why it was skipped
 
     @property
     def time_range(self) -> tuple[str, str] | None:
@@ -86,6 +88,7 @@ class ImportStats:
             "unjoined_log_events": self.unjoined_log_events,
             "conventions": dict(self.conventions), "models": dict(self.models),
             "time_range": list(self.time_range) if self.time_range else None,
+            "bad_files": dict(self.bad_files),
         }
 
     def merge(self, other: "ImportStats") -> None:
@@ -93,7 +96,7 @@ class ImportStats:
         for f in ("files", "spans_read", "log_records_read", "llm_calls", "cases",
                   "unjoined_log_events"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
-        for f in ("skipped", "unsupported_operations", "context_spans", "conventions", "models"):
+        for f in ("skipped", "unsupported_operations", "context_spans", "conventions", "models", "bad_files"):
             getattr(self, f).update(getattr(other, f))
         if other.start_ns is not None:
             self.start_ns = other.start_ns if self.start_ns is None else min(self.start_ns, other.start_ns)
@@ -118,6 +121,10 @@ class ImportStats:
                 detail = " (" + ", ".join(f"{safetext.line(k)} {v}" for k, v in
                                           sorted(self.unsupported_operations.items())) + ")"
             rows.append((f"skipped: {reason}{detail}", str(n)))
+        if self.bad_files:
+            rows.append(("skipped: files that are not OTLP", str(len(self.bad_files))))
+            rows.extend((f"skipped file {safetext.line(f)}", safetext.line(why, 120))
+                        for f, why in sorted(self.bad_files.items()))
         if self.context_spans:
             rows.append(("context spans", _counts(self.context_spans)))
         if self.unjoined_log_events:
