@@ -215,7 +215,7 @@ def _semantic_errors(data: dict, lines: dict[tuple, int], file: str) -> list[Con
                                    field=format_path(("scorers", i, "name"))))
     variants = data.get("variants") if isinstance(data.get("variants"), dict) else {}
     for role in ("baseline", "candidate"):
-        if role in data and data[role] not in variants:
+        if role in data and isinstance(data[role], str) and data[role] not in variants:  # else: a schema error
             out.append(ConfigError(f"{role} names variant {data[role]!r}{did_you_mean(data[role], variants)}, "
                                    f"which is not defined (variants: {', '.join(variants) or 'none'})",
                                    file=file, line=line_of(lines, (role,)), field=role))

@@ -196,7 +196,7 @@ def _csv_dicts(reader: csv.DictReader, path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _message(m: Any, where: str, path: Path, line: int | None) -> Message:
-    if not isinstance(m, dict) or m.get("role") not in _ROLES:
+    if not isinstance(m, dict) or not isinstance(m.get("role"), str) or m["role"] not in _ROLES:
         raise InputError(f"{where}: each message needs a role ({', '.join(sorted(_ROLES))}) "
                          "and content", file=str(path), line=line)
     if not isinstance(m.get("content"), (str, list, type(None))):
