@@ -124,3 +124,21 @@ def test_hostile_text_survives_every_writer(hostile_project, llm_server):
     _xhtml((d / "cmp.html").read_text(encoding="utf-8"))
     r = invoke("report", run_file, "--format", "table")  # to the terminal
     assert r.exit_code == 0, r.output
+
+
+def test_trace_content_with_hostile_text_imports_and_reads_back(tmp_path):
+    from pathlib import Path
+
+    from replaygate.sources.traces import read_cases_jsonl
+
+    line = (Path(__file__).parent / "fixtures" / "traces" / "otel137.jsonl").read_text().splitlines()[0]
+    assert "Can I get a refund?" in line
+    # inside the JSON-encoded messages attribute: escapes of the inner JSON, escaped once more
+    hostile = line.replace("Can I get a refund?", "Can I \\\\ud800 get \\\\ufffe a \\\\u0000 refund?")
+    f = tmp_path / "traces.jsonl"
+    f.write_text(hostile + "\n")
+    r = invoke("import", f, "-o", tmp_path / "cases.jsonl")
+    assert r.exit_code == 0, r.output
+    (tmp_path / "cases.jsonl").read_text(encoding="utf-8")  # valid UTF-8
+    texts = [m.content for c in read_cases_jsonl(tmp_path / "cases.jsonl") for m in c.messages]
+    assert any("Can I \ud800 get \ufffe a \x00 refund?" in str(t) for t in texts), texts
