@@ -55,6 +55,11 @@ def test_a_folder_in_the_way_is_an_input_error_naming_it(tmp_path):
         check_writable(tmp_path / "out.json")
 
 
+def test_pipes_and_devices_are_written_through():
+    check_writable("/dev/null")
+    write_atomic("/dev/null", "text")  # no temporary file beside a device
+
+
 def test_escape_surrogates_keeps_the_json_value():
     text = json.dumps({"a": "x\ud800\\y\udfff"}, ensure_ascii=False)
     out = escape_surrogates(text)

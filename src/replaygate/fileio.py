@@ -133,6 +133,8 @@ def check_writable(path: str | os.PathLike, *, what: str = "file") -> None:
     """Fail now, before any paid call, when `path` could not be written later: its folder cannot
     be created or written, or a folder stands where the file should be. (A full disk can only
     be found by writing.)"""
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+        return  # a pipe or device (-o /dev/stdout): written through, nothing to check
     target = Path(os.path.realpath(path))
     folder = target.parent
     try:
