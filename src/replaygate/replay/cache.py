@@ -61,9 +61,14 @@ def _value_problem(value: Any) -> str | None:
     return None
 
 
-def request_key(request: dict, repeat: int) -> str:
+class UnsendableText(ValueError):
+    """The request holds a lone surrogate: it cannot be encoded as UTF-8 for any provider."""
+
+
+def request_key(request: dict, repeat: int, *, sendable: bool = False) -> str:
     """sha256 of the canonical JSON of model, messages, tools, params, api_base and the repeat
-    index (and ``stream`` when on, since a streamed response carries TTFT)."""
+    index (and ``stream`` when on, since a streamed response carries TTFT). With ``sendable``,
+    a request holding a lone surrogate raises UnsendableText (found on the same text)."""
     ident = {k: request.get(k) for k in _KEY_FIELDS}
     ident["params"] = {k: v for k, v in (request.get("params") or {}).items()
                        if v is not None and k not in ("api_key", "model")}
@@ -71,7 +76,15 @@ def request_key(request: dict, repeat: int) -> str:
     ident["repeat"] = int(repeat)
     if request.get("stream"):
         ident["stream"] = True
-    return hashlib.sha256(canonical_json(ident).encode("utf-8")).hexdigest()
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        if sendable:
+            raise UnsendableText(f"the request holds a lone surrogate (\\u{ord(text[e.start]):04x}), which "
+                                 "cannot be sent as UTF-8: fix the text in the dataset or trace") from None
+        data = text.encode("utf-8", "backslashreplace")  # what canonical_json gives
+    return hashlib.sha256(data).hexdigest()
 
 
 def iso_utc(stamp: float | None) -> str | None:

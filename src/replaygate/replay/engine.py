@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import random
 import sys
 import time
@@ -177,21 +175,6 @@ class _Progress:
             sys.stderr.flush()
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _check_sendable(req: dict) -> None:
-    """A lone surrogate (from a dataset's or trace's JSON escapes) cannot be encoded as UTF-8,
-    so no provider can receive it: the case is an error with the reason, not a call retried
-    until it gives up."""
-    text = json.dumps([req.get("messages"), req.get("tools"), req.get("params")], ensure_ascii=False,
-                      default=str)
-    m = _SURROGATE.search(text)
-    if m:
-        raise UnreplayableCase(f"the request holds a lone surrogate (\\u{ord(m.group(0)):04x}), which cannot "
-                               "be sent as UTF-8: fix the text in the dataset or trace")
-
-
 class _Engine:
     def __init__(self, cases: list[Case], variants: dict[str, dict], opts: ReplayOptions,
                  warnings: list[str]):
@@ -341,7 +324,7 @@ class _Engine:
     def _prepare(self, work: list[tuple[str, int, int]]) -> None:
         """Build every model request and its cache key up front, and read all cache hits in a
         few queries (not one blocking query per call on the event loop)."""
-        from .cache import request_key
+        from .cache import UnsendableText, request_key
 
         self.prepared: dict[tuple[str, int, int], tuple[dict, str] | str] = {}
         for name, ci, r in work:
@@ -349,9 +332,8 @@ class _Engine:
             if isinstance(v, ModelVariant):
                 try:
                     req = v.request(self.cases[ci])
-                    _check_sendable(req)
-                    self.prepared[(name, ci, r)] = (req, request_key(req, r))
-                except UnreplayableCase as e:
+                    self.prepared[(name, ci, r)] = (req, request_key(req, r, sendable=True))
+                except (UnreplayableCase, UnsendableText) as e:
                     self.prepared[(name, ci, r)] = str(e)
         self.hits: dict[str, tuple[dict, str | None]] = {}
         if self.cache is not None and self.opts.cache_mode in ("rw", "offline"):
