@@ -112,6 +112,7 @@ def _config_text(overrides: dict) -> str:
 @given(overrides=st.dictionaries(st.sampled_from(CONFIG_KEYS), JSON | st.lists(SCORER, max_size=2), max_size=3))
 @example(overrides={"scorers": 1.5})
 @example(overrides={"scorers": True})
+@example(overrides={"baseline": []})
 @example(overrides={"scorers": [{"name": "a", "type": "regex", "pattern": "("}]})
 @example(overrides={"gates": [{"metric": 5}]})
 @example(overrides={"variants": {"baseline": {"model": "x", "prompt": {"system": "git:HEAD@{100}:p.md"}},
@@ -119,11 +120,13 @@ def _config_text(overrides: dict) -> str:
 def test_config_loader(tmp_path_factory, overrides):
     from replaygate.config import load_config
     from replaygate.pipeline import build_scorers
+    from replaygate.validation import validate_config
 
     d = tmp_path_factory.mktemp("c")
     (d / "golden.jsonl").write_text('{"input": "hi"}\n')
     cfg_path = d / "replaygate.yaml"
     cfg_path.write_text(_config_text(overrides))
+    validate_config(cfg_path)  # `replaygate validate`: every problem collected, none raised
     try:
         cfg = load_config(cfg_path)
         build_scorers(cfg)
@@ -139,10 +142,16 @@ def test_config_loader(tmp_path_factory, overrides):
 def test_config_text_of_any_kind(tmp_path_factory, text):
     from replaygate.config import load_config
 
+    from replaygate.validation import validate_config
+
     f = tmp_path_factory.mktemp("c") / "replaygate.yaml"
     f.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
         load_config(f)
+    except InputError:
+        pass
+    try:
+        validate_config(f)
     except InputError:
         pass
 

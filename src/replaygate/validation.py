@@ -76,6 +76,8 @@ def _role_warnings(cfg: Config) -> list[str]:
     out = []
     for role in ("baseline", "candidate"):
         name = cfg.data.get(role, role)
+        if not isinstance(name, str):  # a schema error, reported as such
+            continue
         if isinstance(variants, dict) and variants and name not in variants and role not in set_here:
             out.append(f"no variant named {name!r}{did_you_mean(name, variants)}: `gate` needs one (name a variant "
                        f"{role!r} or set `{role}: NAME`); `run --variant` works without")

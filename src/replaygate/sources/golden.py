@@ -67,9 +67,9 @@ def check_golden(path: str | Path, limit: int = 20) -> tuple[int, list[InputErro
         lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
         for n, (i, line) in enumerate(lines, start=1):
             try:
-                rows.append((n, i, json.loads(line)))
-            except json.JSONDecodeError as e:
-                problems.append(InputError(f"invalid JSON: {e.msg} (column {e.colno})", file=str(path), line=i))
+                rows.append((n, i, _parse_json(line, path, i)))
+            except InputError as e:  # bad JSON, a duplicate key, nesting too deep
+                problems.append(e)
     else:
         if path.suffix.lower() not in _ROW_READERS:
             return 0, [InputError("unknown golden file type (use .jsonl, .yaml, .yml, .csv or .json)", file=str(path))]
