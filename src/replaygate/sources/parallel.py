@@ -74,8 +74,9 @@ def import_to_jsonl(paths: str | Path | Iterable[str | Path], output: str | Path
     The file is written beside ``output`` and moved into place when complete: on an error
     (InputError for undecodable input, ConfigError for a bad ``where``) an existing output is
     left as it was."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     files = _files(paths)
-    named = {Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths) if not Path(p).is_dir()}
+    named = {Path(p) for p in paths if not Path(p).is_dir()}
     # a file found in a folder may be anything (an empty file, notes, another tool's JSON): it
     # is skipped and counted; a file named on the command line is the user's and must decode
     tolerant = {i for i, f in enumerate(files) if f not in named}
