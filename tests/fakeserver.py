@@ -27,7 +27,10 @@ POST /_config               JSON merged into the config: ``answers`` {prompt: an
                             same keys as below), ``seed`` (for ``noisy-P``), ``aliases``
                             {model name: MODEL in the grammar below}, so an example config can
                             use realistic names (``support-small`` -> ``wrong-15@latency=90``),
-                            ``error_message`` (text of every error body: a hostile provider).
+                            ``error_message`` (text of every error body: a hostile provider),
+                            ``echo_key`` (error bodies quote the caller's API key: ``exact``,
+                            ``prefix`` (its first 20 characters), ``one`` / ``two`` characters
+                            replaced).
 
 Model-name grammar (the part after litellm's ``openai/`` prefix)
 ---------------------------------------------------------------
@@ -273,20 +276,36 @@ def make_app():
         if ms > 0:
             await asyncio.sleep(ms / 1000)
 
-    def error_response(entry: dict, status: int, message: str, headers=None):
+    def echoed_key(key: str) -> str:
+        """The caller's API key as a careless provider echoes it (config ``echo_key``)."""
+        mode = state.config.get("echo_key")
+        if mode == "exact":
+            return key
+        if mode == "prefix":
+            return key[:20] + "..."
+        if mode in ("one", "two"):  # a character or two replaced
+            chars = list(key)
+            for i in ((len(key) // 2,) if mode == "one" else (len(key) // 3, 2 * len(key) // 3)):
+                chars[i] = "X" if chars[i] != "X" else "Y"
+            return "".join(chars)
+        return ""
+
+    def error_response(entry: dict, status: int, message: str, headers=None, key: str = ""):
         entry["status"] = status
         message = state.config.get("error_message") or message  # a hostile provider's text
+        if state.config.get("echo_key"):
+            message += f" (you sent key {echoed_key(key)})"
         etype = {401: "authentication_error", 429: "rate_limit_error", 404: "not_found_error",
                  400: "invalid_request_error"}.get(status, "server_error")
         return web.json_response({"error": {"message": message, "type": etype, "code": status}},
                                  status=status, headers=headers)
 
-    def failure(entry: dict, model: str, prompt: str, opts: dict[str, str]):
+    def failure(entry: dict, model: str, prompt: str, opts: dict[str, str], key: str = ""):
         """An error response when the options ask for one for this request, else None."""
         if opts.get("status"):
-            return error_response(entry, int(opts["status"]), f"fake status {opts['status']}")
+            return error_response(entry, int(opts["status"]), f"fake status {opts['status']}", key=key)
         if "auth" in opts:
-            return error_response(entry, 401, "Incorrect API key provided")
+            return error_response(entry, 401, "Incorrect API key provided", key=key)
         key = (model, prompt)
         n = state.counters.get(key, 0)
         state.counters[key] = n + 1
@@ -319,7 +338,8 @@ def make_app():
         entry, body, model, behaviour, opts = started
         messages = body.get("messages") or []
         prompt = last_user_text(messages)
-        err = failure(entry, model, prompt, opts)
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        err = failure(entry, model, prompt, opts, key)
         if err is not None:
             return err
         if behaviour == "judge":

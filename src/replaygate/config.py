@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, InputError, did_you_mean
+from .yamlsafe import compose_and_load
 
 DEFAULTS: dict[str, Any] = {
     "repeats": 1,
@@ -111,8 +112,9 @@ def _marks(node: yaml.Node, path: tuple, out: dict[tuple, int], file: str) -> No
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
     """yaml.safe_load plus a map of every field's line number."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = compose_and_load(text, file)  # aliases bounded before anything expands them
+    except InputError as e:
+        raise ConfigError(e.message, file=e.file, line=e.line) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise ConfigError(f"invalid YAML: {e.problem or e}", file=file,

@@ -192,6 +192,7 @@ class _Engine:
         self.rpm = TokenBucket(opts.rpm / 60.0) if opts.rpm else None
         self.tpm = TokenBucket(opts.tpm / 60.0) if opts.tpm else None
         self.stop_reason: str | None = None
+        self.cut_reason: str | None = None  # why the work was cut short before it started
         self.incomplete_reason: str | None = None
         self.calls = self.failed = 0
         self.min_calls = opts.min_calls_for_budget
@@ -292,10 +293,15 @@ class _Engine:
                     self._stop(f"authentication failed for variant {v.name!r} ({v.model}): {what}: "
                                f"{credentials_hint(v.model, v.api_key_env, v.api_base)} "
                                f"[{e.type}: {e.message[:200]}]")
-                if not e.retryable or attempt >= self.opts.max_retries or self.stop_reason:
+                too_long = e.retry_after is not None and e.retry_after > self.opts.backoff_max_s
+                if not e.retryable or attempt >= self.opts.max_retries or self.stop_reason or too_long:
                     tries = f" after {attempt + 1} attempts" if attempt else ""
+                    message = f"{e.message}{tries}"
+                    if too_long:  # never wait longer than the cap: the attempt is an error
+                        message = (f"Retry-After {e.retry_after:g} s is beyond the "
+                                   f"{self.opts.backoff_max_s:g} s cap on waits: {message}")
                     self._reachability(v, e)
-                    return None, error_sample(repeat, e.type, f"{e.message}{tries}")
+                    return None, error_sample(repeat, e.type, message)
                 await asyncio.sleep(self._backoff(attempt, e.retry_after))
                 attempt += 1
                 continue
@@ -321,12 +327,15 @@ class _Engine:
             self._stop(f"provider unreachable for variant {v.name!r} ({v.model} at {where}): "
                        f"{err.message[:300]}")
 
-    def _prepare(self, work: list[tuple[str, int, int]]) -> None:
+    def _prepare(self, work: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
         """Build every model request and its cache key up front, and read all cache hits in a
         few queries (not one blocking query per call on the event loop)."""
         from .cache import UnsendableText, request_key
 
-        self.prepared: dict[tuple[str, int, int], tuple[dict, str] | str] = {}
+        self.prepared: dict[tuple[str, int, int], tuple[dict | None, str] | str] = {}
+        self.hits: dict[str, tuple[dict, str | None]] = {}
+        if self.opts.cache_mode == "offline":
+            return self._prepare_offline(work)
         for name, ci, r in work:
             v = self.variants[name]
             if isinstance(v, ModelVariant):
@@ -335,11 +344,44 @@ class _Engine:
                     self.prepared[(name, ci, r)] = (req, request_key(req, r, sendable=True))
                 except (UnreplayableCase, UnsendableText) as e:
                     self.prepared[(name, ci, r)] = str(e)
-        self.hits: dict[str, tuple[dict, str | None]] = {}
-        if self.cache is not None and self.opts.cache_mode in ("rw", "offline"):
+        if self.cache is not None and self.opts.cache_mode == "rw":
             keys = [p[1] for (name, _, _), p in self.prepared.items()
                     if isinstance(p, tuple) and name not in self.opts.live_variants]
             self.hits = self.cache.get_many_timed(keys)
+        return work
+
+    def _prepare_offline(self, work: list[tuple[str, int, int]], batch: int = 2000) -> list:
+        """Offline: only the keys are kept (no call will be made, so no request), read in
+        batches; the work ends with the first batch that has a miss, before the rest is hashed:
+        a million-case run reports its first miss in moments, with memory for keys only."""
+        from .cache import request_key
+
+        for start in range(0, len(work), batch):
+            keys = []
+            for item in work[start:start + batch]:
+                name, ci, r = item
+                v = self.variants[name]
+                if isinstance(v, ModelVariant):
+                    try:
+                        key = request_key(v.request(self.cases[ci]), r)
+                    except UnreplayableCase as e:
+                        self.prepared[item] = str(e)
+                        continue
+                    self.prepared[item] = (None, key)
+                    if name not in self.opts.live_variants:
+                        keys.append(key)
+            if self.cache is not None and keys:
+                self.hits.update(self.cache.get_many_timed(keys))
+            missing = next((item for item in work[start:start + batch]
+                            if isinstance(self.prepared.get(item), tuple)
+                            and (self.prepared[item][1] not in self.hits
+                                 or item[0] in self.opts.live_variants)), None)
+            if missing is not None:
+                name, ci, r = missing
+                self.cut_reason = (f"offline mode: no cached response for case {self.cases[ci].id} "
+                                   f"(variant {name}, repeat {r}); stopped at the first miss")
+                return work[:start + batch]
+        return work
 
     async def _model_sample(self, v: ModelVariant, case: Case, ci: int,
                             repeat: int) -> tuple[Sample, bool]:
@@ -430,8 +472,7 @@ class _Engine:
         return self.stop_reason is not None
 
     async def _run_local(self, work: list, progress: "_Progress") -> None:
-        self._prepare(work)
-        items = iter(work)
+        items = iter(self._prepare(work))
 
         async def worker() -> None:
             for name, ci, r in items:  # shared iterator: calls go out in list order
@@ -499,6 +540,7 @@ class _Engine:
                     self._cache_failed(e)
             if self._threads is not None:
                 self._threads.shutdown(wait=False, cancel_futures=True)
+        self.stop_reason = self.stop_reason or self.cut_reason  # the samples not run say why
         results = self._results()
         if self.stats is not None:
             from .looplag import summarize

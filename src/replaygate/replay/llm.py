@@ -98,9 +98,9 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _scrub(text: str, secret: str | None) -> str:
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, "***")
-    return text[:2000]
+    from .secrets import scrub
+
+    return scrub(text[:8000], secret)[:2000]  # a huge error page is cut before it is searched
 
 
 def _connection_failure(exc: BaseException) -> bool:

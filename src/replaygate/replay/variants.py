@@ -5,9 +5,9 @@ Kinds (the dict shapes of docs/architecture.md, paths already absolute):
 - ``model``: a litellm call. ``request(case)`` builds the request dict of ``llm.py``: the case's
   messages (OpenAI form), tools, recorded params (except ``model``) overridden by the variant's
   ``params``; ``prompt.system`` (a file or ``git:REF:path``) replaces the first system message or
-  is inserted first; ``prompt.template`` (Jinja2, sandboxed, StrictUndefined) is rendered with
-  ``case.vars`` and replaces the last user message (a case lacking a variable is
-  ``UnreplayableCase``, never guessed).
+  is inserted first; ``prompt.template`` (Jinja2, sandboxed, StrictUndefined, bounded in time
+  and size: ``templating.py``) is rendered with ``case.vars`` and replaces the last user message
+  (a case lacking a variable, or whose render is refused, is ``UnreplayableCase``, never guessed).
 - ``recorded``: the output stored in the trace (no call).
 - ``run``: the samples of a stored run file, by case id (no call).
 - ``callable``: ``module:function(case)`` from the user's code, sync or async; returns a str or a
@@ -54,10 +54,11 @@ def _read_prompt(spec: str, variant: dict, key: str) -> str:
 
 
 def _compile_template(source: str, variant: dict):
-    from jinja2 import StrictUndefined, TemplateSyntaxError
-    from jinja2.sandbox import SandboxedEnvironment
+    from jinja2 import TemplateSyntaxError
 
-    env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    from .templating import BoundedSandbox
+
+    env = BoundedSandbox()
     try:
         return env.from_string(source)
     except TemplateSyntaxError as e:
@@ -102,7 +103,7 @@ class ModelVariant:
         from jinja2 import TemplateError
 
         try:
-            text = self.template.render(**case.vars)
+            text = self.template.environment.render(self.template, case.vars)  # bounded
         except TemplateError as e:  # UndefinedError included: a missing variable is not guessed
             raise UnreplayableCase(f"prompt template: {e}") from None
         for i in range(len(messages) - 1, -1, -1):
