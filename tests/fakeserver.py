@@ -62,6 +62,10 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
       malformed=N     judge: the first N requests with the same first user message get prose,
                       not JSON
       first           judge: pairwise verdicts always pick answer A (a position-biased judge)
+      p500=P          random faults, drawn per request from the ``seed``-ed generator: P% HTTP 500,
+      p429=P          P% HTTP 429 (with ``retry_after``),
+      phang=P         P% hang for ``hang_ms`` (default 5000) before answering,
+      pdrop=P         P% connection closed without an answer
       fenced          judge: wrap the JSON reply in a Markdown code fence
 e.g. ``openai/echo@latency=100,jitter=20`` or ``openai/answers@fail=2``.
 """
@@ -331,6 +335,28 @@ def make_app():
         model = body.get("model", "")
         return (state.record(path, body, raw), body, model, *opts_for(model))
 
+    async def random_fault(request, entry: dict, opts: dict[str, str]):
+        """A response for a random fault (p500 / p429 / phang / pdrop options), or None."""
+        roll = state.rng.random() * 100
+        for name in ("p500", "p429", "phang", "pdrop"):
+            p = float(opts.get(name) or 0)
+            if roll < p:
+                break
+            roll -= p
+        else:
+            return None
+        if name == "p500":
+            return error_response(entry, 500, "random fault: internal error")
+        if name == "p429":
+            return error_response(entry, 429, "random fault: rate limited",
+                                  headers={"Retry-After": opts.get("retry_after", "1")})
+        entry["status"] = name[1:]  # "hang" / "drop"
+        if name == "phang":
+            await asyncio.sleep(float(opts.get("hang_ms") or 5000) / 1000)
+            return error_response(entry, 504, "random fault: answered after hanging")
+        request.transport.close()  # dropped: the client sees the connection go away
+        return web.Response(status=500)
+
     async def chat(request):
         started = await begin(request, "/v1/chat/completions")
         if not isinstance(started, tuple):
@@ -338,6 +364,9 @@ def make_app():
         entry, body, model, behaviour, opts = started
         messages = body.get("messages") or []
         prompt = last_user_text(messages)
+        fault = await random_fault(request, entry, opts)
+        if fault is not None:
+            return fault
         key = request.headers.get("Authorization", "").removeprefix("Bearer ")
         err = failure(entry, model, prompt, opts, key)
         if err is not None:

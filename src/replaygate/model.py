@@ -184,6 +184,7 @@ class Sample:
     error: ErrorInfo | None = None
     scores: dict[str, Score] = field(default_factory=dict)
     context: list[str] | None = None  # documents a `callable` variant retrieved (for groundedness)
+    attempts: int | None = None  # requests sent for a live model call, retries included
 
     @classmethod
     def from_dict(cls, d: dict, recorded: bool = False) -> "Sample":

@@ -207,6 +207,7 @@ class _Engine:
         self._reach: dict[str, tuple[bool, int]] = {}  # variant -> (answered once, connect failures)
         self._live_per_variant: dict[str, int] = {}
         self.loop_lag_ms: list[float] = []  # how late the loop woke a 10 ms timer (looplag.py)
+        self._attempts: dict[int, int] = {}  # id(response) -> requests it took (retries included)
 
     # ---------------------------------------------------------------- bookkeeping
     def warn(self, text: str) -> None:
@@ -301,7 +302,9 @@ class _Engine:
                         message = (f"Retry-After {e.retry_after:g} s is beyond the "
                                    f"{self.opts.backoff_max_s:g} s cap on waits: {message}")
                     self._reachability(v, e)
-                    return None, error_sample(repeat, e.type, message)
+                    err = error_sample(repeat, e.type, message)
+                    err.attempts = attempt + 1
+                    return None, err
                 await asyncio.sleep(self._backoff(attempt, e.retry_after))
                 attempt += 1
                 continue
@@ -309,6 +312,7 @@ class _Engine:
                 used = (resp.get("input_tokens") or 0) + (resp.get("output_tokens") or 0)
                 self.tpm.adjust(used - est)
             self._reachability(v, None)
+            self._attempts[id(resp)] = attempt + 1
             return resp, None
 
     def _reachability(self, v: ModelVariant, err) -> None:
@@ -410,6 +414,7 @@ class _Engine:
             except ReplaygateError as e:  # a full disk: stop paying for calls nobody can keep
                 self._cache_failed(e)
         s = response_sample(resp, repeat, cached=False)
+        s.attempts = self._attempts.pop(id(resp), None)
         self._price(s, v.model, v.price)
         return s, True
 
