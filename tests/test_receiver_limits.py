@@ -168,14 +168,12 @@ def test_bytes_in_flight_are_capped_across_requests(tmp_path):
 
 
 def test_idle_and_slow_clients_are_timed_out(tmp_path):
-    limits = ReceiverLimits(idle_timeout_s=0.5, request_timeout_s=1.5)
+    limits = ReceiverLimits(idle_timeout_s=1.0, request_timeout_s=2.0)
     with running_receiver(tmp_path / "t.jsonl", limits=limits) as rcv:
         before = threading.active_count()
         socks = [_connect(rcv) for _ in range(40)]
         for s in socks:
             s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")  # headers never finished
-        time.sleep(0.3)
-        assert threading.active_count() >= before + 40
         for s in socks:  # each is closed by the receiver (EOF), none hangs
             s.settimeout(10)
             assert s.recv(100) == b""
@@ -188,7 +186,7 @@ def test_idle_and_slow_clients_are_timed_out(tmp_path):
         with _connect(rcv) as s:
             s.sendall(_post_head(f"Content-Length: {len(PB)}\r\n").encode() + b"\r\n")
             code = None
-            for i in range(40):
+            for i in range(60):
                 try:
                     s.sendall(PB[i:i + 1])
                 except OSError:
