@@ -38,6 +38,9 @@ def test_helpers():
     md = safetext.md("ping @octocat and @org/team, mail a@b.c")
     assert "@octocat" not in md and "@&#8203;octocat" in md and "@&#8203;org/team" in md
     assert safetext.line("plain text: fine") == "plain text: fine"
+    # a JSON report printed through block() stays the same JSON (DEL, C1, separators, bidi)
+    doc = {"output": "a\x7fb\x85c\u2028d\u202ee\ufeff"}
+    assert json.loads(safetext.block(json.dumps(doc, ensure_ascii=False))) == doc
 
 
 def _config(tmp_path, llm_server, model: str) -> str:

@@ -37,7 +37,9 @@ def _escape(m: re.Match) -> str:
     if ch in _NAMED:
         return _NAMED[ch]
     n = ord(ch)
-    return f"\\x{n:02x}" if n <= 0xFF else f"\\u{n:04x}"
+    # \xNN only below DEL: a raw DEL or C1 character may sit in a JSON string we print, where
+    # \u00NN is the same character and \xNN would be invalid JSON
+    return f"\\x{n:02x}" if n < 0x7F else f"\\u{n:04x}"
 
 
 def _as_text(value: Any) -> str:
