@@ -9,15 +9,16 @@ from replay_helpers import live_requests, make_cases, model_variant, opts
 from replaygate.replay.engine import replay_sync
 
 N = 500
-FAULTS = "p500=10,p429=5,retry_after=0.05,phang=1,pdrop=1,hang_ms=4000"
+FAULTS = "p500=10,p429=5,retry_after=0.05,phang=1,pdrop=1,hang_ms=6000"
 
 
 def test_faulty_provider_loses_no_case_and_counts_every_request(llm_server):
     llm_server.configure(seed=12)
     cases = make_cases(N, prefix="fault")
     variants = {"v": model_variant(llm_server, f"echo@{FAULTS}")}
-    # the warm-up call (not counted) keeps client start-up out of the 2 s timeout
-    out = replay_sync(cases, variants, opts(concurrency=32, timeout_s=2.0, max_retries=4, backoff_s=0.01,
+    # the warm-up call (not counted) keeps client start-up out of the timeout; 4 s leaves room
+    # for a loaded machine (an attempt timed out before it was sent would never reach the server)
+    out = replay_sync(cases, variants, opts(concurrency=32, timeout_s=4.0, max_retries=4, backoff_s=0.01,
                                             backoff_max_s=0.2, seed=3))
     rows = out["v"]
     assert [r.id for r in rows] == [c.id for c in cases]  # none missing, in order
