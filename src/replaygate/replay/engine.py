@@ -9,8 +9,9 @@
 - One untimed warm-up call per model endpoint before the first timed call, so client start-up
   (imports, TLS) is not in the latency.
 - Stops with ``RunIncomplete`` (exit 3) on an auth failure, an exceeded error budget, an offline
-  cache miss or Ctrl-C; the exception carries ``.partial`` (the results so far, in the normal
-  shape, unfinished samples as ``NotRun`` errors) and ``.warnings``.
+  cache miss, a provider that never answered or stopped answering (connection failures), or
+  Ctrl-C; the exception carries ``.partial`` (the results so far, in the normal shape,
+  unfinished samples as ``NotRun`` errors) and ``.warnings``.
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ WARMUP_TEXT = "replaygate warm-up"
 INTERRUPTED = "interrupted (Ctrl-C) before every call finished"
 OTHER_WORKER_STOPPED = "stopped because another worker process stopped the run"
 UNREACHABLE_AFTER = 5  # connection failures with no answer yet that mean "provider unreachable"
+# calls in a row that still failed to connect after all their retries, once the endpoint had
+# answered, that mean "provider lost" (each of them spent its whole backoff window, a few
+# seconds, finding nobody listening: a killed server, not a blip)
+LOST_AFTER = 2
 AUTO_POOL_MIN_CALLS = 400
 AUTO_POOL_MIN_CONCURRENCY = 32
 
@@ -307,6 +312,9 @@ class _Engine:
                     return None, err
                 await asyncio.sleep(self._backoff(attempt, e.retry_after))
                 attempt += 1
+                if self.stop_reason:  # stopped while we waited: do not call a lost provider again
+                    self._reachability(v, e)
+                    return None, error_sample(repeat, e.type, f"{e.message} after {attempt} attempts")
                 continue
             if self.tpm:
                 used = (resp.get("input_tokens") or 0) + (resp.get("output_tokens") or 0)
@@ -316,18 +324,25 @@ class _Engine:
             return resp, None
 
     def _reachability(self, v: ModelVariant, err) -> None:
-        """Stop when a variant's endpoint has never answered: its first calls (5, or all of
-        them in a smaller run) all failed to connect, even after retries."""
+        """Stop when a variant's endpoint cannot be reached: it never answered (its first calls,
+        5 or all of them in a smaller run, failed to connect even after retries), or it answered
+        and then went away (``LOST_AFTER`` calls in a row failed to connect after all their
+        retries, with no answer in between). Retrying a dead endpoint for every remaining call
+        only burns minutes; the calls already answered are in the cache, so a rerun resumes."""
         ok, failed = self._reach.get(v.name, (False, 0))
         if err is None:
-            self._reach[v.name] = (True, failed)
+            self._reach[v.name] = (True, 0)  # an answer ends any streak of failures
             return
-        if ok or not err.retryable or err.status is not None or err.type == "Timeout":
+        if not err.retryable or err.status is not None or err.type == "Timeout":
             return  # an HTTP answer, a slow model or a bug of ours: not a missing endpoint
         failed += 1
         self._reach[v.name] = (ok, failed)
-        if failed >= min(UNREACHABLE_AFTER, self._live_per_variant.get(v.name, 1)):
-            where = v.api_base or "the provider's default endpoint"
+        where = v.api_base or "the provider's default endpoint"
+        if ok and failed >= LOST_AFTER:
+            self._stop(f"provider lost for variant {v.name!r} ({v.model} at {where}): it answered "
+                       f"earlier, then {failed} calls in a row failed to connect after their retries; "
+                       f"rerun to resume (answered calls are in the cache): {err.message[:300]}")
+        elif not ok and failed >= min(UNREACHABLE_AFTER, self._live_per_variant.get(v.name, 1)):
             self._stop(f"provider unreachable for variant {v.name!r} ({v.model} at {where}): "
                        f"{err.message[:300]}")
 
