@@ -67,6 +67,8 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
       phang=P         P% hang for ``hang_ms`` (default 5000) before answering,
       pdrop=P         P% connection closed without an answer
       fenced          judge: wrap the JSON reply in a Markdown code fence
+      no_usage        report no token usage: no `usage` in a response, no usage chunk in a stream
+                      even when asked (llama.cpp's server streams without one)
 e.g. ``openai/echo@latency=100,jitter=20`` or ``openai/answers@fail=2``.
 """
 from __future__ import annotations
@@ -391,7 +393,8 @@ def make_app():
                 msg["tool_calls"] = tool_calls
             return web.json_response({
                 "id": rid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage})
+                "choices": [{"index": 0, "message": msg, "finish_reason": finish}],
+                **({} if "no_usage" in opts else {"usage": usage})})
         return await stream(request, body, opts, rid, created, model, text, tool_calls, finish, usage)
 
     async def stream(request, body, opts, rid, created, model, text, tool_calls, finish, usage):
@@ -420,7 +423,7 @@ def make_app():
                     await asyncio.sleep(chunk_delay)
                 await send({"content": w if i == 0 else " " + w})
         await send({}, finish_reason=finish)
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and "no_usage" not in opts:
             await send(None, extra={"usage": usage})
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()

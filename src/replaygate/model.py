@@ -176,6 +176,9 @@ class Sample:
     output_tokens: int | None = None
     cached_tokens: int | None = None
     cost_usd: float | None = None  # None = price unknown, never a silent 0
+    # where the token counts come from: "reported" by the provider, "estimated" (litellm counted
+    # them: the provider sent none), None = no counts or not known (older files)
+    usage_source: str | None = None
     cached: bool = False  # served from the response cache (kept for compatibility: see provenance)
     # where the output and its timing came from: live (called in this run), cache (recorded
     # earlier, at cached_at), recorded (production, from a trace), batch (provider batch API)

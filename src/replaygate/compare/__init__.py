@@ -131,7 +131,49 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
     for m, extra in notes.items():
         if m in comps:
             comps[m].warnings.extend(extra)
+    mismatch = usage_mismatch(base, cand)
+    if mismatch:
+        for name, mc in comps.items():
+            if name.startswith(USAGE_METRICS) and not mc.unknown:
+                undecided(mc, mismatch)
     return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c, lwl)
+
+
+USAGE_METRICS = ("tokens.", "cost.")
+
+
+def usage_sources(run: Run) -> dict[str, int]:
+    """How many answered samples of a run have token counts of each provenance."""
+    out: dict[str, int] = {}
+    for case in run.cases:
+        for s in case.samples:
+            if s.error is None and s.usage_source is not None:
+                out[s.usage_source] = out.get(s.usage_source, 0) + 1
+    return out
+
+
+def usage_mismatch(base: Run, cand: Run) -> str | None:
+    """Why token and cost metrics cannot be compared, or None. A provider's count and litellm's
+    estimate are different measurements (llama.cpp streamed vs not: +13% input tokens for the
+    same prompts), so a difference between them says nothing about the candidate. Samples
+    without a known provenance (older run files) are not held against the comparison."""
+    b, c = usage_sources(base), usage_sources(cand)
+    if len(set(b) | set(c)) <= 1:
+        return None
+    show = lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
+    return ("token usage is not the same measurement on both sides (baseline: " + show(b) +
+            "; candidate: " + show(c) + "): the provider's counts and litellm's estimates are not "
+            "compared; not decided")
+
+
+def undecided(mc: MetricComparison, reason: str) -> None:
+    """Keep each side's value, drop the difference and its statistics: gates on the metric are
+    inconclusive with ``reason``."""
+    mc.unknown = reason
+    mc.delta = mc.ci = mc.ratio = mc.ratio_ci = mc.p_value = mc.mde = None
+    mc.diff_reps = mc.ratio_reps = mc.cand_reps = None
+    if reason not in mc.warnings:
+        mc.warnings.append(reason)
 
 
 def _pairwise_series(pw: dict, paired_ids: list[str]):
@@ -217,6 +259,9 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     warnings = list(cover["problems"]) + paired.like_with_like + _loop_lag_notes(base, cand, comps, metrics)
     if (only_b or only_c) and n:
         warnings.append(f"{len(only_b)} cases only in baseline and {len(only_c)} only in candidate are not compared")
+    mismatch = usage_mismatch(base, cand)
+    if mismatch:
+        warnings.append(f"tokens.* and cost.*: {mismatch}")
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "verdict": verdict,

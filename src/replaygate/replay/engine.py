@@ -413,6 +413,7 @@ class _Engine:
         if hit is not None:
             s = response_sample(hit[0], repeat, cached=True, cached_at=hit[1])
             self._price(s, v.model, v.price)
+            self._usage_note(v, s)
             return s, False
         if self.opts.cache_mode == "offline":
             self.incomplete_reason = self.incomplete_reason or \
@@ -431,7 +432,14 @@ class _Engine:
         s = response_sample(resp, repeat, cached=False)
         s.attempts = self._attempts.pop(id(resp), None)
         self._price(s, v.model, v.price)
+        self._usage_note(v, s)
         return s, True
+
+    def _usage_note(self, v: ModelVariant, s: Sample) -> None:
+        if s.usage_source == "estimated":
+            self.warn(f"variant {v.name!r}: the provider reported no token usage"
+                      f"{' for streamed calls' if v.stream else ''}; tokens and cost are litellm's "
+                      f"estimates (usage_source: estimated) and are not compared with reported counts")
 
     async def _one(self, v, ci: int, repeat: int) -> Sample:
         case = self.cases[ci]

@@ -15,8 +15,12 @@ Public, stable for the engine and the LLM judges:
 ``await chat(request, timeout=30, stream=False) -> dict`` (the normalised response)::
 
     {"output": str|None, "tool_calls": [{"id", "name", "arguments"}], "finish_reason",
-     "input_tokens", "output_tokens", "cached_tokens", "ttft_ms" (streamed only), "latency_ms",
-     "model"}
+     "input_tokens", "output_tokens", "cached_tokens", "usage_source", "ttft_ms" (streamed only),
+     "latency_ms", "model"}
+
+``usage_source`` says where the token counts come from: ``"reported"`` by the provider,
+``"estimated"`` by litellm's tokenizer (a stream without a usage chunk: llama.cpp's server sends
+none), or None when there are no counts (a response without usage: litellm's zeros are dropped).
 
 ``await embed(model, texts, api_base=None, api_key=None, timeout=30, api_key_env=None)
 -> list[list[float]]``.
@@ -265,9 +269,25 @@ def _from_response(resp: Any) -> dict:
     choice = resp.choices[0] if resp.choices else None
     msg = _get(choice, "message")
     inp, out, cached = _usage(_get(resp, "usage"))
+    source = "reported"
+    if not inp and not out:
+        # litellm fills a response without usage with zeros; a real call never has 0 input tokens
+        inp = out = cached = source = None
     return {"output": _get(msg, "content"), "tool_calls": _tool_calls(_get(msg, "tool_calls")),
             "finish_reason": _get(choice, "finish_reason"), "input_tokens": inp, "output_tokens": out,
-            "cached_tokens": cached, "ttft_ms": None, "model": _get(resp, "model")}
+            "cached_tokens": cached, "usage_source": source, "ttft_ms": None, "model": _get(resp, "model")}
+
+
+def _stream_usage_source(stream: Any, usage: Any) -> str | None:
+    """Whether a stream's usage came from the provider. litellm yields a usage chunk at the end
+    either way: the provider's, or one it counted itself when the provider sent none. The
+    provider's own usage chunks are the ones kept in the stream wrapper's ``chunks``."""
+    if usage is None:
+        return None
+    chunks = getattr(stream, "chunks", None)
+    if chunks is None:
+        return "estimated"  # cannot tell: never claim a provider's count we did not see
+    return "reported" if any(_get(c, "usage") is not None for c in chunks) else "estimated"
 
 
 async def _streamed(litellm, kw: dict, start: float) -> dict:
@@ -299,7 +319,7 @@ async def _streamed(litellm, kw: dict, start: float) -> dict:
     return {"output": "".join(parts) if parts or not calls else None,
             "tool_calls": [calls[i] for i in sorted(calls)], "finish_reason": finish,
             "input_tokens": inp, "output_tokens": out, "cached_tokens": cached,
-            "ttft_ms": ttft, "model": model}
+            "usage_source": _stream_usage_source(resp, usage), "ttft_ms": ttft, "model": model}
 
 
 async def embed(model: str, texts: list[str], *, api_base: str | None = None,

@@ -12,7 +12,8 @@ Kinds (the dict shapes of docs/architecture.md, paths already absolute):
 - ``run``: the samples of a stored run file, by case id (no call).
 - ``callable``: ``module:function(case)`` from the user's code, sync or async; returns a str or a
   dict with ``output``, ``tool_calls``, ``usage`` (``input_tokens``/``output_tokens``/
-  ``cached_tokens`` or the OpenAI names), ``cost_usd``, ``context``.
+  ``cached_tokens`` or the OpenAI names), ``usage_source`` ("estimated" when the pipeline counted
+  tokens itself), ``cost_usd``, ``context``.
 """
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ class RecordedVariant:
                       finish_reason=rec.finish_reason, latency_ms=rec.latency_ms, ttft_ms=rec.ttft_ms,
                       input_tokens=rec.input_tokens, output_tokens=rec.output_tokens,
                       cached_tokens=rec.cached_tokens, cost_usd=rec.cost_usd,
+                      usage_source=_usage_source(rec.input_tokens, rec.output_tokens),
                       error=copy.deepcopy(rec.error), provenance="recorded")
 
 
@@ -189,6 +191,14 @@ def _tool_call(tc: Any) -> ToolCall:
     raise TypeError(f"a tool call must be a dict, got {type(tc).__name__}")
 
 
+def _usage_source(inp: Any, out: Any, claimed: Any = None) -> str | None:
+    """A trace's or a callable's token counts are the provider's as far as we can tell, unless
+    the callable says ``usage_source: estimated``."""
+    if inp is None and out is None:
+        return None
+    return "estimated" if claimed == "estimated" else "reported"
+
+
 def callable_sample(result: Any, repeat: int, latency_ms: float) -> Sample:
     """A Sample from what a user callable returned: str, or dict (see module docstring)."""
     if isinstance(result, str) or result is None:
@@ -205,6 +215,9 @@ def callable_sample(result: Any, repeat: int, latency_ms: float) -> Sample:
         input_tokens=usage.get("input_tokens", usage.get("prompt_tokens")),
         output_tokens=usage.get("output_tokens", usage.get("completion_tokens")),
         cached_tokens=usage.get("cached_tokens"), cost_usd=result.get("cost_usd"),
+        usage_source=_usage_source(usage.get("input_tokens", usage.get("prompt_tokens")),
+                                   usage.get("output_tokens", usage.get("completion_tokens")),
+                                   result.get("usage_source")),
         context=None if ctx is None else [str(c) for c in (ctx if isinstance(ctx, list) else [ctx])])
 
 
@@ -218,7 +231,8 @@ def response_sample(resp: dict, repeat: int, *, cached: bool, cached_at: str | N
         finish_reason=resp.get("finish_reason"), latency_ms=resp.get("latency_ms"),
         ttft_ms=resp.get("ttft_ms"), input_tokens=resp.get("input_tokens"),
         output_tokens=resp.get("output_tokens"), cached_tokens=resp.get("cached_tokens"),
-        cached=cached, provenance="cache" if cached else "live", cached_at=cached_at if cached else None)
+        usage_source=resp.get("usage_source"), cached=cached, provenance="cache" if cached else "live",
+        cached_at=cached_at if cached else None)
 
 
 def _load_callable(target: str, fld: str) -> Callable[..., Any]:
