@@ -15,7 +15,8 @@ Endpoints
 POST /v1/chat/completions   JSON, or SSE when ``stream: true`` (a final usage chunk when
                             ``stream_options.include_usage``). Usage in every response: tokens are
                             whitespace-separated words (input = words of all message contents,
-                            output = words of the answer).
+                            output = words of the answer). An answer longer than ``max_tokens``
+                            words is cut there with ``finish_reason: length``.
 POST /v1/embeddings         deterministic hashed bag-of-words vectors (64 dims, L2-normalised), so
                             texts sharing words have a high cosine similarity.
 GET  /_stats                ``{"count", "by_path", "requests": [{"t", "path", "model", "prompt",
@@ -377,12 +378,15 @@ def make_app():
             text, tool_calls = judge_text(messages, opts), []
         else:
             text, tool_calls = state.answer(behaviour, messages)
+        finish = "tool_calls" if tool_calls else "stop"
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        if text and isinstance(limit, int) and count_words(text) > limit:
+            text, finish = " ".join(text.split()[:limit]), "length"  # cut off, as a real model is
         in_tok = sum(count_words(content_text(m.get("content"))) for m in messages)
         out_tok = count_words(text or "") + sum(count_words(t["function"]["arguments"]) for t in tool_calls)
         usage = {"prompt_tokens": in_tok, "completion_tokens": out_tok, "total_tokens": in_tok + out_tok}
         if opts.get("cached"):
             usage["prompt_tokens_details"] = {"cached_tokens": min(int(opts["cached"]), in_tok)}
-        finish = "tool_calls" if tool_calls else "stop"
         rid = "chatcmpl-" + entry["sha256"][:16]
         created = int(time.time())
         entry["status"] = 200

@@ -136,7 +136,7 @@ def schema_errors(data: Any, schema_name: str) -> list:
 
 _METRIC_FORMS = ("quality.pass_rate, score.NAME.mean, score.NAME.pass_rate, pairwise.NAME.win_rate, "
                  "latency.mean|p50|p90|p95|p99, ttft.p50|p95, cost.mean|total, "
-                 "tokens.input.mean, tokens.output.mean, errors.rate")
+                 "tokens.input.mean, tokens.output.mean, errors.rate, finish.length.rate")
 
 
 _KEY_ALIASES = {"api_key": "never put a key in the config: use api_key_env: NAME, the name of the environment "

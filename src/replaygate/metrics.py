@@ -16,6 +16,8 @@ Rules that keep a metric honest:
   samples that a non-informational scorer could not score.
 * Latency, time to first token and tokens are measured on samples without an error (errors are
   counted by ``errors.rate``); a case whose every sample failed has no latency.
+* ``finish.length.rate``: share of answered samples cut off at the token limit (finish reason
+  ``length``); samples without a known finish reason are left out.
 * Cost: an unknown price (``cost_usd`` None on a successful sample) makes ``cost.*`` unknown
   (None, with the reason), never 0. Errored samples without a cost are left out and said so.
 * Summary values are means over cases of per-case means (equal to sample means when every case
@@ -171,6 +173,22 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     if counting:
         out["scoring.errors.rate"] = series("scoring.errors.rate", "rate",
                                             np.where(bad, np.nan, scoring_err.astype(float)))
+    out["finish.length.rate"] = series("finish.length.rate", "rate", truncated(samples, bad))
+    return out
+
+
+# finish reasons that mean "cut off at the token limit" (litellm maps most providers to "length";
+# traces keep the provider's own word)
+TRUNCATED = frozenset(("length", "max_tokens", "max_output_tokens", "model_length"))
+
+
+def truncated(samples: list, bad: np.ndarray) -> np.ndarray:
+    """Per sample: 1 when the answer was cut off at the token limit, 0 when it ended otherwise,
+    NaN when the call failed or no finish reason is known (a truncated answer can still pass a
+    lenient scorer, so it is counted on its own)."""
+    reasons = [s.finish_reason for s in samples]
+    out = np.array([np.nan if r is None else float(str(r).lower() in TRUNCATED) for r in reasons], dtype=float)
+    out[bad] = np.nan
     return out
 
 

@@ -179,7 +179,23 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
     lag_note = looplag_note(loop_lag, statistics.median(live) if live else None)
     if lag_note:
         run.warnings = sorted(set(run.warnings) | {lag_note})
+    cut = _truncation_warning(run)
+    if cut:
+        run.warnings = sorted(set(run.warnings) | {cut})
     return run
+
+
+def _truncation_warning(run: Run) -> str | None:
+    """Answers cut off at the token limit can still pass a lenient scorer: say so."""
+    from .metrics import TRUNCATED
+
+    samples = [s for c in run.cases for s in c.samples if s.error is None]
+    cut = [s for s in samples if s.finish_reason is not None and str(s.finish_reason).lower() in TRUNCATED]
+    if not cut:
+        return None
+    return (f"{len(cut)} of {len(samples)} answers of variant {run.variant.get('name')!r} were cut off "
+            f"at the token limit (finish_reason: length; metric finish.length.rate): raise max_tokens "
+            f"or gate on finish.length.rate")
 
 
 @contextmanager

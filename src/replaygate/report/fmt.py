@@ -6,7 +6,7 @@ from typing import Any
 
 
 def is_rate(metric: str) -> bool:
-    return metric.endswith(("pass_rate", "win_rate", "errors.rate"))
+    return metric.endswith(("pass_rate", "win_rate", ".rate"))  # errors.rate, finish.length.rate, ...
 
 
 def value(metric: str, v: Any) -> str:
