@@ -171,6 +171,9 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
               incomplete_reasons=reasons, warnings=sorted(set(warnings) | set(notes)))
     run.environment["repeats"] = settings.repeats or cfg["repeats"]
     run.environment["loop_lag_ms"] = loop_lag
+    conditions = run_conditions(cfg, name, settings)
+    if conditions is not None:
+        run.environment["conditions"] = conditions
     run.provenance = shares(run)
     run.judge_usage = judge_usage(results)
     run.summary = summarize(run)
@@ -183,6 +186,18 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
     if cut:
         run.warnings = sorted(set(run.warnings) | {cut})
     return run
+
+
+def run_conditions(cfg: Config, name: str, settings: RunSettings) -> dict[str, Any] | None:
+    """How the variant's calls were made, which shapes its latency (a serial server at
+    concurrency 8 queues every call). None for variants that make no call here (recorded, run)."""
+    variant = cfg.variant(name)
+    if variant.get("recorded") or variant.get("run"):
+        return None
+    opts = replay_options(cfg, settings)
+    return {"concurrency": opts.concurrency, "workers": opts.workers, "stream": bool(variant.get("stream")),
+            "repeats": opts.repeats, "timeout_s": opts.timeout_s, "max_retries": opts.max_retries,
+            "rpm": opts.rpm, "tpm": opts.tpm}
 
 
 def _truncation_warning(run: Run) -> str | None:

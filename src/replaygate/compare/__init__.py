@@ -136,10 +136,32 @@ def paired_comparisons(base: Run, cand: Run, alpha: float = 0.025, resamples: in
         for name, mc in comps.items():
             if name.startswith(USAGE_METRICS) and not mc.unknown:
                 undecided(mc, mismatch)
+    crossed = conditions_differ(base, cand)
+    if crossed:
+        for name, mc in comps.items():
+            if name.startswith(TIMING_METRICS):
+                mc.warnings.append(crossed)
     return Paired(comps, mb, mcand, paired_ids, n, base_pos, cand_pos, only_b, only_c, lwl)
 
 
 USAGE_METRICS = ("tokens.", "cost.")
+TIMING_METRICS = ("latency.", "ttft.")
+
+
+def conditions_differ(base: Run, cand: Run) -> str | None:
+    """A warning when the two runs were replayed under different conditions (concurrency,
+    streaming, workers, rate limits, ...), which move latency by themselves: a concurrency-1 run
+    against a concurrency-8 run on a serial local server showed latency.p50 +1099%. Runs without
+    recorded conditions (recorded baselines, older files) are not compared."""
+    b = base.environment.get("conditions") if isinstance(base.environment, dict) else None
+    c = cand.environment.get("conditions") if isinstance(cand.environment, dict) else None
+    if not isinstance(b, dict) or not isinstance(c, dict):
+        return None
+    diff = [f"{k} {b.get(k)!r} vs {c.get(k)!r}" for k in sorted(set(b) | set(c)) if b.get(k) != c.get(k)]
+    if not diff:
+        return None
+    return ("latency was measured under different run conditions (" + "; ".join(diff) +
+            "): the difference may come from how the calls were made, not from the candidate")
 
 
 def usage_sources(run: Run) -> dict[str, int]:
@@ -262,6 +284,9 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
     mismatch = usage_mismatch(base, cand)
     if mismatch:
         warnings.append(f"tokens.* and cost.*: {mismatch}")
+    crossed = conditions_differ(base, cand)
+    if crossed:
+        warnings.append(f"latency.* and ttft.*: {crossed}")
     return json_safe({
         "schema_version": SCHEMA_VERSION,
         "verdict": verdict,
