@@ -61,7 +61,14 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
       chunk_delay=MS  streaming: delay between chunks
       cached=N        report N cached prompt tokens (capped at the input tokens)
       malformed=N     judge: the first N requests with the same first user message get prose,
-                      not JSON
+                      not JSON (not when the request has a ``response_format``: constrained
+                      decoding cannot write prose)
+      placeholder=N   judge: the first N requests with the same first user message get the
+                      prompt's shape copied back ({"reason": "<one or two sentences>", "score": 0})
+      no_schema       HTTP 400 for any request with a ``response_format`` (a provider without
+                      structured output)
+      json_object_only  HTTP 422 for ``response_format: {type: json_schema}``; ``json_object``
+                      (with a ``schema``) accepted, as llama-cpp-python's server does
       first           judge: pairwise verdicts always pick answer A (a position-biased judge)
       p500=P          random faults, drawn per request from the ``seed``-ed generator: P% HTTP 500,
       p429=P          P% HTTP 429 (with ``retry_after``),
@@ -266,12 +273,14 @@ def make_app():
         merged.update(opts)
         return behaviour, merged
 
-    def judge_text(messages: list[dict], opts: dict[str, str]) -> str:
+    def judge_text(messages: list[dict], opts: dict[str, str], structured: bool = False) -> str:
         first = next((content_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
         key = ("judge-malformed", first)
         n = state.counters.get(key, 0)
         state.counters[key] = n + 1
-        if opts.get("malformed") and n < int(opts["malformed"]):
+        if opts.get("placeholder") and n < int(opts["placeholder"]):
+            return json.dumps({"reason": "<one or two sentences>", "score": 0})
+        if opts.get("malformed") and n < int(opts["malformed"]) and not structured:
             return "Sure! I think the answer is quite good overall."
         text = json.dumps(judge_reply(first, opts))
         return f"```json\n{text}\n```" if "fenced" in opts else text
@@ -374,8 +383,12 @@ def make_app():
         err = failure(entry, model, prompt, opts, key)
         if err is not None:
             return err
+        if "no_schema" in opts and body.get("response_format"):
+            return error_response(entry, 400, "response_format is not supported by this model")
+        if "json_object_only" in opts and (body.get("response_format") or {}).get("type") == "json_schema":
+            return error_response(entry, 422, "response_format.type: Input should be 'text' or 'json_object'")
         if behaviour == "judge":
-            text, tool_calls = judge_text(messages, opts), []
+            text, tool_calls = judge_text(messages, opts, bool(body.get("response_format"))), []
         else:
             text, tool_calls = state.answer(behaviour, messages)
         finish = "tool_calls" if tool_calls else "stop"

@@ -87,7 +87,8 @@ def test_failed_samples_missing_cases_and_judge_errors(llm_server):
     assert out["details"]["c0"][0]["note"] == "candidate failed"
     assert out["skipped"] == {"only_base": "not in the candidate run"}
     assert any("not compared" in w for w in out["warnings"])
-    bad = score_pairwise_sync(cases, base[:2], cand, spec(llm_server, model="judge@malformed=5"))
+    bad = score_pairwise_sync(cases, base[:2], cand, spec(llm_server, model="judge@malformed=5",
+                                                          structured_output="off"))
     assert bad["per_case"] == {"c0": 0.0} and "malformed twice" in bad["errors"]["c1"]
     assert any("could not be judged" in w for w in bad["warnings"])
 

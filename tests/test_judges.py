@@ -117,14 +117,17 @@ def test_average_precision_known_values():
 
 def test_malformed_reply_retried_once_then_error(llm_server):
     c = case(reference="refund within 30 days")
-    s, _ = score_one(judge_spec(llm_server, "correctness", model="judge@malformed=1"), c, "refund 30 days")
+    # structured output off: constrained decoding would never let the fake judge write prose
+    s, _ = score_one(judge_spec(llm_server, "correctness", model="judge@malformed=1", structured_output="off"),
+                     c, "refund 30 days")
     assert s.error is None and s.score == pytest.approx(0.8)
     assert s.details["judge"]["calls"] == 2 and s.details["judge"]["retried_malformed"] == 1
     retry = judge_requests(llm_server)[1]["body"]["messages"]
     assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]
     assert "could not be used" in retry[-1]["content"]
 
-    s, warnings = score_one(judge_spec(llm_server, "correctness", model="judge@malformed=2", name="j2"),
+    s, warnings = score_one(judge_spec(llm_server, "correctness", model="judge@malformed=2", name="j2",
+                                       structured_output="off"),
                             case(cid="c2", reference="refund"), "refund")
     assert s.score is None and s.passed is None  # never a silent 0
     assert s.error.type == "ScorerError" and "malformed twice" in s.error.message
@@ -170,14 +173,21 @@ def test_judge_calls_are_cached_and_offline_uses_the_cache(llm_server, tmp_path)
         assert other_model.details["judge"]["calls"] == 1  # the judge model is part of the key
 
 
-def test_malformed_replies_are_not_cached(llm_server, tmp_path):
-    spec = judge_spec(llm_server, "correctness", model="judge@malformed=2")
+def test_a_malformed_outcome_is_cached_and_refresh_asks_again(llm_server, tmp_path):
+    # issue 16: a fully cached rerun re-made 208 judge calls (308 s) with the same failures
+    spec = judge_spec(llm_server, "correctness", model="judge@malformed=2", structured_output="off")
     c = case(reference="refund")
     with ResponseCache(tmp_path / "c.sqlite") as cache:
         bad, _ = score_one(spec, c, "refund", cache=cache)
-        assert bad.error is not None and len(cache) == 0
-        good, _ = score_one(spec, c, "refund", cache=cache)  # counter is past 2 now
-        assert good.score == 1.0 and len(cache) == 1
+        assert bad.error is not None and len(cache) == 1 and len(judge_requests(llm_server)) == 2
+        again, _ = score_one(spec, c, "refund", cache=cache)
+        assert len(judge_requests(llm_server)) == 2  # the same failure, not paid for twice
+        assert again.score is None and "malformed twice" in again.error.message
+        assert "--refresh" in again.error.message and again.details["judge"]["cache_hits"] == 1
+        good, _ = score_one(spec, c, "refund", cache=cache, refresh=True)  # the server's counter is past 2
+        assert good.score == 1.0 and len(judge_requests(llm_server)) == 3
+        cached, _ = score_one(spec, c, "refund", cache=cache)
+        assert cached.score == 1.0 and len(judge_requests(llm_server)) == 3
 
 
 def test_provider_errors(llm_server):

@@ -27,7 +27,7 @@ from replaygate.errors import ConfigError
 from replaygate.model import Case, Sample
 from replaygate.scoring.base import (AGAINST, Outcome, Scorer, ScorerFailure, ScoringContext, output_text,
                                      recorded_answer)
-from replaygate.scoring.judge_client import MODEL_PARAMS, MalformedReply, ModelClient, Usage
+from replaygate.scoring.judge_client import JUDGE_PARAMS, MODEL_PARAMS, MalformedReply, ModelClient, Usage
 from replaygate.scoring.judgeprompts import context_block, esc, load_prompt, tagged
 from replaygate.scoring.registry import register
 from replaygate.scoring.textutil import as_text, clip
@@ -99,6 +99,26 @@ def parse_verdicts(n_docs: int) -> Callable[[dict], list[bool]]:
     return parse
 
 
+# -------------------------------------------------------------------- verdict schemas (structured output)
+# The shapes the prompts ask for, as JSON Schemas within OpenAI's strict subset (every property
+# required, no additional ones) so the same schema works for OpenAI, llama.cpp, vLLM and Ollama.
+# "reason" comes first: a model that writes its reason before its score judges better.
+
+def _object(title: str, props: dict) -> dict:
+    return {"title": title, "type": "object", "properties": props, "required": list(props),
+            "additionalProperties": False}
+
+
+_REASON = {"type": "string"}
+SCORE_SCHEMA = _object("score_verdict", {"reason": _REASON,
+                                         "score": {"type": "integer", "minimum": 0, "maximum": 10}})
+CLAIMS_SCHEMA = _object("claims_verdict", {"claims": {"type": "array", "items": _object(
+    "claim", {"claim": {"type": "string"}, "supported": {"type": "boolean"}, "reason": _REASON})}})
+VERDICTS_SCHEMA = _object("documents_verdict", {"verdicts": {"type": "array", "items": _object(
+    "document", {"index": {"type": "integer", "minimum": 1}, "relevant": {"type": "boolean"},
+                 "reason": _REASON})}})
+
+
 def average_precision(relevant: list[bool]) -> float:
     """Mean of precision@k over the ranks k holding a relevant document (0 when none is)."""
     hits, total = 0, 0.0
@@ -116,10 +136,11 @@ class Judge(Scorer):
     """An LLM judge (see the module docstring for the rubrics). Keys: ``rubric`` (a built-in name
     or free text), ``model`` (any litellm model string), optional ``api_base``, ``api_key_env``,
     ``params`` (default temperature 0), ``price`` (USD per million tokens), ``timeout`` (s,
-    default 60), ``retries`` (provider errors, default 2), ``judge_repeats`` (default 1).
-    Default threshold 0.5."""
+    default 60), ``retries`` (provider errors, default 2), ``judge_repeats`` (default 1),
+    ``structured_output`` (auto | json_schema | json_object | off, default auto: see
+    judge_client). Default threshold 0.5."""
     params = {"rubric": {"type": "string", "minLength": 1}, "judge_repeats": {"type": "integer",
-              "minimum": 1, "maximum": 20}, **MODEL_PARAMS, **AGAINST}
+              "minimum": 1, "maximum": 20}, **JUDGE_PARAMS, **AGAINST}
     required = ("rubric", "model")
     default_threshold = 0.5
     is_async = True
@@ -168,6 +189,13 @@ class Judge(Scorer):
         return [{"role": "system", "content": SYSTEM},
                 {"role": "user", "content": self.prompt.render(**values)}], parse
 
+    @property
+    def schema(self) -> dict:
+        """The JSON Schema of this judge's verdict (for structured output)."""
+        kind = self.builtin or "rubric"
+        return {"groundedness": CLAIMS_SCHEMA, "context_recall": CLAIMS_SCHEMA,
+                "context_precision": VERDICTS_SCHEMA}.get(kind, SCORE_SCHEMA)
+
     def judgment(self, verdict: Any) -> Outcome:
         """One parsed verdict as a score."""
         kind = self.builtin or "rubric"
@@ -192,7 +220,8 @@ class Judge(Scorer):
     async def acheck(self, case: Case, sample: Sample, ctx: ScoringContext) -> Outcome:
         messages, parse = self.messages(case, sample)
         usage = Usage(self.client.model)
-        verdicts = await asyncio.gather(*(self.client.ask_json(ctx, self.prompt, messages, k, parse, usage)
+        verdicts = await asyncio.gather(*(self.client.ask_json(ctx, self.prompt, messages, k, parse, usage,
+                                                               self.schema)
                                           for k in range(self.repeats)))
         outcomes = [self.judgment(v) for v in verdicts]
         first = outcomes[0]

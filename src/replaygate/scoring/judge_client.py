@@ -2,8 +2,18 @@
 in the ``ResponseCache`` under keys of their own, with usage kept apart from the candidate's.
 
 A judge reply is parsed as JSON robustly (code fences and surrounding prose are tolerated); a
-reply that still cannot be used is answered once with a correction turn, and a second failure is
-a scorer error. Only replies that parsed are cached, so a rerun never replays a bad verdict.
+reply that echoes the prompt's placeholder (``"<one or two sentences>"``) is not a verdict. A reply
+that cannot be used is answered once with a correction turn, and a second failure is a scorer
+error. The final outcome is cached either way, malformed included (a rerun does not pay again
+for the same failure; ``--refresh`` asks again).
+
+Structured output (``structured_output``, per judge): ``auto`` (default) sends the verdict's JSON
+Schema as OpenAI's ``response_format: {type: json_schema}`` (OpenAI, vLLM, Ollama and llama.cpp's
+own server constrain decoding to it); a provider that rejects that form is asked with
+``{type: json_object, schema}`` (llama-cpp-python's server, Together, Fireworks), and one that
+rejects that too with the plain prompt; each step down happens once per run and is warned about.
+``json_schema`` and ``json_object`` send only that form (a rejection is the sample's error);
+``off`` sends none. The configured form is part of the request, so of the cache key.
 """
 from __future__ import annotations
 
@@ -35,6 +45,11 @@ MODEL_PARAMS: dict[str, dict] = {
     "timeout": {"type": "number", "exclusiveMinimum": 0},
     "retries": {"type": "integer", "minimum": 0, "maximum": 10},
 }
+STRUCTURED_MODES = ("auto", "json_schema", "json_object", "off")
+# ... and those of the scorers that ask a model for a JSON verdict (judge, pairwise)
+JUDGE_PARAMS: dict[str, dict] = {**MODEL_PARAMS, "structured_output": {"enum": list(STRUCTURED_MODES)}}
+# a whole string value that is an angle-bracketed hint: the prompt's shape line copied back
+_PLACEHOLDER = re.compile(r"^\s*<[^<>]{1,80}>\s*$")
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 CORRECTION = ("Your previous reply could not be used ({problem}). Reply again with only the JSON "
               "object in the shape asked for, and no other text.")
@@ -42,6 +57,51 @@ CORRECTION = ("Your previous reply could not be used ({problem}). Reply again wi
 
 class MalformedReply(ValueError):
     """The judge's reply is not JSON of the asked shape."""
+
+
+def placeholder_echo(value: Any) -> str | None:
+    """The first string in a parsed reply that is one of the prompt's placeholders (``"<one or
+    two sentences>"``): a small model that copies the shape line back has given no verdict, even
+    when the copy carries a number (``"score": 0``)."""
+    if isinstance(value, str):
+        return value if _PLACEHOLDER.match(value) else None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for v in items:
+        found = placeholder_echo(v)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_reply(text: str | None, parse: Callable[[dict], T]) -> T:
+    """JSON object -> no placeholder echo -> the scorer's own parser. Raises MalformedReply."""
+    reply = extract_json(text)
+    echo = placeholder_echo(reply)
+    if echo is not None:
+        raise MalformedReply(f"the reply repeats the prompt's placeholder {clip(echo, 40)!r} instead of a verdict")
+    return parse(reply)
+
+
+# the forms each mode tries, in order, when the provider rejects one (None: the plain prompt)
+LADDERS: dict[str, tuple[str | None, ...]] = {"auto": ("json_schema", "json_object", None),
+                                              "json_schema": ("json_schema",),
+                                              "json_object": ("json_object",), "off": (None,)}
+
+
+def response_format(form: str | None, schema: dict | None) -> dict | None:
+    """The ``response_format`` of one form for a verdict schema: OpenAI's ``json_schema``, or
+    ``json_object`` with the schema beside it (llama-cpp-python's server reads ``schema`` there)."""
+    if form is None or schema is None:
+        return None
+    if form == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": schema.get("title", "verdict"),
+                                                   "schema": schema, "strict": True}}
+
+
+def _rejection(err) -> bool:
+    """A provider error that can mean "this request parameter is not supported"."""
+    return err is not None and not err.auth and not err.retryable and err.status in (400, 404, 415, 422, None)
 
 
 def extract_json(text: str | None) -> dict:
@@ -113,16 +173,26 @@ class ModelClient:
     price: dict | None = None
     timeout: float = 60.0
     retries: int = 2
+    structured: str = "auto"  # one of STRUCTURED_MODES
+    # position in LADDERS[structured]: moves on when the provider rejects a form
+    structured_step: int = 0
 
     @classmethod
     def from_spec(cls, spec: dict) -> "ModelClient":
         return cls(model=spec["model"], api_base=spec.get("api_base"), api_key_env=spec.get("api_key_env"),
                    # a judge should be repeatable: temperature 0 unless the config says otherwise
                    params={"temperature": 0, **spec.get("params", {})}, price=spec.get("price"),
-                   timeout=float(spec.get("timeout", 60.0)), retries=int(spec.get("retries", 2)))
+                   timeout=float(spec.get("timeout", 60.0)), retries=int(spec.get("retries", 2)),
+                   structured=spec.get("structured_output", "auto"))
 
-    def request(self, messages: list[dict]) -> dict:
-        req = {"model": self.model, "messages": messages, "params": self.params}
+    def request(self, messages: list[dict], schema: dict | None = None, step: int = 0) -> dict:
+        """The request with the response format of ``schema`` in the ladder's form ``step``;
+        step 0, the configured form, is what the cache key is made of."""
+        params = self.params
+        fmt = response_format(LADDERS[self.structured][step], schema)
+        if fmt is not None and "response_format" not in params:
+            params = {**params, "response_format": fmt}
+        req = {"model": self.model, "messages": messages, "params": params}
         if self.api_base:
             req["api_base"] = self.api_base
         if self.api_key_env:
@@ -139,7 +209,8 @@ class ModelClient:
         APIConnectionError, ...), so the run can tell a scorer that cannot score at all from one
         that missed a few samples. Once the endpoint refused our credentials, or never answered
         a few connections in a row, later samples fail at once (``ctx.broken``): a dead judge
-        costs seconds, not retries x samples."""
+        costs seconds, not retries x samples. The ScorerFailure carries the provider error as
+        ``.llm_error`` (a rejected response_format is told apart by it)."""
         from replaygate.replay.llm import LLMError
         for attempt in range(self.retries + 1):
             try:
@@ -160,7 +231,9 @@ class ModelClient:
                         fails = ctx.connect_failures[self.endpoint] = ctx.connect_failures.get(self.endpoint, 0) + 1
                         if fails >= UNREACHABLE_AFTER:
                             ctx.broken.setdefault(self.endpoint, (exc.type, message))
-                    raise ScorerFailure(message, exc.type) from None
+                    failure = ScorerFailure(message, exc.type)
+                    failure.llm_error = exc  # type: ignore[attr-defined]
+                    raise failure from None
                 await asyncio.sleep(min(exc.retry_after or 0.5 * 2 ** attempt, 10.0))
         raise AssertionError("unreachable")
 
@@ -168,41 +241,80 @@ class ModelClient:
         from replaygate.replay.llm import credentials_hint
         return credentials_hint(self.model, self.api_key_env, self.api_base)
 
-    async def _chat(self, ctx: ScoringContext, messages: list[dict], usage: Usage) -> dict:
+    async def _chat(self, ctx: ScoringContext, messages: list[dict], usage: Usage,
+                    schema: dict | None = None) -> dict:
         from replaygate.replay import llm
-        resp = await self._with_retries(ctx, lambda: llm.chat(self.request(messages), timeout=self.timeout))
+        ladder = LADDERS[self.structured]
+        start = self.structured_step
+        while True:
+            sent: list[int] = []
+
+            def call():
+                # the form is chosen when the call goes out (after the concurrency limit): a
+                # rejection seen by an earlier call spares the calls that were waiting
+                step = self.structured_step
+                sent.append(step)
+                return llm.chat(self.request(messages, schema, step), timeout=self.timeout)
+
+            try:
+                resp = await self._with_retries(ctx, call)
+                break
+            except ScorerFailure as exc:
+                step = sent[-1] if sent else self.structured_step
+                form = ladder[step] if schema is not None else None
+                if form is None or step + 1 >= len(ladder) or not _rejection(getattr(exc, "llm_error", None)):
+                    if ladder[self.structured_step] is None and form is None and step > start:
+                        self.structured_step = start  # the plain prompt failed too: not the format's fault
+                    raise
+                if self.structured_step == step:  # one step down per rejection, not one per caller
+                    self.structured_step = step + 1
+                    nxt = ladder[step + 1]
+                    note = (f"judge model {self.model!r} rejected structured output as {form} ({exc}); "
+                            + (f"asking with {nxt} instead" if nxt else
+                               "asking for JSON in the prompt only (structured_output: off skips the attempt)"))
+                    if note not in ctx.warnings:
+                        ctx.warnings.append(note)
         usage.add_call(resp, self.price)
         return resp
 
     async def ask_json(self, ctx: ScoringContext, prompt: Prompt, messages: list[dict], repeat: int,
-                       parse: Callable[[dict], T], usage: Usage) -> T:
-        """A parsed verdict for ``messages`` (rendered from ``prompt``): from the cache when there,
-        else from the model, with one correction turn on a malformed reply."""
+                       parse: Callable[[dict], T], usage: Usage, schema: dict | None = None) -> T:
+        """A parsed verdict for ``messages`` (rendered from ``prompt``; ``schema``: the verdict's
+        JSON Schema, for structured output): from the cache when there, else from the model, with
+        one correction turn on a malformed reply. The final outcome is cached, malformed included."""
         from replaygate.replay.cache import request_key
-        key = _key("judge", {"prompt": prompt.id, "request": request_key(self.request(messages), repeat)})
+        key = _key("judge", {"prompt": prompt.id, "request": request_key(self.request(messages, schema), repeat)})
         if ctx.cache is not None and not ctx.refresh:
             hit = ctx.cache.get(key)
+            if hit is not None and hit.get("malformed"):
+                usage.cache_hits += 1
+                raise ScorerFailure(f"judge reply malformed twice ({hit['malformed']}; cached: "
+                                    f"--refresh asks again)", details={"judge": usage.as_dict()})
             if hit is not None:
                 try:
-                    verdict = parse(extract_json(hit.get("output")))
+                    verdict = parse_reply(hit.get("output"), parse)
                     usage.cache_hits += 1
                     return verdict
                 except MalformedReply:
                     pass  # a parser change made an old entry unusable: ask again
         if ctx.offline:
             raise ScorerFailure(f"judge reply for {prompt.id} not in the cache (offline)", "CacheMiss")
-        resp = await self._chat(ctx, messages, usage)
+        resp = await self._chat(ctx, messages, usage, schema)
         try:
-            verdict = parse(extract_json(resp.get("output")))
+            verdict = parse_reply(resp.get("output"), parse)
         except MalformedReply as first:
             usage.retried_malformed += 1
             retry = messages + [{"role": "assistant", "content": resp.get("output") or ""},
                                 {"role": "user", "content": CORRECTION.format(problem=first)}]
-            resp = await self._chat(ctx, retry, usage)
+            resp = await self._chat(ctx, retry, usage, schema)
             try:
-                verdict = parse(extract_json(resp.get("output")))
+                verdict = parse_reply(resp.get("output"), parse)
             except MalformedReply as second:
-                raise ScorerFailure(f"judge reply malformed twice ({first}; then {second})",
+                problem = f"{first}; then {second}"
+                if ctx.cache is not None:  # the same request fails the same way: do not pay again
+                    ctx.cache.put(key, {"output": resp.get("output"), "malformed": problem,
+                                        "model": resp.get("model")})
+                raise ScorerFailure(f"judge reply malformed twice ({problem})",
                                     details={"judge": usage.as_dict()}) from None
         if ctx.cache is not None:
             ctx.cache.put(key, {k: resp.get(k) for k in ("output", "input_tokens", "output_tokens",

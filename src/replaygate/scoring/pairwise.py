@@ -15,7 +15,7 @@ from typing import Any
 from replaygate.model import Case, CaseResult, Sample
 from replaygate.scoring.base import Outcome, Scorer, ScorerFailure, ScoringContext
 from replaygate.scoring.judge import SYSTEM, answer_text
-from replaygate.scoring.judge_client import MODEL_PARAMS, MalformedReply, ModelClient, Usage
+from replaygate.scoring.judge_client import JUDGE_PARAMS, MalformedReply, ModelClient, Usage
 from replaygate.scoring.judgeprompts import esc, load_prompt, tagged
 from replaygate.scoring.registry import build_scorer, register
 from replaygate.scoring.runner import add_usage, new_usage_total
@@ -36,6 +36,11 @@ def parse_winner(reply: dict) -> str:
     raise MalformedReply(f'`winner` must be "A", "B" or "tie", got {reply.get("winner")!r}')
 
 
+WINNER_SCHEMA = {"title": "pairwise_verdict", "type": "object", "additionalProperties": False,
+                 "required": ["reason", "winner"],
+                 "properties": {"reason": {"type": "string"}, "winner": {"type": "string", "enum": ["A", "B", "tie"]}}}
+
+
 def combine(first: str, second: str) -> float:
     """Candidate's value from the two orders: first = (A baseline, B candidate), second =
     (A candidate, B baseline). Only agreement is a win or a loss."""
@@ -50,7 +55,7 @@ class Pairwise(Scorer):
     model keys as for ``judge``. Not a per-sample scorer (informational in a run's scorer
     list): see ``score_pairwise``. Its metric is ``pairwise.NAME.win_rate``, 0.5 = no
     difference; default threshold 0.5."""
-    params = {"criteria": {"type": "string", "minLength": 1}, **MODEL_PARAMS}
+    params = {"criteria": {"type": "string", "minLength": 1}, **JUDGE_PARAMS}
     required = ("model",)
     default_threshold = 0.5
     is_async = True
@@ -81,8 +86,10 @@ class Pairwise(Scorer):
         if b == c:  # nothing to prefer: no judge call (an A/A run costs nothing to judge)
             return TIE, "tie", "tie"
         first, second = await asyncio.gather(
-            self.client.ask_json(ctx, self.prompt, self.messages(case, b, c), repeat, parse_winner, usage),
-            self.client.ask_json(ctx, self.prompt, self.messages(case, c, b), repeat, parse_winner, usage))
+            self.client.ask_json(ctx, self.prompt, self.messages(case, b, c), repeat, parse_winner, usage,
+                                 WINNER_SCHEMA),
+            self.client.ask_json(ctx, self.prompt, self.messages(case, c, b), repeat, parse_winner, usage,
+                                 WINNER_SCHEMA))
         return combine(first, second), first, second
 
 
@@ -151,7 +158,7 @@ async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
             skipped[r.id] = "not in the candidate run"
     order = [r.id for r in cand_results if r.id in per_case]
     per_case = {i: per_case[i] for i in order}
-    warnings = []
+    warnings = list(ctx.warnings)
     if errors:
         first_id = next(iter(errors))
         warnings.append(f"pairwise {scorer.name!r}: {len(errors)} cases could not be judged "
