@@ -101,6 +101,8 @@ def test_json_object_and_off_modes(llm_server):
     assert "response_format" not in bodies(llm_server)[0]
     with pytest.raises(ConfigError):
         build_scorers([spec(llm_server, structured_output="always")])
+    # `structured_output: off` in YAML arrives as False
+    assert build_scorers([spec(llm_server, structured_output=False)])[0].client.structured == "off"
 
 
 def test_pairwise_asks_for_its_own_schema(llm_server):

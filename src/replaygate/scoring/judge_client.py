@@ -47,7 +47,8 @@ MODEL_PARAMS: dict[str, dict] = {
 }
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "off")
 # ... and those of the scorers that ask a model for a JSON verdict (judge, pairwise)
-JUDGE_PARAMS: dict[str, dict] = {**MODEL_PARAMS, "structured_output": {"enum": list(STRUCTURED_MODES)}}
+# (YAML reads a bare `off` as false: accepted as "off")
+JUDGE_PARAMS: dict[str, dict] = {**MODEL_PARAMS, "structured_output": {"enum": [*STRUCTURED_MODES, False]}}
 # a whole string value that is an angle-bracketed hint: the prompt's shape line copied back
 _PLACEHOLDER = re.compile(r"^\s*<[^<>]{1,80}>\s*$")
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
@@ -183,7 +184,7 @@ class ModelClient:
                    # a judge should be repeatable: temperature 0 unless the config says otherwise
                    params={"temperature": 0, **spec.get("params", {})}, price=spec.get("price"),
                    timeout=float(spec.get("timeout", 60.0)), retries=int(spec.get("retries", 2)),
-                   structured=spec.get("structured_output", "auto"))
+                   structured=spec.get("structured_output", "auto") or "off")
 
     def request(self, messages: list[dict], schema: dict | None = None, step: int = 0) -> dict:
         """The request with the response format of ``schema`` in the ladder's form ``step``;
