@@ -67,8 +67,8 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
                       prompt's shape copied back ({"reason": "<one or two sentences>", "score": 0})
       no_schema       HTTP 400 for any request with a ``response_format`` (a provider without
                       structured output)
-      json_object_only  HTTP 422 for ``response_format: {type: json_schema}``; ``json_object``
-                      (with a ``schema``) accepted, as llama-cpp-python's server does
+      json_object_only  HTTP 500 naming the field for ``response_format: {type: json_schema}``;
+                      ``json_object`` (with a ``schema``) accepted, as llama-cpp-python's server does
       first           judge: pairwise verdicts always pick answer A (a position-biased judge)
       p500=P          random faults, drawn per request from the ``seed``-ed generator: P% HTTP 500,
       p429=P          P% HTTP 429 (with ``retry_after``),
@@ -386,7 +386,8 @@ def make_app():
         if "no_schema" in opts and body.get("response_format"):
             return error_response(entry, 400, "response_format is not supported by this model")
         if "json_object_only" in opts and (body.get("response_format") or {}).get("type") == "json_schema":
-            return error_response(entry, 422, "response_format.type: Input should be 'text' or 'json_object'")
+            return error_response(entry, 500, "1 validation error: {'loc': ('body', 'response_format', 'type'), "
+                                              "'msg': \"Input should be 'text' or 'json_object'\"}")
         if behaviour == "judge":
             text, tool_calls = judge_text(messages, opts, bool(body.get("response_format"))), []
         else:

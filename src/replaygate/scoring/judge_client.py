@@ -101,8 +101,12 @@ def response_format(form: str | None, schema: dict | None) -> dict | None:
 
 
 def _rejection(err) -> bool:
-    """A provider error that can mean "this request parameter is not supported"."""
-    return err is not None and not err.auth and not err.retryable and err.status in (400, 404, 415, 422, None)
+    """A provider error that can mean "this request parameter is not supported": a 4xx, or any
+    error naming response_format (llama-cpp-python's server answers its own validation error,
+    "response_format.type: Input should be 'text' or 'json_object'", with HTTP 500)."""
+    if err is None or err.auth:
+        return False
+    return "response_format" in err.message or (not err.retryable and err.status in (400, 404, 415, 422, None))
 
 
 def extract_json(text: str | None) -> dict:
@@ -223,7 +227,8 @@ class ModelClient:
                 ctx.answered.add(self.endpoint)
                 return result
             except LLMError as exc:
-                if not exc.retryable or attempt == self.retries:
+                # an error naming response_format is about the request, not a passing fault
+                if not exc.retryable or attempt == self.retries or "response_format" in exc.message:
                     message = f"judge model call failed ({self.model}): {exc}"
                     if exc.auth:
                         message += f" (credentials: {self.credentials_hint()})"
