@@ -85,7 +85,8 @@ def prompt_repo(tmp_path):
 
 def test_git_prompt_read_at_ref_without_touching_worktree(llm_server, prompt_repo):
     assert read_at_ref("git:v1:prompts/sys.md", prompt_repo) == "You are version one."
-    assert read_at_ref("git:HEAD:prompts/sys.md", prompt_repo / "prompts") == "You are version two."
+    assert read_at_ref("git:HEAD:sys.md", prompt_repo / "prompts") == "You are version two."  # config-relative
+    assert read_at_ref("git:HEAD:/prompts/sys.md", prompt_repo / "prompts") == "You are version two."
     assert read_at_ref("git:main~1:prompts/sys.md", prompt_repo) == "You are version one."
     cases = make_cases(2)
     cases[1].messages.insert(0, Message(role="system", content="old system"))

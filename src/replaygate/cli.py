@@ -420,26 +420,111 @@ def compare(ctx, baseline, candidate, config_path, fmts, outputs, md_file, html_
     sys.exit(doc["exit_code"])
 
 
+def _default_base() -> str:
+    """The branch a pull request targets in GitHub Actions, else main (origin/main when there is
+    no local main)."""
+    target = os.environ.get("GITHUB_BASE_REF")
+    return f"origin/{target}" if target else "main"
+
+
+def _comment_key(config_path: str | None) -> str:
+    """One comment per config: the marker names the config's path from the repository root."""
+    if not config_path:
+        return "gate"
+    from .vcs import repo_path_of
+
+    return "gate:" + repo_path_of(config_path)
+
+
+def _publish(doc: dict, key: str, report_url: str | None, issue_title: str | None = None,
+             pr_number: int | None = None) -> None:
+    from .github import publish
+    from .report import render
+
+    _, lines = publish(render(doc, "md"), key=key, report_url=report_url, issue_title=issue_title,
+                       pr_number=pr_number)
+    for text in lines:  # workflow commands are ours, built escaped by github.workflow_command
+        click.echo(text) if text.startswith("::") else _say(text, err=True)
+
+
+def _annotate(doc: dict, cfg) -> None:
+    """Workflow annotations for failed and undecided gates, at the gate's line in the config."""
+    from .config import line_of
+    from .github import annotations
+
+    workspace = os.environ.get("GITHUB_WORKSPACE") or os.getcwd()
+    rel = os.path.relpath(cfg.path, workspace) if cfg else None
+    lines = [line_of(cfg.lines, ("gates", i)) for i in range(len(doc.get("gates") or []))] if cfg else None
+    for a in annotations(doc, rel, lines):
+        click.echo(a)  # built escaped by github.workflow_command; _say would defuse the command itself
+
+
+def _fail_on(doc: dict, fail_on: str) -> int:
+    """The exit code, stricter with --fail-on undecided: an inconclusive gate fails too."""
+    code = doc["exit_code"]
+    if code == 0 and fail_on == "undecided" and any(g.get("verdict") == "inconclusive" for g in doc.get("gates") or []):
+        _say("replaygate: --fail-on undecided: a gate could not decide (too few cases); exit 1", err=True)
+        return 1
+    return code
+
+
 @cli.command()
 @_config_option
 @_report_options(FORMATS)
 @click.option("--save-runs", type=click.Path(file_okay=False), help="Also write baseline.json and candidate.json here.")
 @click.option("--refresh-baseline", is_flag=True,
               help="Call the baseline live (not from the cache) so latency compares like with like.")
+@click.option("--baseline-ref", metavar="REF",
+              help="Baseline: the candidate as it was at git REF (config, prompts and templates read at REF), "
+                   "e.g. origin/main. The config's baseline variant is not used.")
+@click.option("--changed-only", is_flag=True,
+              help="Exit 0 at once when none of the config, its prompts, templates, datasets or scorer files "
+                   "changed since --base.")
+@click.option("--base", "base_ref", metavar="REF",
+              help="What --changed-only compares with [default: --baseline-ref, else origin/$GITHUB_BASE_REF in "
+                   "a pull request, else main].")
+@click.option("--fail-on", type=click.Choice(["regression", "undecided"]), default="regression", show_default=True,
+              help="undecided: also exit 1 when a gate is inconclusive (too few cases to tell).")
+@click.option("--pr-comment", is_flag=True,
+              help="Create or update this config's pull-request comment (GITHUB_TOKEN, GITHUB_REPOSITORY, "
+                   "GITHUB_EVENT_PATH); without a write token, a notice instead.")
+@click.option("--report-url", metavar="URL", help="Link to the full report in the comment.")
+@click.option("--annotate", is_flag=True,
+              help="Print GitHub workflow annotations (::error / ::warning) for failed and undecided gates.")
 @_run_options
 @click.pass_context
 def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_file, save_runs, refresh_baseline,
-         offline, no_cache, refresh, concurrency, workers, repeats, seed):
+         baseline_ref, changed_only, base_ref, fail_on, pr_comment, report_url, annotate, offline, no_cache, refresh,
+         concurrency, workers, repeats, seed):
     """Run baseline and candidate, compare and gate (the CI command). Exit 0 pass, 1 regression,
     3 not (fully) measured."""
     from .config import load_config
-    from .errors import RunIncomplete
+    from .errors import InputError, RunIncomplete
     from .fileio import check_writable
     from .pipeline import gate as do_gate
     from .runfile import write_json
 
     targets = _targets(fmts, outputs, md_file, html_file, junit_file, json_file)
     cfg = load_config(config_path)
+    if changed_only:
+        from .changed import relevant_changes
+
+        base = base_ref or baseline_ref or _default_base()
+        try:
+            changes = relevant_changes(cfg, base)
+        except ValueError as e:
+            raise InputError(f"--changed-only: {e}", file=config_path) from None
+        if not changes.relevant:
+            _say(f"replaygate: nothing the gate reads changed since {base} ({changes.merge_base[:10]}): "
+                 "skipped, exit 0", err=True)
+            sys.exit(0)
+        shown = [os.path.relpath(p) for p in changes.changed[:5]] + changes.untraceable[:3]
+        _say(f"replaygate: changed since {base}: {', '.join(shown)}", err=True)
+    if baseline_ref:
+        from .baseline_ref import config_with_baseline_at
+
+        cfg, note = config_with_baseline_at(cfg, baseline_ref)
+        _say(f"replaygate: {note}", err=True)
     settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
     if refresh_baseline and offline:
         raise click.UsageError("--refresh-baseline calls the baseline and --offline forbids calls")
@@ -468,7 +553,47 @@ def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_f
     if cfg.data.get("history") and base.complete and cand.complete:  # last: reports and runs are kept
         kept = ", ".join([o or "the report above" for _, o in targets] + ([save_runs] if save_runs else []))
         _record_history(cfg.data["history"], [base, cand], doc, kept=kept)
-    sys.exit(doc["exit_code"])
+    if annotate:
+        _annotate(doc, cfg)
+    if pr_comment:
+        _publish(doc, _comment_key(config_path), report_url)
+    sys.exit(_fail_on(doc, fail_on))
+
+
+@cli.command()
+@click.argument("comparison", type=click.Path(dir_okay=False))
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False),
+              help="The config that was gated: names the comment (one per config) and the annotations' file.")
+@click.option("--report-url", metavar="URL", help="Link to the full report (e.g. the uploaded artifact).")
+@click.option("--issue", "issue_title", metavar="TITLE",
+              help="Open an issue with this title, or update the one a previous run opened, instead of commenting.")
+@click.option("--pr", "pr_number", type=click.IntRange(1), help="Pull request number [default: from GITHUB_EVENT_PATH].")
+@click.option("--key", help="Tells this comment apart from others replaygate posts [default: the config's path].")
+@click.option("--annotate", is_flag=True, help="Also print workflow annotations for failed and undecided gates.")
+@click.option("--print", "print_only", is_flag=True, help="Print the body instead of posting it.")
+def comment(comparison, config_path, report_url, issue_title, pr_number, key, annotate, print_only):
+    """Post a comparison (gate / compare --format json) as the one pull-request comment that later
+    runs edit, or as an issue (--issue). Needs GITHUB_TOKEN and GITHUB_REPOSITORY; without a write
+    token (a fork's pull request) it prints a notice and exits 0."""
+    from .config import load_config
+    from .errors import InputError
+    from .runfile import read_json, validate_document
+
+    doc = read_json(comparison)
+    if not isinstance(doc, dict) or "verdict" not in doc:
+        raise InputError("not a comparison file (write one with gate/compare --format json)", file=comparison)
+    validate_document(doc, "comparison.schema.json", comparison)
+    cfg = load_config(config_path, check_files=False) if config_path else None
+    key = key or _comment_key(config_path)
+    if annotate:
+        _annotate(doc, cfg)
+    if print_only:
+        from .github import GitHubContext, comment_body
+        from .report import render
+
+        _say(comment_body(render(doc, "md"), key, report_url, GitHubContext.from_env().run_url), nl=False)
+        return
+    _publish(doc, key, report_url, issue_title, pr_number)
 
 
 @cli.command()

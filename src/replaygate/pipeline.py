@@ -131,8 +131,27 @@ def environment(cfg: Config | None = None) -> dict[str, Any]:
 
 
 def _variant_record(variant: dict) -> dict:
-    """The variant as stored in the run file: its config, never a secret (only api_key_env)."""
-    return json.loads(json.dumps({k: v for k, v in variant.items() if k != "base_dir"}, default=str))
+    """The variant as stored in the run file: its config, never a secret (only api_key_env).
+    Prompts read from a git ref are stored pinned to the commit (``git:SHA:/path``), with the ref
+    names in ``git_refs``, so the run says what was read even after the branch moves."""
+    record = {k: v for k, v in variant.items() if k != "base_dir"}
+    prompt = dict(record.get("prompt") or {})
+    refs = {}
+    for k, spec in prompt.items():
+        if isinstance(spec, str) and spec.startswith("git:"):
+            from .vcs import pin_spec
+
+            try:
+                prompt[k], ref, sha = pin_spec(spec, variant.get("base_dir"))
+            except ValueError:  # replay already read it; a ref gone since then stays as written
+                continue
+            if ref != sha:
+                refs[ref] = sha
+    if prompt:
+        record["prompt"] = prompt
+    if refs:
+        record["git_refs"] = {**record.get("git_refs", {}), **refs}
+    return json.loads(json.dumps(record, default=str))
 
 
 def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
@@ -166,7 +185,12 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
         offline=settings.cache_mode == "offline", refresh=settings.cache_mode == "refresh") or [])
     problems, notes = scoring_problems(results, scorers, max_scorer_error_rate(cfg))
     reasons = ([incomplete] if incomplete else []) + problems
-    run = Run(variant=_variant_record(cfg.variant(name)), environment=environment(cfg),
+    variant = cfg.variant(name)
+    env = environment(cfg)
+    if variant.get("git_commit"):  # gate --baseline-ref: this side is the code at that commit
+        env.update(git_commit=variant["git_commit"], git_ref=variant.get("git_ref"), git_branch=None,
+                   git_dirty=False)
+    run = Run(variant=_variant_record(variant), environment=env,
               complete=complete and not problems, cases=results, scorers=[s.info for s in scorers],
               incomplete_reasons=reasons, warnings=sorted(set(warnings) | set(notes)))
     run.environment["repeats"] = settings.repeats or cfg["repeats"]
