@@ -34,5 +34,6 @@ def as_ci_clone(origin: Path, dest: Path, branch: str) -> Path:
     subprocess.run(["git", "clone", "-q", "--no-local", str(origin), str(dest)], check=True,
                    capture_output=True, env={**os.environ, **GIT_ENV})
     git(dest, "checkout", "-q", "--detach", f"origin/{branch}")
-    git(dest, "branch", "-q", "-D", "main")
+    if git(dest, "branch", "--list", "main"):
+        git(dest, "branch", "-q", "-D", "main")
     return dest
