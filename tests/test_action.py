@@ -97,5 +97,5 @@ def test_composite_rules_actionlint_does_not_check():
         assert name in act["inputs"], name
     for sid in re.findall(r"steps\.([A-Za-z0-9_-]+)\.outputs", text):
         assert sid in ids, sid
-    assert set(act["outputs"]) == {"verdict", "exit-code", "report-path"}
+    assert set(act["outputs"]) == {"verdict", "exit-code", "report-path", "comparison-path"}
     assert {"config", "baseline-ref", "fail-on", "comment", "args"} <= set(act["inputs"])

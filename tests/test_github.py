@@ -135,5 +135,5 @@ def test_annotations_name_failed_and_undecided_gates_at_their_config_line(compar
 def test_workflow_command_escaping_keeps_hostile_text_inside_one_command():
     hostile = "50%\r\n::error::forged\x1b[2J, file=x:1"
     cmd = workflow_command("error", hostile, file="a,b:c.yaml", title="t\nx")
-    assert cmd == "::error file=a%2Cb%3Ac.yaml,title=t%0Ax::50%25 %0A::error::forged [2J, file=x:1"
+    assert cmd == "::error file=a%2Cb%3Ac.yaml,title=t\\nx::50%25\\r\\n::error::forged\\x1b[2J, file=x:1"
     assert "\n" not in cmd and "\r" not in cmd and "\x1b" not in cmd

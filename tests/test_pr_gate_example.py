@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from actionrunner import ActionRun
+from actionrunner import StepRunner, action_runner
 from fakegithub import FakeGitHub
 from gitrepo import as_ci_clone, commit_all, git, init_repo
 
@@ -27,7 +27,7 @@ def workflow_inputs(base_ref: str) -> dict[str, str]:
     return {k: str(v).replace("${{ github.base_ref }}", base_ref) for k, v in step["with"].items()}
 
 
-def run_action(clone: Path, tmp: Path, gh: FakeGitHub, uploads: list) -> ActionRun:
+def run_action(clone: Path, tmp: Path, gh: FakeGitHub, uploads: list) -> StepRunner:
     tmp.mkdir(parents=True, exist_ok=True)
     event = tmp / "event.json"
     event.write_text(json.dumps({"number": 3, "pull_request": {
@@ -36,18 +36,18 @@ def run_action(clone: Path, tmp: Path, gh: FakeGitHub, uploads: list) -> ActionR
            "GITHUB_TOKEN": gh.token, "GITHUB_REPOSITORY": gh.repo, "GITHUB_EVENT_PATH": str(event),
            "GITHUB_API_URL": gh.api_url, "GITHUB_SERVER_URL": "https://github.test", "GITHUB_RUN_ID": "4242"}
 
-    def upload(run: ActionRun, with_: dict) -> dict:
+    def upload(run: StepRunner, step: dict, with_: dict) -> dict:
         folder = Path(with_["path"])
         uploads.append(sorted(p.name for p in folder.iterdir()))
         return {"artifact-url": ARTIFACT_URL, "artifact-id": "99"}
 
-    def install(run: ActionRun, step: dict) -> dict:  # .ci/package-check installs the package itself
+    def install(run: StepRunner, step: dict, with_: dict) -> dict:  # .ci/package-check installs the package itself
         run.path_add.insert(0, str(Path(sys.executable).parent))
         return {}
 
-    run = ActionRun(ROOT, workflow_inputs("main"), env, clone, tmp / "runner",
-                    uses={"actions/setup-python": lambda r, w: {}, "actions/upload-artifact": upload},
-                    replace={"Install replaygate from the action's checkout": install})
+    run = action_runner(ROOT, workflow_inputs("main"), env, clone, tmp / "runner",
+                        uses={"actions/setup-python": lambda r, s, w: {}, "actions/upload-artifact": upload},
+                        replace={"Install replaygate from the action's checkout": install})
     run.rc = run.run()
     return run
 
@@ -67,7 +67,7 @@ def test_copied_pr_gate_example_keeps_one_updated_comment(tmp_path):
         uploads: list = []
         run = run_action(as_ci_clone(origin, tmp_path / "ci1", "cheaper-model"), tmp_path / "t1", gh, uploads)
         gate_log = run.output("Gate")
-        assert run.rc == 1, "\n".join(f"{n} -> {c}\n{o}" for n, c, o in run.log)
+        assert run.rc == 1, run.transcript()
         out = run.ctx["steps"]["gate"]["outputs"]
         assert out["verdict"] == "fail" and out["exit-code"] == "1" and out["report-path"].endswith("report.html")
         assert "variant 'candidate' of replaygate.yaml at origin/main" in gate_log
@@ -87,7 +87,7 @@ def test_copied_pr_gate_example_keeps_one_updated_comment(tmp_path):
         cfg.write_text(cfg.read_text().replace("max_decrease: 0.02", "max_decrease: 0.5"))
         commit_all(origin, "accept a larger drop")
         run = run_action(as_ci_clone(origin, tmp_path / "ci2", "cheaper-model"), tmp_path / "t2", gh, uploads)
-        assert run.rc == 0, "\n".join(f"{n} -> {c}\n{o}" for n, c, o in run.log)
+        assert run.rc == 0, run.transcript()
         assert [w["method"] for w in gh.writes()] == ["POST", "PATCH"]
         assert len(gh.comments[3]) == 1 and gh.comments[3][0]["id"] == first["id"]
         assert "❌ fail" not in gh.comments[3][0]["body"] and "max\\_decrease 0\\.5" in gh.comments[3][0]["body"]

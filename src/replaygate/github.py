@@ -229,15 +229,6 @@ def upsert_issue(ctx: GitHubContext, title: str, body: str, key: str = "nightly"
 
 # --- workflow commands -------------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def _one_line(value: Any) -> str:
-    """Untrusted text (gate reasons quote metric names, model text may reach them) without
-    terminal control characters; newlines are left to the command escaping below."""
-    return _CONTROL.sub(" ", "" if value is None else str(value))
-
-
 def _escape_data(s: str) -> str:
     return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
@@ -247,10 +238,13 @@ def _escape_property(s: str) -> str:
 
 
 def workflow_command(kind: str, message: str, **props: Any) -> str:
-    """``::kind key=value,...::message`` with GitHub's escaping, so text cannot end the command
-    early or start another one."""
-    given = ",".join(f"{k}={_escape_property(_one_line(v))}" for k, v in props.items() if v is not None)
-    return f"::{kind}{' ' + given if given else ''}::{_escape_data(_one_line(message))}"
+    """``::kind key=value,...::message``: untrusted text made one inert line (safetext.line:
+    control characters and newlines shown as escapes), then GitHub's escaping of command data and
+    properties, so it can neither end the command early nor start another one."""
+    from .safetext import line
+
+    given = ",".join(f"{k}={_escape_property(line(v))}" for k, v in props.items() if v is not None)
+    return f"::{kind}{' ' + given if given else ''}::{_escape_data(line(message))}"
 
 
 def annotations(doc: dict, config_file: str | None = None,
