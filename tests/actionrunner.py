@@ -41,6 +41,8 @@ class StepRunner:
         expr = expr.strip()
         if expr == "always()":
             return True
+        if expr == "failure()":
+            return self._failed
         m = re.fullmatch(r"'(.*)'", expr)
         if m:
             return m.group(1)
@@ -65,13 +67,13 @@ class StepRunner:
         if cond is None:
             return not failed
         cond = _EXPR.sub(lambda m: m.group(1), str(cond))
-        if failed and "always()" not in cond:
+        if failed and "always()" not in cond and "failure()" not in cond:
             return False
         return any(all(self._clause(c) for c in alt.split("&&")) for alt in cond.split("||"))
 
     # -- running ------------------------------------------------------------------------------
     def run(self) -> int:
-        failed = False
+        failed = self._failed = False
         rc = 0
         for i, step in enumerate(self.steps):
             name = step.get("name") or step.get("uses") or f"step {i}"
@@ -91,7 +93,8 @@ class StepRunner:
                 self.ctx["steps"][step["id"]] = {"outputs": outputs,
                                                  "outcome": "failure" if code else "success"}
             if code and not step.get("continue-on-error"):
-                failed, rc = True, code
+                failed = self._failed = True
+                rc = code
         for work in self.post:
             work()
         return rc
@@ -152,8 +155,9 @@ def run_action_step(action_dir: Path, runner: StepRunner, step: dict, with_: dic
 
 
 def workflow_runner(workflow: Path, job: str, github: dict[str, str], env: dict[str, str], workdir: Path,
-                    runner_temp: Path, **kw) -> StepRunner:
+                    runner_temp: Path, inputs: dict[str, str] | None = None, **kw) -> StepRunner:
     wf = yaml.safe_load(workflow.read_text())
     j = wf["jobs"][job]
-    ctx = {"github": github, "secrets": {}, "runner": {"temp": str(runner_temp)}, "steps": {}}
+    ctx = {"github": github, "secrets": {}, "runner": {"temp": str(runner_temp)}, "steps": {},
+           "inputs": inputs or {}}
     return StepRunner(j["steps"], ctx, env, workdir, runner_temp, job_env=j.get("env"), **kw)

@@ -30,10 +30,32 @@ def load_dataset(entries: list[dict]) -> list[Case]:
                                        refs_dir=entry.get("refs_dir"),
                                        keep_nested_duplicates=entry.get("keep_nested_duplicates", False)
                                        ), ", ".join(entry["traces"])
+        if entry.get("case_id") == "input":
+            found = ids_from_input(found)
         for c in found:
             if c.id in origin:
                 raise InputError(f"case id {c.id!r} appears in both {origin[c.id]} and {label}",
                                  file=label)
             origin[c.id] = label
         cases.extend(found)
+    return cases
+
+
+def ids_from_input(cases: list[Case]) -> list[Case]:
+    """Case ids from what was asked (messages and tools), not from the trace and span ids, so the
+    same prompt recorded in two periods pairs up (`case_id: input`): this week's traces against
+    last week's. The n-th repeat of the same input within one load gets the suffix ``#n``; the
+    trace-based id stays in ``metadata.trace_case_id``."""
+    import hashlib
+    import json
+
+    seen: dict[str, int] = {}
+    for c in cases:
+        key = json.dumps({"messages": [m.to_openai() for m in c.messages], "tools": c.tools},
+                         sort_keys=True, default=str)
+        h = "in-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        n = seen.get(h, 0)
+        seen[h] = n + 1
+        c.metadata = {**c.metadata, "trace_case_id": c.id}
+        c.id = h if n == 0 else f"{h}#{n + 1}"
     return cases
