@@ -63,7 +63,7 @@ def test_comment_is_created_once_then_edited_on_the_next_push(tmp_path, monkeypa
         key = marker("gate:example-configs/quickstart/replaygate.yaml")
         assert body.startswith(key + "\n## replaygate: ❌ fail")
         assert "Verdict: FAIL \\(exit 1\\)" in body
-        assert "[Full report (HTML and run files)](https://github.test/art/1)" in body
+        assert "[Full report: every case side by side](https://github.test/art/1)" in body
         assert "[CI run](https://github.test/acme/shop/actions/runs/4242)" in body
         assert "| quality\\.pass\\_rate max\\_decrease 0\\.02 |" in body
         assert all(r["auth"] == "Bearer ghs_abc" and r["accept"] == "application/vnd.github+json" for r in gh.requests)

@@ -441,8 +441,8 @@ def _publish(doc: dict, key: str, report_url: str | None, issue_title: str | Non
     from .github import publish
     from .report import render
 
-    _, lines = publish(render(doc, "md"), key=key, report_url=report_url, issue_title=issue_title,
-                       pr_number=pr_number)
+    _, lines = publish(render(doc, "md", report_url=report_url), key=key, report_url=report_url,
+                       issue_title=issue_title, pr_number=pr_number)
     for text in lines:  # workflow commands are ours, built escaped by github.workflow_command
         click.echo(text) if text.startswith("::") else _say(text, err=True)
 
@@ -591,7 +591,8 @@ def comment(comparison, config_path, report_url, issue_title, pr_number, key, an
         from .github import GitHubContext, comment_body
         from .report import render
 
-        _say(comment_body(render(doc, "md"), key, report_url, GitHubContext.from_env().run_url), nl=False)
+        _say(comment_body(render(doc, "md", report_url=report_url), key, report_url, GitHubContext.from_env().run_url),
+             nl=False)
         return
     _publish(doc, key, report_url, issue_title, pr_number)
 

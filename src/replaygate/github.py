@@ -147,13 +147,9 @@ def fit(body: str, link: str | None = None, limit: int = COMMENT_LIMIT) -> str:
 
 def comment_body(markdown: str, key: str = "gate", report_url: str | None = None,
                  run_url: str | None = None) -> str:
-    """The PR comment: our marker, the Markdown report, and links to the report and the run."""
-    links = []
-    if report_url:
-        links.append(f"[Full report (HTML and run files)]({report_url})")
-    if run_url and run_url != report_url:
-        links.append(f"[CI run]({run_url})")
-    tail = ("\n\n" + " · ".join(links) + "\n") if links else ""
+    """The PR comment: our marker, the Markdown report (which links the full report itself:
+    report.markdown's `report_url`), and a link to the CI run."""
+    tail = f"\n[CI run]({run_url})\n" if run_url and run_url != report_url else ""
     return fit(f"{marker(key)}\n{markdown.rstrip()}\n{tail}", report_url or run_url)
 
 
