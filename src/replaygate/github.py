@@ -266,7 +266,7 @@ def annotations(doc: dict, config_file: str | None = None,
         out.append(workflow_command("error" if verdict == "fail" else "warning", text,
                                     file=config_file, line=line,
                                     title="replaygate: regression" if verdict == "fail"
-                                    else "replaygate: too few cases to decide"))
+                                    else "replaygate: gate undecided"))
     return out
 
 
