@@ -135,7 +135,7 @@ def test_html_grid_lists_every_case_most_regressed_first_escaped(comparison):
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "\x07" not in page and page.count("<script") == 1
     cand_cell = rows[0].findall("td")[3]
-    assert cand_cell.find("pre").text == HOSTILE.replace("\x07", "")
+    assert cand_cell.find("pre").text == HOSTILE.replace("\x07", "\\x07")  # shown, not sounded
     reason = cand_cell.find("ul/li")
     assert reason.get("class") == "s-fail" and "no 'yes' in x | y" in "".join(reason.itertext())
     buttons = {b.get("data-filter"): b.text for b in root.iter("button")}
@@ -165,3 +165,18 @@ def test_cases_are_cut_at_the_limit_keeping_the_most_regressed():
     rows, total = listing.case_rows(base, cand, np.arange(12), np.arange(12), np.ones(12),
                                     np.array(passed, dtype=float), limit=5)
     assert total == 12 and len(rows) == 5 and rows[0]["case"] == "case-07" and rows[0]["change"] == -1.0
+
+
+def test_html_shows_bidi_overrides_and_lone_surrogates_as_escapes(tmp_path):
+    """A right-to-left override would reorder what a reviewer reads; a lone surrogate (valid in
+    a JSON string) cannot be written as UTF-8. Both become visible escapes."""
+    tricky = "refund approved\u202e)dnuf on(\ud800 end"
+    base = _run("base", ["yes"] * 3, [True] * 3)
+    cand = _run("cand", ["yes", tricky, "yes"], [True, False, True])
+    path = tmp_path / "r.html"
+    from replaygate.runfile import write_text
+
+    write_text(render(compare_runs(base, cand, gates=GATES), "html"), path)  # UTF-8: no encode error
+    page = path.read_text(encoding="utf-8")
+    assert "\u202e" not in page and "\\u202e" in page and "\\ud800" in page
+    _xhtml(page)

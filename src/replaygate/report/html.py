@@ -14,18 +14,19 @@ import html
 import re
 from typing import Any, Iterable
 
+from .. import safetext
 from . import fmt
 from .terminal import verdict_line
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NOT_XML = re.compile("[\ud800-\udfff\ufffe\uffff]")  # lone surrogates, noncharacters
 
 
 def escape(text: Any) -> str:
-    """Escaped for HTML text and attributes; control characters (invalid in XML, and nothing
-    a reader wants) removed; lone surrogates and U+FFFE/U+FFFF (invalid in XML, and not
-    encodable as UTF-8) shown as U+FFFD, so the page stays valid XHTML."""
-    return html.escape(_NOT_XML.sub("\ufffd", _CONTROL.sub("", str(text))))
+    """Escaped for HTML text and attributes. Control characters (invalid in XML), bidirectional
+    overrides (they reorder what a reader sees) and lone surrogates (they cannot be written as
+    UTF-8) become visible escapes such as ``\\x1b`` (``safetext.block``); lines are kept;
+    U+FFFE/U+FFFF (invalid in XML) are shown as U+FFFD, so the page stays valid XHTML."""
+    return html.escape(_NOT_XML.sub("\ufffd", safetext.block(text)))
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1400px;color:#222;padding:0 1em}
