@@ -146,6 +146,20 @@ def test_html_grid_lists_every_case_most_regressed_first_escaped(comparison):
     assert "openai/cand" in text and "30: 100% recorded" in text and "0123456789 (main)" in text
 
 
+def test_refs_and_commits_from_baseline_ref_are_reported():
+    """gate --baseline-ref stores the ref a side was read at (environment.git_ref) and the refs
+    its prompts were pinned from (variant.git_refs): both reach the reports."""
+    base = _run("base", ["yes"] * 3, [True] * 3, variant={"name": "base", "model": "openai/m",
+                                                          "git_refs": {"origin/main": "fedcba9876543210"}})
+    base.environment.update(git_commit="fedcba9876543210", git_ref="origin/main", git_branch=None)
+    doc = compare_runs(base, _run("cand", ["yes"] * 3, [True] * 3), gates=GATES)
+    assert doc["baseline"]["git"] == {"commit": "fedcba9876543210", "dirty": False, "ref": "origin/main"}
+    md = markdown_comparison(doc)
+    assert "commit fedcba9876 \\(origin/main\\); refs origin/main = fedcba9876" in md
+    text = " ".join(_xhtml(render(doc, "html")).find(".//table[@class='sides']").itertext())
+    assert "fedcba9876 (origin/main)" in text and "0123456789 (main)" in text
+
+
 def test_comparison_with_cases_validates_against_its_schema(comparison):
     from replaygate.runfile import validate_document
 

@@ -52,9 +52,13 @@ def describe_side(run: Run) -> dict[str, Any]:
     refs = {k: p for k, p in prompt.items() if isinstance(p, str) and p.startswith("git:")}
     if refs:
         out["prompt_refs"] = refs
-    git = {k: env.get(f"git_{k}") for k in ("commit", "branch", "dirty") if env.get(f"git_{k}") is not None}
+    # gate --baseline-ref records the ref this side was read at (environment.git_ref) and the
+    # refs its prompts were pinned from (variant.git_refs: ref -> SHA)
+    git = {k: env.get(f"git_{k}") for k in ("commit", "branch", "dirty", "ref") if env.get(f"git_{k}") is not None}
     if git:
         out["git"] = git
+    if isinstance(v.get("git_refs"), dict) and v["git_refs"]:
+        out["git_refs"] = {str(r): str(sha) for r, sha in v["git_refs"].items()}
     return out
 
 

@@ -158,12 +158,14 @@ def side_parts(side: dict) -> list[tuple[str, str]]:
         parts.append(("callable" if kind == "callable" else "model", str(model)))
     git = side.get("git") or {}
     if git.get("commit"):
-        where = [git["branch"]] if git.get("branch") else []
+        where = [str(git[k]) for k in ("ref", "branch") if git.get(k)]
         if git.get("dirty"):
             where.append("uncommitted changes")
-        parts.append(("commit", git["commit"][:10] + (f" ({', '.join(where)})" if where else "")))
+        parts.append(("commit", str(git["commit"])[:10] + (f" ({', '.join(where)})" if where else "")))
     for k, ref in (side.get("prompt_refs") or {}).items():
         parts.append((f"prompt {k}", str(ref)))
+    if side.get("git_refs"):
+        parts.append(("refs", ", ".join(f"{r} = {sha[:10]}" for r, sha in side["git_refs"].items())))
     prov = provenance(side)
     if prov:
         parts.append(("samples", f"{side.get('n_samples', '?')}: {prov}"))
