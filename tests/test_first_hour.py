@@ -120,6 +120,12 @@ def test_flagged_gates_decide_as_the_flag_says(n, tau, flagged):
     assert (identical == "pass") == (flagged is None)
 
 
+def test_a_zero_tolerance_is_flagged_without_a_case_count():
+    """No number of cases shows a change of exactly 0 is held: said plainly, quickly, no crash."""
+    (_, text), = gate_sensitivity([{"metric": "quality.pass_rate", "max_decrease": 0.0}], DECISION, 50)
+    assert "cannot pass with 50 cases" in text and text.endswith("loosen it")
+
+
 def test_bound_gate_that_cannot_pass_is_flagged_with_the_cases_it_needs():
     gates = [{"metric": "errors.rate", "max": 0.01, "mode": "noninferior"}]
     (i, text), = gate_sensitivity(gates, DECISION, 200)

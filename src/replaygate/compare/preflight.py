@@ -13,7 +13,7 @@ from __future__ import annotations
 from . import stats as st
 from .gates import Gate, parse_gates
 
-MAX_CASES = 10_000_000
+MAX_CASES = 1_000_000  # beyond this "how many cases would decide it" is not worth saying
 
 
 def _is_rate(metric: str) -> bool:
@@ -27,14 +27,22 @@ def _alpha(g: Gate, family: int, holm: bool) -> float:
 
 
 def _smallest_n(ok) -> int | None:
+    """The smallest number of cases for which ``ok`` holds (it is monotone), None past MAX_CASES
+    (e.g. a tolerance of 0, which no number of cases can show is held)."""
+    def holds(k: int) -> bool:
+        try:
+            return bool(ok(k))
+        except (OverflowError, ValueError, ZeroDivisionError):
+            return False
+
     lo, hi = 1, 2
-    while not ok(hi):
+    while not holds(hi):
         lo, hi = hi, hi * 2
         if hi > MAX_CASES:
             return None
     while lo + 1 < hi:
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        lo, hi = (lo, mid) if holds(mid) else (mid, hi)
     return hi
 
 
