@@ -133,8 +133,11 @@ def test_chunked_bodies_have_the_same_limits(tmp_path):
         # over the limit: refused as soon as the total passes it, the rest not read
         with _connect(rcv) as s:
             s.sendall(_post_head("Transfer-Encoding: chunked\r\n").encode() + b"\r\n")
-            for _ in range(20):
-                s.sendall(b"1000\r\n" + b"\x0a" * 4096 + b"\r\n")
+            try:  # the receiver may refuse before all 80 kB are sent: stop sending, read its answer
+                for _ in range(20):
+                    s.sendall(b"1000\r\n" + b"\x0a" * 4096 + b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
             code, h, _ = _response(s)
             assert code == 413 and h.get("connection") == "close"
         # a gzip bomb in chunks

@@ -186,3 +186,14 @@ def test_p95_mde_is_stated_on_the_log_scale_of_the_ratio():
     se_log = np.nanstd(np.log(ratio))
     assert g["mde"] == pytest.approx(1.1 * math.exp(k * se_log) - 1, rel=1e-9)
     assert g["mde"] > 0.1 + k * np.nanstd(ratio - 1)  # the linear MDE understated it
+
+
+def test_log_ratio_bounds_and_mde_never_overflow():
+    """A log-ratio bound or spread from a handful of wild cases is beyond exp's range: an
+    unbounded ratio (or no MDE), never an OverflowError that kills the comparison."""
+    from replaygate.compare.gates import _expm1, _log_mde
+    assert _expm1(1e4) == float("inf") and _expm1(-1e4) == -1.0
+    assert _expm1(float("inf")) == float("inf") and _expm1(float("-inf")) == -1.0
+    assert abs(_expm1(0.5) - 0.6487212707001282) < 1e-12
+    assert _log_mde(1, 0.1, 1e3, 0.05) is None
+    assert 0.1 < _log_mde(1, 0.1, 0.1, 0.05) < 1

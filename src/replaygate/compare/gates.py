@@ -186,8 +186,21 @@ def _log_mde(sign: float, tau: float, se_log: float, a: float) -> float | None:
     if not math.isfinite(se_log):
         return None
     if sign > 0:
-        return (1 + tau) * math.exp(_k(a) * se_log) - 1
+        grow = _expm1(_k(a) * se_log)  # a huge spread (a few cases) overflows exp: no MDE then
+        return None if not math.isfinite(grow) else (1 + tau) * (1 + grow) - 1
     return 1 - max(1 - tau, 0.0) * math.exp(-_k(a) * se_log)
+
+
+def _expm1(x: float) -> float:
+    """expm1 that gives inf instead of raising OverflowError (log-ratio bounds of a few cases)."""
+    if math.isnan(x):
+        return x
+    if not math.isfinite(x):
+        return -1.0 if x < 0 else math.inf
+    try:
+        return math.expm1(x)
+    except OverflowError:
+        return math.inf
 
 
 def _studentized_test(s: st.Studentized, sign: float, tau: float, scale: str, observed) -> _Test:
@@ -204,8 +217,7 @@ def _log_ratio_test(s: st.Studentized, sign: float, tau: float, observed: float)
     """A relative rule ("N%") on a ratio of means, tested on the log scale (bootstrap-t)."""
     def interval(a):
         lo, hi = s.interval(a)
-        return (math.expm1(lo) if math.isfinite(lo) else (-1.0 if lo < 0 else math.inf),
-                math.expm1(hi) if math.isfinite(hi) else (-1.0 if hi < 0 else math.inf))
+        return _expm1(lo), _expm1(hi)
     mde = lambda a: _log_mde(sign, tau, s.se, a)
     if sign < 0 and tau >= 1.0:  # a decrease of 100% or more is always tolerated
         return _Test(-observed, tau, 1.0, 0.0, interval, mde, "relative", observed)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import threading
 import time
 import zlib
@@ -484,13 +485,32 @@ class _Server(ThreadingHTTPServer):
             except OSError:
                 pass
             self._recorder.count(503)
-            self.shutdown_request(request)
+            super().shutdown_request(request)  # no lingering here: this is the accept loop's thread
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
             self._slots.release()
             raise
+
+    def shutdown_request(self, request) -> None:
+        """Close like a careful HTTP server (a lingering close): send our FIN, then read and drop
+        what the client is still sending for a moment. Closing a socket with unread bytes makes the
+        kernel answer with a reset, and a client still uploading the body we refused (413 on a
+        chunked body past the limit) would lose our answer with it."""
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(0.2)
+            deadline = time.monotonic() + 1.0
+            drained = 0
+            while time.monotonic() < deadline and drained < (1 << 22):
+                data = request.recv(65536)
+                if not data:
+                    break
+                drained += len(data)
+        except OSError:
+            pass
+        self.close_request(request)
 
     def process_request_thread(self, request, client_address) -> None:
         try:
