@@ -1,6 +1,9 @@
 """Helpers shared by the replay tests (cases, live-request filters)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from replaygate.model import Case, Message, Recorded
 from replaygate.replay.engine import WARMUP_TEXT, ReplayOptions
 
@@ -23,9 +26,16 @@ def model_variant(srv, model: str, **kw) -> dict:
     return {"model": f"openai/{model}", "api_base": srv.api_base, **kw}
 
 
-def live_requests(srv) -> list[dict]:
+def live_requests(srv, bodies: bool = True) -> list[dict]:
     """Requests the server received, without the engine's warm-up calls."""
-    return [r for r in srv.stats()["requests"] if r["prompt"] != WARMUP_TEXT]
+    return [r for r in srv.stats(bodies=bodies)["requests"] if r["prompt"] != WARMUP_TEXT]
+
+
+def write_golden(folder: Path, rows: list[dict], name: str = "golden.jsonl") -> Path:
+    """A JSONL golden set in ``folder`` (one row a line), for the CLI tests' configs."""
+    path = Path(folder) / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def opts(tmp_path=None, **kw) -> ReplayOptions:

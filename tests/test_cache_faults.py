@@ -13,6 +13,7 @@ from faults import fill, read_only, small_disk
 from replaygate.cli import cli
 from replaygate.errors import InputError
 from replaygate.replay.cache import ResponseCache
+from replay_helpers import write_golden
 
 N = 12
 
@@ -28,7 +29,7 @@ def chat_calls(server) -> int:
 @pytest.fixture
 def project(tmp_path, llm_server):
     rows = [{"id": f"q{i:02d}", "input": f"question {i} " + "pad " * 20, "expected": f"w{i}"} for i in range(N)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     llm_server.configure(answers={r["input"]: f"the answer is {r['expected']} " + "x" * 2000 for r in rows})
 
     def write(cache: str = ".replaygate/cache.sqlite", history: str | None = None) -> os.PathLike:

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from replaygate.cli import cli
 from replaygate.config import schema_errors
+from replay_helpers import write_golden
 
 N = 20
 
@@ -29,7 +30,7 @@ def dead_port() -> int:
 def project(tmp_path, llm_server):
     rows = [{"id": f"q{i:03d}", "input": f"What is the code word for item {i}?", "expected": f"word-{i}"}
             for i in range(N)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     llm_server.configure(answers={r["input"]: f"The code word is {r['expected']}." for r in rows},
                          wrong_answer="I do not know.")
 
@@ -160,7 +161,7 @@ def test_judge_with_rejected_credentials_names_the_variable(project, llm_server,
 
 def test_informational_scorer_that_cannot_score_is_reported_not_counted(project, llm_server, tmp_path):
     rows = [{"id": f"q{i:03d}", "input": f"What is the code word for item {i}?"} for i in range(N)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     scorers = ('  - {name: says_code, type: contains, value: "code word"}\n'
                "  - {name: close, type: similarity, informational: true}\n")  # no reference: cannot score
     cfg = project(scorers=scorers)

@@ -11,6 +11,7 @@ from replaygate.cli import cli
 from replaygate.config import schema_errors
 from replaygate.metrics import case_metrics
 from replaygate.model import CaseResult, ErrorInfo, Run, Sample
+from replay_helpers import write_golden
 
 
 def test_rate_counts_truncations_among_answers_with_a_known_finish_reason():
@@ -31,7 +32,7 @@ def test_rate_counts_truncations_among_answers_with_a_known_finish_reason():
 
 def test_truncated_candidate_is_counted_gated_reported_and_warned(llm_server, tmp_path):
     rows = [{"id": f"q{i:02d}", "input": f"q{i}", "expected": "refund"} for i in range(20)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     long = "a refund is possible within thirty days of delivery for every order"
     cfg = tmp_path / "replaygate.yaml"
     cfg.write_text(f"""\

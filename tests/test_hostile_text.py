@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from replaygate.cli import cli
 from replaygate.replay.cache import ResponseCache, request_key
+from replay_helpers import write_golden
 
 HOSTILE = ["lone \ud800 high", "lone \udfff low", "nonchar \ufffe and \uffff", "nul \x00 byte",
            "all \ud83d\x00\uffff\U00010000 mixed", "plain"]
@@ -68,7 +69,7 @@ def hostile_project(tmp_path, llm_server):
     # the golden inputs hold the hostile characters too (JSON escapes, as a dataset writes them)
     rows = [{"id": f"q{i}", "input": f"question {i} {t if _sendable(t) else ''}", "expected": "x"}
             for i, t in enumerate(HOSTILE)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     llm_server.configure(answers={r["input"]: f"answer {t}" for r, t in zip(rows, HOSTILE)})
     (tmp_path / "replaygate.yaml").write_text(f"""\
 version: 1

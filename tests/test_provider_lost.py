@@ -11,19 +11,15 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from fakeserver import FakeServer
-from replay_helpers import WARMUP_TEXT
+from replay_helpers import live_requests, write_golden
 from replaygate.cli import cli
 
 N = 40
 
 
-def _live(srv: FakeServer) -> list[dict]:
-    return [r for r in srv.stats(bodies=False)["requests"] if r["prompt"] != WARMUP_TEXT]
-
-
 def _project(tmp_path: Path, api_base: str) -> tuple[Path, dict]:
     rows = [{"id": f"q{i:02d}", "input": f"code word for item {i}?", "expected": f"word-{i}"} for i in range(N)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     cfg = tmp_path / "replaygate.yaml"
     cfg.write_text(f"""\
 version: 1
@@ -67,7 +63,7 @@ def test_provider_killed_mid_run_stops_early_writes_partial_runs_and_resumes(tmp
         srv.configure(answers=answers)
         run = _Gate(cfg, tmp_path / "runs")
         deadline = time.monotonic() + 120
-        while len(_live(srv)) < 12 and run.is_alive() and time.monotonic() < deadline:
+        while len(live_requests(srv, bodies=False)) < 12 and run.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         port = srv.port
         srv.stop()  # the provider dies and stays down
@@ -98,7 +94,7 @@ def test_provider_killed_mid_run_stops_early_writes_partial_runs_and_resumes(tmp
         srv.configure(answers=answers)
         r = _Gate(cfg, tmp_path / "runs2").finish()
         assert r.exit_code == 0, r.output
-        assert len(_live(srv)) == 2 * N - len(answered)
+        assert len(live_requests(srv, bodies=False)) == 2 * N - len(answered)
     finally:
         srv.stop()
     for side in ("baseline", "candidate"):

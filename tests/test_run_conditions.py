@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from replaygate.cli import cli
 from replaygate.config import schema_errors
+from replay_helpers import write_golden
 
 
 def _invoke(*args):
@@ -16,7 +17,7 @@ def _invoke(*args):
 
 def test_conditions_are_recorded_and_a_crossing_comparison_warns_on_latency(llm_server, tmp_path):
     rows = [{"id": f"q{i:02d}", "input": f"question {i}"} for i in range(12)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     cfg = tmp_path / "replaygate.yaml"
     cfg.write_text(f"""\
 version: 1

@@ -15,12 +15,13 @@ from replaygate.replay.variants import build_variant
 from replaygate.sources import genai
 from replaygate.sources.golden import load_golden
 from replaygate.sources.traces import read_cases_jsonl
+from replay_helpers import write_golden
 
 
 def _project(tmp_path, llm_server, row_params: dict, dead_port: int = 9) -> tuple:
     rows = [{"id": "ok", "input": "hello"},
             {"id": "evil", "input": "hello again", "params": row_params}]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     cfg = tmp_path / "replaygate.yaml"
     cfg.write_text(f"""\
 version: 1

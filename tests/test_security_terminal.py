@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from replaygate import safetext
 from replaygate.cli import cli
+from replay_helpers import write_golden
 
 HOSTILE = "bad\n::error title=Injected::forged annotation\x1b]0;PWNED\x07\r##[error]legacy\u202eevil @octocat"
 
@@ -46,7 +47,7 @@ def test_helpers():
 def _config(tmp_path, llm_server, model: str) -> str:
     rows = [{"id": f"case\n::error::id{i}\x1b[2J cc @octocat", "input": f"{HOSTILE} {i}", "expected": "never"}
             for i in range(3)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     cfg = tmp_path / "replaygate.yaml"
     cfg.write_text(f"""\
 version: 1

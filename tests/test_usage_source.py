@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from replaygate.cli import cli
 from replaygate.config import schema_errors
 from replaygate.replay import llm
+from replay_helpers import write_golden
 
 PROMPT = "please count the words in this short sentence"
 
@@ -43,7 +44,7 @@ def test_a_response_without_usage_has_no_counts_rather_than_zeros(llm_server):
 
 def _project(tmp_path, srv, cand_extra: str) -> str:
     rows = [{"id": f"q{i:02d}", "input": f"tell me the code word for item number {i}"} for i in range(30)]
-    (tmp_path / "golden.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_golden(tmp_path, rows)
     cfg = tmp_path / "replaygate.yaml"
     cfg.write_text(f"""\
 version: 1
