@@ -101,14 +101,6 @@ def _insert_run(conn: sqlite3.Connection, run: dict) -> int:
     return int(cur.lastrowid)
 
 
-def record_gate(db: str | Path, comparison: dict, baseline_id: int, candidate_id: int) -> int:
-    try:
-        with closing(_connect(db)) as conn, conn:
-            return _insert_gate(conn, comparison, baseline_id, candidate_id)
-    except sqlite3.Error as e:
-        raise _db_error(e, db) from None
-
-
 def _insert_gate(conn: sqlite3.Connection, comparison: dict, baseline_id: int, candidate_id: int) -> int:
     failed = [g.get("metric") for g in comparison.get("gates") or [] if g.get("verdict") == "fail"]
     row = conn.execute("SELECT time FROM runs WHERE id = ?", (candidate_id,)).fetchone()
