@@ -202,7 +202,7 @@ def test_cached_baseline_latency_is_not_compared_with_a_live_candidate(project, 
     lat = next(g for g in doc["gates"] if g["metric"] == "latency.p50")
     assert lat["verdict"] == "inconclusive" and "timed live on both sides" in lat["reason"]
     assert "--refresh-baseline" in lat["reason"] and "live_timing: always" in lat["reason"]
-    assert doc["provenance"]["baseline"]["cache"] == 1.0 and doc["provenance"]["candidate"]["live"] == 1.0
+    assert doc["baseline"]["provenance"]["cache"] == 1.0 and doc["candidate"]["provenance"]["live"] == 1.0
     # quality from the cache is still compared: the same answers
     assert doc["metrics"]["quality.pass_rate"]["n"] == N
     base = json.loads((tmp_path / "runs" / "baseline.json").read_text())
@@ -220,7 +220,7 @@ def test_cached_baseline_latency_is_not_compared_with_a_live_candidate(project, 
     doc = json.loads((tmp_path / "cmp2.json").read_text())
     m = doc["metrics"]["latency.p50"]
     assert m["n"] == N and m.get("unknown") is None and 0.8 < m["ratio"] < 1.25
-    assert doc["provenance"]["baseline"]["live"] == 1.0
+    assert doc["baseline"]["provenance"]["live"] == 1.0
 
 
 def test_live_timing_auto_measures_both_sides_when_a_latency_gate_exists(project, tmp_path, llm_server):
@@ -231,7 +231,7 @@ def test_live_timing_auto_measures_both_sides_when_a_latency_gate_exists(project
     r = invoke("gate", "-c", cfg, "--format", "json", "-o", tmp_path / "cmp.json")
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "cmp.json").read_text())
-    assert doc["provenance"]["baseline"]["live"] == 1.0
+    assert doc["baseline"]["provenance"]["live"] == 1.0
     assert next(g for g in doc["gates"] if g["metric"] == "latency.p50")["verdict"] != "fail"
     # offline nothing can be re-measured: not decided, with the reason
     r = invoke("gate", "-c", cfg, "--offline")
@@ -271,7 +271,7 @@ gates:
     r = invoke("gate", "-c", config(), "--format", "json", "-o", tmp_path / "cmp.json")
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "cmp.json").read_text())
-    assert doc["provenance"]["baseline"]["recorded"] == 1.0
+    assert doc["baseline"]["provenance"]["recorded"] == 1.0
     gates = {g["metric"]: g for g in doc["gates"]}
     assert "decision.compare_recorded" in gates["latency.p50"]["reason"]
     assert "production" in gates["cost.mean"]["reason"]

@@ -23,7 +23,7 @@ from ..metrics import MetricSeries, case_metrics, direction
 from ..model import SCHEMA_VERSION, Run
 from . import stats
 from .coverage import coverage, min_coverage_of
-from .provenance import restrict, shares
+from .provenance import restrict
 from .diff import case_changes
 from .gates import evaluate, parse_gates
 from .listing import case_rows, describe_side, distributions
@@ -299,7 +299,6 @@ def compare_runs(base: Run, cand: Run, gates: list[dict] | None = None, decision
         "decision": {"mode": decision.get("mode", "significant"), "confidence": conf, "holm": holm,
                      "resamples": resamples, "seed": seed, "min_coverage": min_coverage},
         "coverage": cover,
-        "provenance": {"baseline": shares(base), "candidate": shares(cand)},
         "metrics": metrics,
         "gates": gate_out,
         "holm": holm_info,

@@ -36,18 +36,15 @@ def provenance_of(sample: Sample, variant: dict) -> str:
 
 def describe_side(run: Run) -> dict[str, Any]:
     """The variant as a reader needs it: name, what produced the outputs, commit, provenance."""
+    from .provenance import shares
+
     v, env = run.variant, run.environment
     kind = next((k for k in ("recorded", "callable", "run") if v.get(k)), "model" if v.get("model") else None)
-    counts = {p: 0 for p in PROVENANCES}
-    n = 0
-    for case in run.cases:
-        for s in case.samples:
-            counts[provenance_of(s, v)] += 1
-            n += 1
+    sh = shares(run)
+    n = sh.pop("n")
     out: dict[str, Any] = {"variant": v.get("name"), "summary_n_cases": len(run.cases), "kind": kind,
                            "model": v.get("model") or (v.get("callable") if kind == "callable" else None),
-                           "n_samples": n,
-                           "provenance": {p: c / n for p, c in counts.items() if c} if n else {}}
+                           "n_samples": n, "provenance": {p: x for p, x in sh.items() if x}}
     prompt = v.get("prompt") or {}
     refs = {k: p for k, p in prompt.items() if isinstance(p, str) and p.startswith("git:")}
     if refs:

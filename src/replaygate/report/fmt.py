@@ -92,11 +92,10 @@ def gate_mde(metric: str, gate: dict) -> str:
 
 
 def provenance_line(doc: dict) -> str | None:
-    """'Measured: baseline 100% cache; candidate 100% live' from a comparison's provenance."""
-    prov = doc.get("provenance") or {}
+    """'Measured: baseline 100% cache; candidate 100% live' from the sides' provenance shares."""
     sides = []
     for side in ("baseline", "candidate"):
-        sh = prov.get(side) or {}
+        sh = (doc.get(side) or {}).get("provenance") or {}
         parts = [f"{100 * sh[k]:.0f}% {k}" for k in ("live", "cache", "recorded", "batch") if sh.get(k)]
         if parts:
             sides.append(f"{side} {', '.join(parts)}")
