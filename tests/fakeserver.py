@@ -59,7 +59,8 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
       hang=MS         sleep MS before answering (set it beyond the client timeout)
       ttft=MS         streaming: delay before the first chunk
       chunk_delay=MS  streaming: delay between chunks
-      cached=N        report N cached prompt tokens (capped at the input tokens)
+      cached=N        report N cached prompt tokens (capped at the input tokens; 0 still sends
+                      usage.prompt_tokens_details, as OpenAI always does)
       malformed=N     judge: the first N requests with the same first user message get prose,
                       not JSON (not when the request has a ``response_format``: constrained
                       decoding cannot write prose)
@@ -399,7 +400,7 @@ def make_app():
         in_tok = sum(count_words(content_text(m.get("content"))) for m in messages)
         out_tok = count_words(text or "") + sum(count_words(t["function"]["arguments"]) for t in tool_calls)
         usage = {"prompt_tokens": in_tok, "completion_tokens": out_tok, "total_tokens": in_tok + out_tok}
-        if opts.get("cached"):
+        if "cached" in opts:  # cached=0: the details a real OpenAI response always has
             usage["prompt_tokens_details"] = {"cached_tokens": min(int(opts["cached"]), in_tok)}
         rid = "chatcmpl-" + entry["sha256"][:16]
         created = int(time.time())

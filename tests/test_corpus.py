@@ -16,7 +16,8 @@ import pytest
 
 from replaygate.sources.nested import SKIP_NESTED_DUPLICATE
 from replaygate.sources.parallel import import_to_jsonl
-from replaygate.sources.traces import import_traces, read_cases_jsonl
+from replaygate.sources.traces import (ImportStats, import_traces, iter_import, read_cases_jsonl,
+                                       write_cases_jsonl)
 
 CAPTURES = Path(__file__).parent / "corpus" / "captures"
 
@@ -33,13 +34,13 @@ ALL_PARAMS = {"temperature": 0.2, "top_p": 0.9, "max_tokens": 50, "seed": 7, "st
 
 def spec(convention, provider="openai", *, params=ALL_PARAMS, tools=PY_TOOL, tool_call_out=True,
          cached=2, ttft=False, first_model="echo", stream_param=None, skipped=None, finish=True,
-         usage=True, embeddings="embeddings"):
+         usage=True, embeddings="embeddings", call_sent=True, stream_usage=True):
     """What the import must give for one capture; the keyword arguments are its gaps."""
     return dict(convention=convention, provider=provider, params=params, tools=tools,
                 tool_call_out=tool_call_out, cached=cached, ttft=ttft, first_model=first_model,
                 stream_param=stream_param, finish=finish, usage=usage,
                 skipped=skipped if skipped is not None else {"error span": 1, "unsupported operation": 1},
-                embeddings=embeddings)
+                embeddings=embeddings, call_sent=call_sent, stream_usage=stream_usage and usage)
 
 
 def without(*keys):
@@ -78,6 +79,20 @@ EXPECTED = {
     # the JS instrumentation records no span for the failed call and no usage for the stream
     "openinference-js": spec("openinference", stream_param=True, cached=None, usage=False,
                              skipped={"unsupported operation": 1}),
+    # SK's model diagnostics: messages as JSON text in log records; its settings map knows neither
+    # stop (it looks for stop_sequences) nor presence_penalty; no tool definitions, no cached
+    # tokens, no embeddings span; finish reasons as str() of its enum ("FinishReason.STOP")
+    "semantic-kernel": spec("otel-genai-events", params=without("stop", "presence_penalty"), tools=None,
+                            cached=None, skipped={"error span": 1}),
+    # OpenLit 1.45 writes v1.37 attributes (not the role lines of 1.34); it drops the assistant
+    # message that has only tool calls and records no tool definitions; its
+    # gen_ai.server.time_to_first_token is not taken (see test_openlit_fill_ins_...)
+    "openlit": spec("otel-genai-1.37", tools=None, stream_param=True, call_sent=False),
+    # OpenLit 1.34 (v1.26 span events, "role: content" lines): records no failed call (its span
+    # has no attributes), counts a stream's tokens itself (17 and 14 for 5 and 5), and puts the
+    # requested tool call in gen_ai.tool.* beside an empty completion (read from there)
+    "openlit-1.34": spec("otel-genai-1.26", tools=None, cached=None, stream_param=True,
+                         stream_usage=False, skipped={"unsupported operation": 1}),
 }
 
 
@@ -130,20 +145,29 @@ def test_capture_imports_exactly(name):
         assert tool_call.recorded.finish_reason == "tool_call"
 
     # 3. the tool's result sent back: the assistant's call and the tool message joined by id
-    user, assistant, tool = tool_result.messages
+    if exp["call_sent"]:
+        user, assistant, tool = tool_result.messages
+        assert assistant.role == "assistant" and assistant.content in (None, "")
+        [sent] = assistant.tool_calls
+        assert (sent.name, _args(sent.arguments), sent.id) == ("get_weather", CALL_ARGS, "call_c80a6b5cbcb6")
+        assert "warnings" not in tool_result.metadata
+    else:  # the emitter dropped the assistant message: the case says a replay will be refused
+        user, tool = tool_result.messages
+        assert tool_result.metadata["warnings"] == [
+            "tool result without the assistant tool call before it (a chat API refuses it on replay): "
+            "call_c80a6b5cbcb6"]
     assert (user.role, user.content) == ("user", WEATHER_Q)
-    assert assistant.role == "assistant" and assistant.content in (None, "")
-    [sent] = assistant.tool_calls
-    assert (sent.name, _args(sent.arguments), sent.id) == ("get_weather", CALL_ARGS, "call_c80a6b5cbcb6")
     assert (tool.role, tool.tool_call_id, json.loads(tool.content)) == ("tool", "call_c80a6b5cbcb6", {"temp_c": 21})
     assert tool_result.recorded.output == "It is sunny in Paris."
+    # parameters the app did not set are not recorded as set (OpenLit fills in defaults)
+    assert [sorted(set(c.params) - {"model", "stream"}) for c in (tool_call, tool_result, stream)] == [[]] * 3
 
     # 4. the stream: usage with cached tokens, time to the first chunk
     assert [(m.role, m.content) for m in stream.messages] == [("user", "Stream these five words back")]
     assert stream.recorded.output == "Stream these five words back"
     assert stream.params.get("stream") == exp["stream_param"]
     assert stream.recorded.cached_tokens == exp["cached"]
-    if exp["usage"]:
+    if exp["stream_usage"]:
         assert (stream.recorded.input_tokens, stream.recorded.output_tokens) == (5, 5)
     if exp["ttft"]:
         # the fake server waits 40 ms before the first chunk; the span started before the request
@@ -175,12 +199,73 @@ def test_the_same_call_recorded_by_two_stacked_instrumentations_becomes_one_case
     assert n_all == 8
 
 
+CORPUS_FILES = sorted(CAPTURES.glob("*.jsonl")) + sorted((Path(__file__).parent / "corpus" / "shaped").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["drop-nested", "keep-nested"])
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_streamed_pooled_and_in_memory_imports_give_the_same_cases(path, keep, tmp_path):
+    """iter_import (two passes, cases yielded as read), import_traces (in memory) and
+    import_to_jsonl (replaygate import) drop the same nested duplicates, in the same order."""
+    listed, listed_stats = import_traces([path], keep_nested_duplicates=keep)
+    stats = ImportStats()
+    streamed = list(iter_import([path], stats, keep_nested_duplicates=keep))
+    assert [c.to_dict() for c in streamed] == [c.to_dict() for c in listed]
+    assert stats.to_dict() == listed_stats.to_dict()
+    ref, out = tmp_path / "streamed.jsonl", tmp_path / "pooled.jsonl"
+    write_cases_jsonl(streamed, ref)
+    pooled_stats, n = import_to_jsonl([path], out, workers=1, keep_nested_duplicates=keep)
+    assert out.read_bytes() == ref.read_bytes() and n == len(listed)
+    assert pooled_stats.to_dict() == listed_stats.to_dict()
+
+
+def test_streamed_import_drops_an_outer_copy_read_before_its_inner_one(tmp_path):
+    """Exporters send a span when it ends, so the inner copy usually comes first; in the other
+    order the streamed import holds the outer case until the inner one is read (and the cases
+    after it wait behind it: the order stays the input's)."""
+    lines = (CAPTURES / "stacked-openllmetry-openinference.jsonl").read_text().splitlines()
+    reversed_file = tmp_path / "reversed.jsonl"
+    reversed_file.write_text("\n".join(reversed(lines)) + "\n")
+    listed, listed_stats = import_traces([reversed_file])
+    stats = ImportStats()
+    streamed = list(iter_import([reversed_file], stats))
+    assert len(streamed) == 4 and stats.skipped[SKIP_NESTED_DUPLICATE] == 4
+    assert [c.id for c in streamed] == [c.id for c in listed]
+    assert stats.to_dict() == listed_stats.to_dict()
+    kept = {c.metadata["span_id"] for c in import_traces([CAPTURES / "stacked-openllmetry-openinference.jsonl"])[0]}
+    assert {c.metadata["span_id"] for c in streamed} == kept  # the inner copies, as in file order
+
+
 def test_litellm_async_call_types_are_chat_calls():
     """LiteLLM's callback writes its call type (acompletion) as gen_ai.operation.name."""
     cases, _ = _import("litellm")
     ops = [c.metadata["attributes"]["gen_ai.operation.name"] for c in cases]
     assert ops == ["acompletion", "chat", "chat", "acompletion"]
     assert [c.metadata["operation"] for c in cases] == ["chat"] * 4
+
+
+def test_semantic_kernel_finish_reasons_are_its_enum_names_normalised():
+    cases, _ = _import("semantic-kernel")
+    assert [c.metadata["attributes"]["gen_ai.response.finish_reason"] for c in cases] == [
+        "FinishReason.STOP", "FinishReason.TOOL_CALLS", "FinishReason.STOP", "FinishReason.STOP"]
+    assert [c.recorded.finish_reason for c in cases] == ["stop", "tool_call", "stop", "stop"]
+    assert {c.metadata["attributes"]["gen_ai.operation.name"] for c in cases} == {"chat"}
+
+
+def test_openlit_fill_ins_are_not_taken_as_recorded():
+    """OpenLit records seed 0, temperature 1.0, top_p 1.0 and penalties 0.0 for what the app did
+    not set, a cost of 0 for a model missing from its price list, and a time to first token
+    measured from when the response headers came (12-20 ms here, for a first chunk that the fake
+    server sends 40 ms after the request)."""
+    cases, _ = _import("openlit")
+    chat, tool_call, _, stream = cases
+    assert tool_call.metadata["attributes"]["gen_ai.request.seed"] == 0
+    assert tool_call.metadata["attributes"]["gen_ai.request.temperature"] == 1.0
+    assert {c.metadata["attributes"]["gen_ai.usage.cost"] for c in cases} == {0}
+    assert {c.recorded.cost_usd for c in cases} == {None}
+    assert chat.params["seed"] == 7 and chat.params["temperature"] == 0.2  # what was set is kept
+    assert stream.metadata["attributes"]["gen_ai.server.time_to_first_token"] < 0.040
+    assert stream.recorded.ttft_ms is None
 
 
 def test_vercel_provider_names_the_provider_not_its_api():
@@ -215,14 +300,27 @@ def test_semantic_kernel_log_bodies_are_json_text_and_its_activity_names_are_cha
     assert streamed.recorded.finish_reason == "stop"
 
 
+def test_openlit_134_unreadable_message_is_the_repr_of_the_whole_conversation():
+    """OpenLit 1.34 writes an assistant message without text as "user: " + the Python repr of
+    every message sent; the conversation is read from that repr (tool call and id included)."""
+    raw = (CAPTURES / "openlit-1.34.jsonl").read_text()
+    assert "\\nuser: [{'role': 'user', 'content': 'Weather in Paris?'}, {'role': 'assistant'" in raw
+    cases, _ = _import("openlit-1.34")
+    assert [m.role for m in cases[2].messages] == ["user", "assistant", "tool"]  # not user, user, tool
+    assert cases[1].metadata["attributes"]["gen_ai.request.max_tokens"] == -1  # its "not set"
+    assert cases[1].metadata["attributes"]["gen_ai.request.temperature"] == 1.0
+    assert (cases[3].recorded.input_tokens, cases[3].recorded.output_tokens) == (17, 14)
+
+
 def test_openlit_role_lines_become_messages_and_unset_max_tokens_is_not_sent():
+    """Multi-line messages and an assistant turn (the capture has neither)."""
     [case], _ = _shaped("openlit")
     assert [(m.role, m.content) for m in case.messages] == [
         ("system", "You are a poet."), ("user", "Write two lines about rain.\nKeep it short."),
         ("assistant", "Grey threads fall."), ("user", "Now about snow.")]
     assert case.recorded.output == "White hush settles;\nthe street forgets its name."
     assert "max_tokens" not in case.params  # recorded as -1: OpenLit's "not set"
-    assert case.params == {"model": "gpt-4o-mini", "temperature": 0.7, "top_p": 1.0}
+    assert case.params == {"model": "gpt-4o-mini", "temperature": 0.7, "stream": False}  # top_p 1.0: not set
 
 
 def test_openinference_input_value_message_list_and_completion_text_object():

@@ -65,6 +65,13 @@ PY_GROUPS: dict[str, dict] = {
                          "opentelemetry-instrumentation-openai==0.62.4",
                          "opentelemetry-semantic-conventions-ai==0.5.1"],
                 "emitters": ["stacked-openllmetry-openinference"]},
+    # its OpenAI connector with its own model diagnostics (SEMANTICKERNEL_EXPERIMENTAL_GENAI_*)
+    "semantic-kernel-1.45.0": {"pins": [OPENAI, *OTEL_SDK, "semantic-kernel==1.45.0"],
+                               "emitters": ["semantic-kernel"]},
+    # OpenLit wants openai<3 and sets up its own OTel SDK (the versions its pins resolve to)
+    "openlit-1.45.0": {"pins": ["openai==2.54.0", "openlit==1.45.0"], "emitters": ["openlit"]},
+    # OpenLit before its v1.37 rewrite: the v1.26 span events with "role: content" lines
+    "openlit-1.34.43": {"pins": ["openai==1.109.1", "openlit==1.34.43"], "emitters": ["openlit-1.34"]},
 }
 NODE_EMITTERS = ["vercel-ai-4", "vercel-ai-5", "vercel-ai-6", "vercel-ai-7", "vercel-ai-7-legacy",
                  "openinference-js"]
@@ -96,7 +103,8 @@ def _capture(out: Path, srv: FakeServer, cmd_for_endpoint) -> None:
 def _versions(python: Path) -> dict[str, str]:
     r = subprocess.run([str(python), "-m", "pip", "list", "--format", "json"], check=True,
                        capture_output=True, text=True)
-    keep = ("openai", "opentelemetry", "openinference", "langfuse", "litellm", "traceloop")
+    keep = ("openai", "opentelemetry", "openinference", "langfuse", "litellm", "traceloop",
+            "semantic-kernel", "openlit")
     return {p["name"]: p["version"] for p in json.loads(r.stdout) if p["name"].startswith(keep)}
 
 

@@ -24,7 +24,7 @@ import sys
 import time
 
 EMITTERS = ("openai-v2-events", "openai-v2-latest", "openinference", "openllmetry", "langfuse",
-            "litellm", "stacked-openllmetry-openinference")
+            "litellm", "stacked-openllmetry-openinference", "semantic-kernel", "openlit", "openlit-1.34")
 
 SYSTEM = "You are a terse assistant."
 QUESTION = "What is the capital of France?"
@@ -130,6 +130,70 @@ def _litellm_calls(api_base: str) -> None:
         pass
 
 
+def _semantic_kernel_calls(api_base: str, api_key: str) -> None:
+    """The same calls through Semantic Kernel's OpenAI connector (its own model diagnostics:
+    spans, and the messages as Python log records). SK records no embeddings span."""
+    import asyncio
+
+    from openai import AsyncOpenAI
+    from semantic_kernel.connectors.ai.function_choice_behavior import FunctionChoiceBehavior
+    from semantic_kernel.connectors.ai.open_ai import (OpenAIChatCompletion,
+                                                       OpenAIChatPromptExecutionSettings,
+                                                       OpenAITextEmbedding)
+    from semantic_kernel.contents import (ChatHistory, ChatMessageContent, FunctionCallContent,
+                                          FunctionResultContent)
+    from semantic_kernel.contents.utils.author_role import AuthorRole
+    from semantic_kernel.functions import kernel_function
+    from semantic_kernel.kernel import Kernel
+
+    client = AsyncOpenAI(base_url=api_base, api_key=api_key, max_retries=0)
+
+    def chat(model: str) -> OpenAIChatCompletion:
+        return OpenAIChatCompletion(ai_model_id=model, async_client=client)
+
+    class Weather:
+        @kernel_function(name="get_weather", description="Current weather for a city")
+        def get_weather(self, city: str) -> str:
+            return json.dumps({"temp_c": 21})
+
+    kernel = Kernel()
+    kernel.add_plugin(Weather(), "weather")
+
+    async def run() -> None:
+        history = ChatHistory(system_message=SYSTEM)
+        history.add_user_message(QUESTION)
+        settings = OpenAIChatPromptExecutionSettings(**PARAMS)
+        await chat("echo").get_chat_message_contents(history, settings)
+
+        tools = OpenAIChatPromptExecutionSettings(
+            function_choice_behavior=FunctionChoiceBehavior.Auto(auto_invoke=False))
+        history = ChatHistory()
+        history.add_user_message("Weather in Paris?")
+        [answer] = await chat("tool:get_weather").get_chat_message_contents(history, tools, kernel=kernel)
+        call = next(i for i in answer.items if isinstance(i, FunctionCallContent))
+        history.add_message(answer)
+        history.add_message(ChatMessageContent(role=AuthorRole.TOOL, items=[FunctionResultContent(
+            id=call.id, function_name=call.function_name, plugin_name=call.plugin_name,
+            result=json.dumps({"temp_c": 21}))]))
+        await chat("const:It is sunny in Paris.").get_chat_message_contents(history, tools, kernel=kernel)
+
+        history = ChatHistory()
+        history.add_user_message("Stream these five words back")
+        async for _ in chat("echo@ttft=40,cached=2").get_streaming_chat_message_contents(
+                history, OpenAIChatPromptExecutionSettings()):
+            pass
+        await OpenAITextEmbedding(ai_model_id="text-embedding-3-small", async_client=client
+                                  ).generate_embeddings(["hello world"])
+        history = ChatHistory()
+        history.add_user_message("This call fails")
+        try:
+            await chat("echo@status=400").get_chat_message_contents(history, OpenAIChatPromptExecutionSettings())
+        except Exception:  # the error span is what we record
+            pass
+
+    asyncio.run(run())
+
+
 def main() -> None:
     emitter, api_base, endpoint = sys.argv[1:4]
     if emitter not in EMITTERS:
@@ -158,6 +222,54 @@ def main() -> None:
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetry
         OpenLLMetry().instrument()
         OpenInference().instrument()
+    elif emitter == "semantic-kernel":
+        # SK's model diagnostics: spans, and the messages as log records through Python logging
+        os.environ["SEMANTICKERNEL_EXPERIMENTAL_GENAI_ENABLE_OTEL_DIAGNOSTICS"] = "true"
+        os.environ["SEMANTICKERNEL_EXPERIMENTAL_GENAI_ENABLE_OTEL_DIAGNOSTICS_SENSITIVE"] = "true"
+        import logging
+
+        from opentelemetry._logs import get_logger_provider
+        from opentelemetry.sdk._logs import LoggingHandler
+        _, flush = _otel(endpoint, emitter, logs=True)
+        handler = LoggingHandler(level=logging.INFO, logger_provider=get_logger_provider())
+        handler.addFilter(logging.Filter("semantic_kernel"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        _semantic_kernel_calls(api_base, api_key)
+        for f in flush:
+            f()
+        return
+    elif emitter.startswith("openlit"):
+        # OpenLit's own setup (its tracer provider, OTLP/HTTP exporter, no batching)
+        # OpenLit 1.44 fails (AttributeError, an error span without content) on a response
+        # without usage.prompt_tokens_details, which OpenAI always sends: ask the fake server
+        # for them (cached_tokens 0) on every model
+        import tempfile
+        import urllib.request
+
+        import openlit
+
+        def fake_server(path: str, body: dict) -> None:
+            urllib.request.urlopen(urllib.request.Request(
+                api_base.removesuffix("/v1") + path, json.dumps(body).encode(),
+                {"Content-Type": "application/json"}), timeout=10).read()
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as prices:
+            prices.write("{}")  # its default fetches a price list from GitHub
+        fake_server("/_config", {"options": {"cached": 0}})
+        try:
+            openlit.init(otlp_endpoint=endpoint, application_name=f"corpus-{emitter}",
+                         disable_batch=True, disable_metrics=True, pricing_json=prices.name)
+            from openai import OpenAI
+            _calls(OpenAI(base_url=api_base, api_key=api_key, max_retries=0))
+        finally:
+            fake_server("/_reset", {})
+            os.unlink(prices.name)
+        from opentelemetry import _logs, trace
+        for provider in (trace.get_tracer_provider(), _logs.get_logger_provider()):
+            getattr(provider, "force_flush", lambda: None)()
+        return
     elif emitter == "litellm":
         # LiteLLM's own OpenTelemetry callback, configured by its environment variables
         os.environ.update(OTEL_EXPORTER="otlp_http", OTEL_ENDPOINT=f"{endpoint}/v1/traces",

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable
 from replaygate.model import Case, ErrorInfo, Recorded
 from replaygate.sources import conventions
 from replaygate.sources import refs as content_refs
-from replaygate.sources.conventions import langfuse, vercel
+from replaygate.sources.conventions import langfuse, openlit, vercel
 from replaygate.sources.conventions.adk import ADK_REQUEST, ADK_RESPONSE, ADK_TOOL_ARGS, GEMINI_PARAMS
 from replaygate.sources.conventions.base import (  # noqa: F401  (re-exported: the importer's names)
     AGENT, CHOICE_EVENT, COMPLETION_EVENT_126, DETAILS_EVENT, EMBEDDINGS, EVALUATION_EVENT,
@@ -224,7 +224,8 @@ _PARAM_KEYS: dict[str, tuple[str, ...]] = {
                         "inv.response_format"),
     "reasoning_effort": ("gen_ai.request.reasoning.level", "gen_ai.request.reasoning_effort",
                          "llm.request.reasoning_effort", "inv.reasoning_effort"),
-    "stream": ("gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming", "inv.stream"),
+    "stream": ("gen_ai.request.stream", "gen_ai.is_streaming", "llm.is_streaming",
+               "gen_ai.request.is_stream", "inv.stream"),
 }
 _USAGE_KEYS: dict[str, tuple[str, ...]] = {
     "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
@@ -575,6 +576,10 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
 
     usage = _usage(a)
     out = content.output or Output()
+    if not out.tool_calls and openlit.is_openlit(a):
+        call = openlit.tool_call(a)
+        if call is not None:
+            out = Output(out.text or None, [call], out.finish_reason)
     finish = normalize_finish_reason(first_set(a.get("gen_ai.response.finish_reasons"),
                                             a.get("gen_ai.response.finish_reason"),
                                             a.get("llm.response.finish_reason"),
@@ -597,6 +602,10 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
                 for t in tools if not t["function"].get("parameters")]
     if content.output is None and not is_error:
         warnings.append("no output recorded")
+    orphans = orphan_tool_results(content.messages)
+    if orphans:  # OpenLit drops an assistant message without text, its tool calls with it
+        warnings.append("tool result without the assistant tool call before it (a chat API refuses "
+                        f"it on replay): {', '.join(orphans)}")
     odd = sorted({str(p.get("type")) for m in content.messages if isinstance(m.content, list)
                   for p in m.content if p.get("type") not in ("text", "image_url")})
     if odd:  # kept as recorded, but a chat-completions provider will not take them
@@ -628,6 +637,9 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
     if warnings:
         metadata["warnings"] = warnings
     params = request_params(a)
+    if openlit.is_openlit(a):
+        params = openlit.drop_unset(params)
+        recorded.cost_usd = openlit.cost(recorded.cost_usd)
     n = params.pop("n", None)  # replay compares one answer; asking for n would multiply the cost
     if n is not None and n != 1:
         metadata["request_n"] = n
@@ -635,6 +647,18 @@ def _extract(span: SpanRecord, events: list[Event], operation: str | None,
                 params=params, vars=prompt_vars(a), recorded=recorded,
                 metadata={k: v for k, v in metadata.items() if v is not None})
     return Extraction(case, convention)
+
+
+def orphan_tool_results(messages: list) -> list[str]:
+    """Ids of tool messages that answer no tool call of an earlier assistant message."""
+    called: set[str] = set()
+    orphans = []
+    for m in messages:
+        if m.role == "assistant":
+            called.update(c.id for c in m.tool_calls if c.id)
+        elif m.role == "tool" and m.tool_call_id and m.tool_call_id not in called:
+            orphans.append(m.tool_call_id)
+    return orphans
 
 
 def _ttft_ms(a: dict[str, Any], start_ns: int) -> float | None:

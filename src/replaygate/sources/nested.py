@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
+from bisect import bisect_left
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -133,3 +134,107 @@ def drop_from_jsonl(path: Path) -> int:
                 offset += len(line)
         kept.replace(path)
     return len(drop)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# the streamed import (traces.iter_import): a case cannot be taken back once yielded
+
+_SLACK_NS = 1_000  # call_of's end comes from a float latency: widen the pass-1 test, never narrow it
+_HELD, _KEEP, _DROP = 0, 1, 2
+
+
+class StreamFilter:
+    """Nested duplicates dropped from a stream of cases, with the result of ``drop_from_list``.
+
+    The first pass of the import ``index``es every inference span's times; ``plan`` then finds,
+    per trace, the spans that enclose another one in time (the only ones that can be an outer
+    copy). In the second pass ``push`` takes every inference span's case (None when it was
+    skipped) in input order and gives back the cases that can be yielded: a case that may be an
+    outer copy is held until every span it encloses has been seen, then dropped or kept as
+    ``enclosing`` decides; the cases after it wait behind it, so the order stays the input's.
+    Exporters send a span when it ends, so the inner copy usually comes first and nothing is
+    held. ``finish`` gives what is still held at the end of the input (an enclosed span never
+    seen is one without a case)."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, dict[str, tuple[int, int]]] = defaultdict(dict)
+        self._enclosed: dict[tuple[str, str], tuple[str, ...]] = {}  # outer -> the spans it encloses
+        self._pending: dict[tuple[str, str], set[str]] = {}  # outer -> those not seen yet
+        self._watchers: dict[tuple[str, str], list[str]] = {}  # inner -> the outers enclosing it
+        self._calls: dict[tuple[str, str], Call | None] = {}  # spans of a nest, once seen
+        self._queue: deque[list] = deque()  # [case, key, _HELD | _KEEP | _DROP]
+        self.dropped = 0
+
+    def index(self, trace_id: str, span_id: str, start_ns: int, end_ns: int) -> None:
+        self._times[trace_id].setdefault(span_id, (start_ns, max(start_ns, end_ns)))
+
+    def plan(self) -> None:
+        for trace_id, spans in self._times.items():
+            if len(spans) < 2:
+                continue
+            items = sorted(spans.items(), key=lambda kv: kv[1])
+            starts = [s for _, (s, _) in items]
+            for outer, (o_start, o_end) in items:
+                if not o_start:
+                    continue  # enclosing() never drops a call without a start time
+                inner = []
+                for sid, (s, e) in items[bisect_left(starts, o_start - _SLACK_NS):]:
+                    if s > o_end + _SLACK_NS:
+                        break
+                    if sid != outer and e <= o_end + _SLACK_NS:
+                        inner.append(sid)
+                if inner:
+                    key = (trace_id, outer)
+                    self._enclosed[key] = tuple(inner)
+                    self._pending[key] = set(inner)
+                    for sid in inner:
+                        self._watchers.setdefault((trace_id, sid), []).append(outer)
+        self._times.clear()
+
+    def push(self, trace_id: str, span_id: str, case: Any) -> list:
+        """The cases that can be yielded now, with ``case`` (a model.Case or None) taken in."""
+        key = (trace_id, span_id)
+        if key in self._calls:
+            return []  # a span seen again: its first copy counted
+        if key in self._enclosed or key in self._watchers:
+            self._calls[key] = call_of(span_id, case.to_dict()) if case is not None else None
+        if case is not None:
+            self._queue.append([case, key, _HELD if key in self._enclosed else _KEEP])
+        for outer in self._watchers.pop(key, ()):
+            okey = (trace_id, outer)
+            rest = self._pending.get(okey)
+            if rest is not None:
+                rest.discard(span_id)
+                if not rest and okey in self._calls:
+                    self._decide(okey)
+        if not self._pending.get(key, True):
+            self._decide(key)
+        return self._ready()
+
+    def finish(self) -> list:
+        for key in [k for k in self._pending if k in self._calls]:
+            self._decide(key)
+        return self._ready()
+
+    def _decide(self, key: tuple[str, str]) -> None:
+        self._pending.pop(key, None)
+        outer = self._calls.get(key)
+        if outer is None:
+            return
+        calls = [outer] + [c for sid in self._enclosed[key] if (c := self._calls.get((key[0], sid)))]
+        drop = outer.key in enclosing(calls)
+        for entry in self._queue:
+            if entry[1] == key and entry[2] == _HELD:
+                entry[2] = _DROP if drop else _KEEP
+                self.dropped += drop
+                return
+
+    def _ready(self) -> list:
+        q = self._queue
+        out = []
+        while q and q[0][2] != _HELD:
+            case, _, state = q.popleft()
+            if state == _KEEP:
+                out.append(case)
+        return out

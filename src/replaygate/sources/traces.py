@@ -44,7 +44,7 @@ from replaygate.errors import ConfigError, InputError
 from replaygate.model import CASE_PARAMS, Case
 from replaygate.sources import genai, nested
 from replaygate.sources.otlp import (DEFAULT_LIMITS, DecodeCounts, Event, Limits, LogRecordEvent,
-                                     SpanRecord, Unit, decode_unit_for_join, expand_paths,
+                                     SpanRecord, Unit, decode_unit, decode_unit_for_join, expand_paths,
                                      is_logs_name, iter_units, read_file)
 from replaygate.sources.refs import RefReader
 
@@ -203,6 +203,14 @@ class _Importer:
                                         genai.JOIN_SPAN_MARKERS, genai.JOIN_LOG_MARKERS):
             self.observe(rec)
 
+    def collect_with_times(self, unit: Unit, source: str, prefer_logs: bool,
+                           nest: nested.StreamFilter) -> None:
+        """``collect``, and the times of every inference span for the nested duplicates: all
+        GenAI spans of the unit are decoded."""
+        for rec in decode_unit(unit, source, DecodeCounts(), prefer_logs, genai.SPAN_KEY_PREFIXES):
+            if self.observe(rec) is not None:
+                nest.index(rec.trace_id, rec.span_id, rec.start_ns, rec.end_ns)  # type: ignore[union-attr]
+
     def emit(self, span: SpanRecord, op: str) -> Case | None:
         if self.duplicate((span.trace_id, span.span_id)):
             return None
@@ -331,19 +339,28 @@ def young_gc_only() -> Iterator[Callable[[], None]]:
 
 def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
                 include_errors: bool = False, limits: Limits = DEFAULT_LIMITS,
-                refs_dir: str | Path | None = None) -> Iterator[Case]:
+                refs_dir: str | Path | None = None, keep_nested_duplicates: bool = False
+                ) -> Iterator[Case]:
     """Stream the cases with memory bounded by the join state (GenAI log events and retrieved
     documents), not by the number of cases: a first pass collects the join state (decoding
     only the records that can hold some), a second pass extracts each case as its span is
     read. ``stats`` is filled in place (complete when the iterator is exhausted). Same cases,
-    same order as ``import_traces`` with ``keep_nested_duplicates`` (a stream cannot take back
-    a case it yielded). Input the first pass did not need to decode is checked in
-    the second, so an InputError may come after some cases have been yielded."""
+    same order, same stats as ``import_traces``. Nested duplicates (nested.py) need the times of
+    every inference span: then the first pass decodes all GenAI spans, and a case that may
+    enclose a later one is held until that one is read (``nested.StreamFilter``). Input the
+    first pass did not need to decode is checked in the second, so an InputError may come after
+    some cases have been yielded."""
     files = _files(paths)
     imp = _Importer(include_errors, RefReader(refs_dir))
-    for path in files:  # pass 1: the join state only
+    nest = None if keep_nested_duplicates else nested.StreamFilter()
+    for path in files:  # pass 1: the join state (and the times of the inference spans)
         for unit in iter_units(path, limits):
-            imp.collect(unit, str(path), is_logs_name(path))
+            if nest is None:
+                imp.collect(unit, str(path), is_logs_name(path))
+            else:
+                imp.collect_with_times(unit, str(path), is_logs_name(path), nest)
+    if nest is not None:
+        nest.plan()
     if imp.stats.skipped[SKIP_BAD_RETRIEVAL]:  # only pass 1 reads the documents
         stats.skipped[SKIP_BAD_RETRIEVAL] += imp.stats.skipped[SKIP_BAD_RETRIEVAL]
     imp.stats = stats  # pass 2 counts and extracts
@@ -353,8 +370,15 @@ def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
             op = imp.observe(rec, collect=False)
             if op is not None:
                 case = imp.emit(rec, op)  # type: ignore[arg-type]  # observe() saw a span
-                if case is not None:
+                if nest is not None:
+                    yield from nest.push(rec.trace_id, rec.span_id, case)  # type: ignore[union-attr]
+                elif case is not None:
                     yield case
+    if nest is not None:
+        yield from nest.finish()
+        if nest.dropped:
+            stats.cases -= nest.dropped
+            stats.skipped[nested.SKIP_NESTED_DUPLICATE] += nest.dropped
     imp.finish(counts)
 
 

@@ -2,6 +2,7 @@
 gen_ai.content.completion, or the gen_ai.prompt / gen_ai.completion JSON attributes they carry."""
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
@@ -59,4 +60,26 @@ def role_lines(text: str) -> list[Message] | None:
             msgs.append(Message(role=norm_role(m.group(1).lower()), content=line[m.end():]))
         else:
             msgs[-1].content = f"{msgs[-1].content}\n{line}"
+    for msg in msgs:
+        whole = _repr_of_messages(msg.content)
+        if whole is not None:
+            return whole
     return msgs
+
+
+def _repr_of_messages(content: Any) -> list[Message] | None:
+    """OpenLit (1.34) writes a message it cannot read (an assistant message whose content is
+    None: one with tool calls) as "user: " + the Python repr of the WHOLE message list. That
+    repr is the conversation as sent, tool calls included: the messages are taken from it."""
+    if not isinstance(content, str) or not content.startswith("[{'role': "):
+        return None
+    try:
+        value = ast.literal_eval(content)  # literals only: no code runs
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not (isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value)):
+        return None
+    out: list[Message] = []
+    for m in value:
+        out.extend(openai_message(m, str(m["role"])))
+    return out

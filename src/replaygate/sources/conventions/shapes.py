@@ -132,7 +132,14 @@ def normalize_finish_reason(x: Any) -> str | None:
     if x is None or x == "":
         return None
     r = str(x).strip().lower().replace("-", "_")  # Vercel AI SDK: "tool-calls"
+    if "," in r:  # Semantic Kernel joins the choices' reasons: "FinishReason.STOP,FinishReason.STOP"
+        r = r.split(",", 1)[0].strip()
+    if r.startswith(_SK_ENUM):  # Semantic Kernel records str() of its enum: "FinishReason.TOOL_CALLS"
+        r = r[len(_SK_ENUM):]
     return _FINISH.get(r, r)
+
+
+_SK_ENUM = "finishreason."
 
 
 # ---------------------------------------------------------------------------------------------
