@@ -18,6 +18,21 @@ def test_help_does_not_import_litellm():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_run_does_not_import_scipy(llm_server, tmp_path):
+    """scipy is for comparisons (about a second to import): `run` reaches compare/ only for
+    provenance.shares, and the package loads compare_runs lazily."""
+    (tmp_path / "golden.jsonl").write_text('{"id": "a", "input": "hello"}\n')
+    cfg = tmp_path / "replaygate.yaml"
+    cfg.write_text(f"version: 1\ndataset: [{{golden: golden.jsonl}}]\n"
+                   f"variants:\n  v: {{model: openai/echo, api_base: \"{llm_server.api_base}\"}}\n")
+    code = ("import sys; from click.testing import CliRunner; from replaygate.cli import cli;"
+            f"r = CliRunner().invoke(cli, ['run', '-c', {str(cfg)!r}, '--variant', 'v', '--no-cache',"
+            f" '-o', {str(tmp_path / 'r.json')!r}]); assert r.exit_code == 0, r.output;"
+            "assert 'scipy' not in sys.modules, 'scipy imported';"
+            "from replaygate.compare import compare_runs; assert 'scipy' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_init_then_validate(tmp_path):
     cfg = tmp_path / "sub" / "replaygate.yaml"
     r = run("init", "-o", str(cfg))

@@ -21,7 +21,7 @@ from scipy import stats as sps
 
 from ..errors import InputError
 from ..model import CaseResult, Run
-from . import paired_comparisons, resamples_of
+from .runs import paired_comparisons, resamples_of
 from . import stats as st
 from .gates import evaluate, parse_gates
 from .paired import json_safe
