@@ -73,12 +73,26 @@ def _config_option(f):
                         default="replaygate.yaml", show_default=True, help="Config file.")(f)
 
 
+class _Workers(click.ParamType):
+    """``--workers N`` (1-64) or ``--workers auto``."""
+    name = "workers"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or str(value).strip().lower() != "auto":
+            return click.IntRange(1, 64).convert(value, param, ctx)
+        return "auto"
+
+
+_WORKERS = _Workers()
+
+
 def _run_options(f):
     f = click.option("--offline", is_flag=True, help="Serve only from the cache; a miss is an error (exit 3).")(f)
     f = click.option("--no-cache", is_flag=True, help="Neither read nor write the response cache.")(f)
     f = click.option("--refresh", is_flag=True, help="Call the model again and overwrite cached responses.")(f)
     f = click.option("--concurrency", type=click.IntRange(1, 4096), help="Calls in flight (overrides the config).")(f)
-    f = click.option("--workers", type=click.IntRange(1, 64), help="Replay worker processes (overrides the config).")(f)
+    f = click.option("--workers", type=_WORKERS, metavar="N|auto",
+                     help="Replay worker processes, or auto (overrides the config).")(f)
     f = click.option("--repeats", type=click.IntRange(1, 100), help="Samples per case (overrides the config).")(f)
     f = click.option("--seed", type=int, help="Seed for sampling and bootstrap (overrides the config).")(f)
     return f

@@ -169,7 +169,8 @@ def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
 
 def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult], scorers: list,
              warnings: list[str], *, complete: bool, settings: RunSettings, cache=None,
-             incomplete: str | None = None, loop_lag: dict | None = None) -> Run:
+             incomplete: str | None = None, loop_lag: dict | None = None,
+             replay_stats: dict | None = None) -> Run:
     """Score the replayed results (judges use `cache`) and assemble the Run with its summary. A
     counting scorer that cannot score (scoring.runner.scoring_problems) makes the run incomplete."""
     from .metrics import summarize
@@ -197,6 +198,11 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
     run.environment["loop_lag_ms"] = loop_lag
     conditions = run_conditions(cfg, name, settings)
     if conditions is not None:
+        replay_stats = replay_stats or {}
+        if replay_stats.get("workers") is not None:  # what the engine used (workers: auto decides)
+            conditions["workers"] = replay_stats["workers"]
+        if replay_stats.get("workers_auto"):
+            run.environment["workers_auto"] = replay_stats["workers_auto"]
         run.environment["conditions"] = conditions
     run.provenance = shares(run)
     run.judge_usage = judge_usage(results)
@@ -219,7 +225,8 @@ def run_conditions(cfg: Config, name: str, settings: RunSettings) -> dict[str, A
     if variant.get("recorded") or variant.get("run"):
         return None
     opts = replay_options(cfg, settings)
-    return {"concurrency": opts.concurrency, "workers": opts.workers, "stream": bool(variant.get("stream")),
+    workers = opts.workers if isinstance(opts.workers, int) else None  # auto: make_run fills in its choice
+    return {"concurrency": opts.concurrency, "workers": workers, "stream": bool(variant.get("stream")),
             "repeats": opts.repeats, "timeout_s": opts.timeout_s, "max_retries": opts.max_retries,
             "rpm": opts.rpm, "tpm": opts.tpm}
 
@@ -288,11 +295,11 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
     except RunIncomplete as e:
         e.runs = [make_run(cfg, n, cases, e.partial[n], scorers,  # type: ignore[attr-defined]
                            getattr(e, "warnings", []), complete=False, settings=settings, cache=cache,
-                           incomplete=e.message, loop_lag=stats.get("loop_lag_ms"))
+                           incomplete=e.message, loop_lag=stats.get("loop_lag_ms"), replay_stats=stats)
                   for n in names]
         raise
     runs = [make_run(cfg, n, cases, results[n], scorers, warnings, complete=True, settings=settings,
-                     cache=cache, loop_lag=stats.get("loop_lag_ms")) for n in names]
+                     cache=cache, loop_lag=stats.get("loop_lag_ms"), replay_stats=stats) for n in names]
     if len(runs) == 2:
         judge_pairs(cfg, cases, *runs, scorers, settings, cache)
     return runs

@@ -27,20 +27,19 @@ from typing import Any
 
 from ..errors import ReplaygateError, RunIncomplete
 from ..model import Case, CaseResult, Sample
+from .pool import AUTO_MIN_CALLS, OTHER_WORKER_STOPPED, auto_workers, run_pool, usable_cores
 from .variants import (CallableVariant, ModelVariant, RecordedVariant, RunVariant, UnreplayableCase,
                        build_variant, error_sample, response_sample)
 
 CACHE_MODES = ("rw", "off", "offline", "refresh")
 WARMUP_TEXT = "replaygate warm-up"
 INTERRUPTED = "interrupted (Ctrl-C) before every call finished"
-OTHER_WORKER_STOPPED = "stopped because another worker process stopped the run"
 UNREACHABLE_AFTER = 5  # connection failures with no answer yet that mean "provider unreachable"
 # calls in a row that still failed to connect after all their retries, once the endpoint had
 # answered, that mean "provider lost" (each of them spent its whole backoff window, a few
 # seconds, finding nobody listening: a killed server, not a blip)
 LOST_AFTER = 2
-AUTO_POOL_MIN_CALLS = 400
-AUTO_POOL_MIN_CONCURRENCY = 32
+PROBE_CALLS = 3  # `workers: auto`: untimed calls after the warm-up that estimate latency and CPU
 
 
 @dataclass
@@ -61,8 +60,8 @@ class ReplayOptions:
     backoff_s: float = 0.5  # first retry delay; doubles per attempt, +-50% jitter
     backoff_max_s: float = 30.0
     # processes sharing the model calls: litellm costs milliseconds of CPU a call, so one process
-    # caps the rate; None = several for large, wide runs (>= 400 calls at concurrency >= 32)
-    workers: int | None = 1
+    # caps the rate; "auto" (or None) = chosen from a probe of the endpoint (pool.auto_workers)
+    workers: int | str | None = 1
     # variants called live even when the cache has their answer (the answer is still written):
     # `gate` re-measures them so latency compares like with like (see pipeline.live_variants)
     live_variants: frozenset = frozenset()
@@ -213,6 +212,9 @@ class _Engine:
         self._live_per_variant: dict[str, int] = {}
         self.loop_lag_ms: list[float] = []  # how late the loop woke a 10 ms timer (looplag.py)
         self._attempts: dict[int, int] = {}  # id(response) -> requests it took (retries included)
+        self.workers_used = 1  # processes the calls were spread over (``workers: auto`` decides)
+        self.auto_choice: dict | None = None  # what ``workers: auto`` measured and chose
+        self._prepared_once = False  # requests and cache hits already read (by ``workers: auto``)
 
     # ---------------------------------------------------------------- bookkeeping
     def warn(self, text: str) -> None:
@@ -482,17 +484,55 @@ class _Engine:
                         work.append((name, ci, r))
         return work
 
-    def _worker_count(self, work: list) -> int:
+    def _worker_count(self, work: list, probed: int | None = None) -> int:
         """Processes to spread the calls over. Only model calls are spread (a user callable may
-        keep state in its process); ``workers=None`` picks several for large, wide runs."""
+        keep state in its process); ``workers: auto`` takes ``probed`` (see ``_auto_workers``)."""
         if any(isinstance(self.variants[name], CallableVariant) for name, _, _ in work[:1000]):
             return 1
-        k = self.opts.workers
-        if k is None:
-            big = len(work) >= AUTO_POOL_MIN_CALLS and self.opts.concurrency >= AUTO_POOL_MIN_CONCURRENCY
-            k = min(os.cpu_count() or 1, 4) if big else 1
+        k = (probed or 1) if self._auto() else self.opts.workers
         cases = len({ci for _, ci, _ in work})
         return max(1, min(int(k), cases, self.opts.concurrency))
+
+    def _auto(self) -> bool:
+        return self.opts.workers is None or self.opts.workers == "auto"
+
+    async def _auto_workers(self, work: list) -> int:
+        """``workers: auto``: how many processes the planned request rate needs. Runs of fewer
+        than ``AUTO_MIN_CALLS`` calls that need an answer stay in one process without a probe.
+        Otherwise, per model endpoint, the warm-up call and then ``PROBE_CALLS`` untimed calls
+        one after another measure the latency L and this process's CPU per call c; the planned
+        rate is concurrency / L (at most ``rpm`` / 60) and ``pool.auto_workers`` asks for enough
+        processes to keep each at most half busy, one per usable core at most."""
+        from .llm import LLMError, chat
+
+        live = [(n, ci, r) for n, ci, r in work if isinstance(self.variants[n], ModelVariant)
+                and not (isinstance(self.prepared.get((n, ci, r)), tuple)
+                         and self.prepared[(n, ci, r)][1] in self.hits and n not in self.opts.live_variants)]
+        if len(live) < AUTO_MIN_CALLS or any(isinstance(self.variants[n], CallableVariant) for n, _, _ in work[:1000]):
+            return 1
+        lat, cpu = [], []
+        for name in dict.fromkeys(n for n, _, _ in live):
+            v = self.variants[name]
+            await self._warmup(v)
+            req = {"model": v.model, "messages": [{"role": "user", "content": WARMUP_TEXT}],
+                   "params": {"max_tokens": 1}, "api_base": v.api_base, "api_key_env": v.api_key_env}
+            for _ in range(PROBE_CALLS):
+                t, c = time.perf_counter(), time.process_time()
+                try:
+                    await chat(req, timeout=min(self.opts.timeout_s, 30.0))
+                except LLMError:
+                    return 1  # the timed calls report the problem; no pool for a failing endpoint
+                lat.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
+        latency, cpu_call = sorted(lat)[len(lat) // 2], sorted(cpu)[len(cpu) // 2]
+        rate = self.opts.concurrency / latency if latency > 0 else 0.0
+        if self.opts.rpm:
+            rate = min(rate, self.opts.rpm / 60)
+        k = auto_workers(len(live), rate, cpu_call, usable_cores())
+        self.auto_choice = {"chosen": k, "latency_ms": round(latency * 1000, 1),
+                            "cpu_ms_per_call": round(cpu_call * 1000, 2), "planned_rate_per_s": round(rate, 1),
+                            "cores": usable_cores()}
+        return k
 
     def _stopped(self) -> bool:
         if self.stop_reason is None and self.external_stop is not None and self.external_stop.is_set():
@@ -500,7 +540,7 @@ class _Engine:
         return self.stop_reason is not None
 
     async def _run_local(self, work: list, progress: "_Progress") -> None:
-        items = iter(self._prepare(work))
+        items = iter(work if self._prepared_once else self._prepare(work))
 
         async def worker() -> None:
             for name, ci, r in items:  # shared iterator: calls go out in list order
@@ -543,11 +583,17 @@ class _Engine:
             self._live_per_variant[name] = self._live_per_variant.get(name, 0) + 1
         enabled = sys.stderr.isatty() if self.opts.progress is None else bool(self.opts.progress)
         progress = _Progress(len(work), enabled and bool(work))
-        workers = self._worker_count(work) if work else 1
         try:
+            workers = 1
+            if work:
+                probed = None
+                if self._auto() and self.opts.cache_mode != "offline":  # offline makes no call
+                    work = self._prepare(work)  # cache hits need no call: they do not count
+                    self._prepared_once = True
+                    probed = await self._auto_workers(work)
+                workers = self._worker_count(work, probed)
+            self.workers_used = workers
             if workers > 1:
-                from .pool import run_pool
-
                 await run_pool(self, work, workers, progress)
             else:
                 from .looplag import LoopLag
@@ -574,6 +620,8 @@ class _Engine:
             from .looplag import summarize
 
             self.stats["loop_lag_ms"] = summarize(self.loop_lag_ms)
+            self.stats["workers"] = self.workers_used
+            self.stats["workers_auto"] = self.auto_choice
         reason = self.stop_reason or self.incomplete_reason
         if reason:
             err = RunIncomplete(reason)

@@ -4,32 +4,56 @@ litellm spends milliseconds of CPU on every call, so one Python process tops out
 calls a second whatever the concurrency. With ``ReplayOptions.workers = K`` the engine gives each
 of K spawned processes every K-th case (all variants and repeats of a case stay in one process,
 so they are still sent next to each other) and a K-th of the concurrency and of the rpm / tpm
-budgets. Each worker runs the ordinary single-process engine with its own litellm and HTTP
+budgets (``workers: auto`` decides K from a short probe of the endpoint, see ``auto_workers``).
+Each worker runs the ordinary single-process engine with its own litellm and HTTP
 client (a client shared by many connections slows down as concurrency rises), and writes the
 shared SQLite cache (WAL allows several writers). A stop in one worker (auth failure, error
-budget) stops the others through a shared event; the parent shows the combined progress.
+budget) stops the others through a shared event; the parent shows the combined progress. The engine imports this module and hands its own
+class to the workers, so nothing here imports the engine (no import cycle).
 """
 from __future__ import annotations
 
 import asyncio
 import math
 import multiprocessing
+import os
 from dataclasses import replace
 from typing import Any
 
 from ..errors import RunIncomplete
 from .variants import ModelVariant
 
+OTHER_WORKER_STOPPED = "stopped because another worker process stopped the run"
+# `workers: auto`: pool only runs of at least this many live calls (a worker costs about a second
+# to start), and plan each process to stay at most this busy: above about half a core the event
+# loop's own queueing starts to show in the measured latencies (environment.loop_lag_ms)
+AUTO_MIN_CALLS = 400
+AUTO_BUSY_MAX = 0.5
+
 # CPU seconds the worker processes of the last pooled run used (they are not children of the
 # caller under a fork server, so getrusage(RUSAGE_CHILDREN) misses them): for bench/.
 LAST_RUN_WORKER_CPU_S = 0.0
 
 
-def _child_main(conn, stop, counters, cases, specs: dict, opts) -> None:
-    from .engine import _Engine
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
+
+def auto_workers(calls: int, rate_per_s: float, cpu_s_per_call: float, cores: int) -> int:
+    """Processes for ``workers: auto``: one, unless the run is large and its planned request rate
+    times the CPU one call costs would keep one process more than ``AUTO_BUSY_MAX`` busy; then
+    enough to bring each under it, at most one per usable core."""
+    if calls < AUTO_MIN_CALLS or rate_per_s <= 0 or cpu_s_per_call <= 0:
+        return 1
+    return max(1, min(cores, math.ceil(rate_per_s * cpu_s_per_call / AUTO_BUSY_MAX)))
+
+
+def _child_main(conn, stop, counters, cases, specs: dict, opts, engine_cls) -> None:
     warnings: list[str] = []
-    engine = _Engine(cases, specs, opts, warnings)
+    engine = engine_cls(cases, specs, opts, warnings)
     engine.external_stop, engine.counters = stop, counters
     try:
         results = asyncio.run(engine.run())
@@ -93,7 +117,8 @@ async def run_pool(engine, work: list[tuple[str, int, int]], k: int, progress) -
         recv, send = ctx.Pipe(duplex=False)
         opts_j = replace(child_opts, seed=None if o.seed is None else o.seed * 1000 + j)
         p = ctx.Process(target=_child_main, daemon=True,
-                        args=(send, stop, counters, [engine.cases[i] for i in share], specs, opts_j))
+                        args=(send, stop, counters, [engine.cases[i] for i in share], specs, opts_j,
+                                    type(engine)))
         p.start()
         send.close()
         procs.append(p)
@@ -122,8 +147,6 @@ async def run_pool(engine, work: list[tuple[str, int, int]], k: int, progress) -
 
 
 def _merge(engine, shares: list[list[int]], live: list[str], got: dict[int, Any], k: int) -> None:
-    from .engine import OTHER_WORKER_STOPPED
-
     global LAST_RUN_WORKER_CPU_S
     LAST_RUN_WORKER_CPU_S = sum(m["cpu_s"] for m in got.values() if m)
     for j in range(k):
