@@ -216,3 +216,40 @@ def test_an_endpoint_that_answered_once_is_not_unreachable(llm_server):
     out = replay_sync(make_cases(8), {"v": model_variant(llm_server, "echo@status=503")},
                       opts(max_retries=0))
     assert result_summary(out)["v"]["errors"] == {"ServiceUnavailableError": 8}
+
+
+def test_warm_ups_finish_before_the_loop_lag_monitor_starts(llm_server, tmp_path, monkeypatch):
+    """The first call imports the HTTP client (litellm: seconds), blocking the loop while no
+    timed call is in flight: that is not a lag any timing suffered, so the monitor starts after
+    every endpoint that will be called was warmed up. A variant served wholly from the cache is
+    not warmed up at all."""
+    from replaygate.replay import engine as eng
+    from replaygate.replay import looplag
+
+    events: list[str] = []
+    warmup, start = eng._Engine._warmup, looplag.LoopLag.start
+
+    async def traced_warmup(self, v):
+        await warmup(self, v)
+        events.append(f"warm {v.name}")
+
+    def traced_start(self):
+        events.append("monitor")
+        start(self)
+
+    monkeypatch.setattr(eng._Engine, "_warmup", traced_warmup)
+    monkeypatch.setattr(looplag.LoopLag, "start", traced_start)
+    cases = make_cases(6)
+    cached = model_variant(llm_server, "echo@latency=5")
+    replay_sync(cases, {"c": cached}, opts(tmp_path))  # fills the cache for variant c
+    events.clear()
+    llm_server.reset()
+    stats: dict = {}
+    out = replay_sync(cases, {"a": model_variant(llm_server, "echo@latency=20"), "c": cached,
+                              "b": model_variant(llm_server, "wrong-0@latency=20")},
+                      opts(tmp_path), stats=stats)
+    assert events[:3] == ["warm a", "warm b", "monitor"]  # c's answers all come from the cache
+    assert all(s.cached for r in out["c"] for s in r.samples)
+    assert stats["loop_lag_ms"]["n"] > 0
+    warm = [r for r in llm_server.stats(bodies=False)["requests"] if r not in live_requests(llm_server, bodies=False)]
+    assert len(warm) == 2  # one warm-up per called endpoint, none for the cached one

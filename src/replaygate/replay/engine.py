@@ -539,8 +539,26 @@ class _Engine:
             self.stop_reason = OTHER_WORKER_STOPPED
         return self.stop_reason is not None
 
+    def _needs_call(self, item: tuple[str, int, int]) -> bool:
+        prep = self.prepared.get(item)
+        if not isinstance(prep, tuple) or self.opts.cache_mode == "offline":
+            return False
+        return item[0] in self.opts.live_variants or prep[1] not in self.hits
+
+    async def _warm_all(self, work: list) -> None:
+        """Warm up every endpoint that will get a call before the first timed call and before
+        the loop-lag monitor starts: the first call imports the client (litellm: seconds), which
+        blocks the loop with no timed call in flight, so it is not a lag any timing suffered."""
+        try:
+            for name in dict.fromkeys(item[0] for item in work if self._needs_call(item)):
+                if self._stopped():
+                    return
+                await self._warmup(self.variants[name])
+        except asyncio.CancelledError:  # Ctrl-C with nothing in flight but the warm-up
+            self._stop(INTERRUPTED)
+
     async def _run_local(self, work: list, progress: "_Progress") -> None:
-        items = iter(work if self._prepared_once else self._prepare(work))
+        items = iter(work)
 
         async def worker() -> None:
             for name, ci, r in items:  # shared iterator: calls go out in list order
@@ -590,7 +608,10 @@ class _Engine:
                 if self._auto() and self.opts.cache_mode != "offline":  # offline makes no call
                     work = self._prepare(work)  # cache hits need no call: they do not count
                     self._prepared_once = True
-                    probed = await self._auto_workers(work)
+                    try:
+                        probed = await self._auto_workers(work)
+                    except asyncio.CancelledError:  # Ctrl-C during the probe: no call was made yet
+                        self._stop(INTERRUPTED)
                 workers = self._worker_count(work, probed)
             self.workers_used = workers
             if workers > 1:
@@ -598,6 +619,8 @@ class _Engine:
             else:
                 from .looplag import LoopLag
 
+                work = work if self._prepared_once else self._prepare(work)
+                await self._warm_all(work)
                 lag = LoopLag()
                 lag.start()
                 try:
