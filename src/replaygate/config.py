@@ -128,6 +128,17 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
 
 
 def schema_errors(data: Any, schema_name: str) -> list:
+    # a valid document (the common case) is accepted by the compiled validator runfile.py uses
+    # for the same schemas, without importing jsonschema (a tenth of a second of every command's
+    # start-up); an invalid one, or one holding values it cannot read (a YAML date), is walked by
+    # jsonschema, whose errors carry the paths and messages the config errors are built from
+    from .runfile import _validator
+
+    try:
+        if _validator(schema_name).is_valid(data):
+            return []
+    except (ValueError, TypeError, OverflowError):
+        pass
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(load_schema(schema_name))

@@ -6,8 +6,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from replaygate.errors import ConfigError
 from replaygate.model import Case, Sample
 from replaygate.scoring.base import AGAINST, Outcome, Scorer, output_text
@@ -72,6 +70,8 @@ def load_schema(value: Any, where: str) -> dict:
             raise ConfigError(f"{path}: not valid JSON/YAML: {exc}", field=where) from exc
         if not isinstance(schema, dict):
             raise ConfigError(f"{path}: a JSON Schema must be an object", field=where)
+    import jsonschema  # here, not at the top: only a json_schema scorer needs it
+
     cls = jsonschema.validators.validator_for(schema)
     try:
         cls.check_schema(schema)
@@ -90,6 +90,8 @@ class JsonSchema(_JsonOutput):
 
     def setup(self, params: dict) -> None:
         super().setup(params)
+        import jsonschema
+
         schema = load_schema(params["schema"], self.field("schema"))
         self.validator = jsonschema.validators.validator_for(schema)(schema)
 

@@ -3,9 +3,8 @@ the config's ``scorers:`` list with each entry validated against its type's sche
 from __future__ import annotations
 
 import importlib
+from functools import lru_cache
 from typing import Callable
-
-import jsonschema
 
 from replaygate.errors import ConfigError, did_you_mean
 from replaygate.scoring.base import COMMON_PARAMS, Scorer
@@ -49,7 +48,23 @@ def spec_schema(cls: type[Scorer]) -> dict:
     }
 
 
+@lru_cache(maxsize=None)
+def _fast_validator(cls: type[Scorer]):
+    import jsonschema_rs
+
+    return jsonschema_rs.validator_for(spec_schema(cls))
+
+
 def _validate(spec: dict, cls: type[Scorer], where: str) -> None:
+    # a valid entry is accepted by the compiled validator (no import of jsonschema, a tenth of a
+    # second of start-up); an invalid one is walked by jsonschema for its paths and messages
+    try:
+        if _fast_validator(cls).is_valid(spec):
+            return
+    except (ValueError, TypeError, OverflowError):  # a value it cannot read (a YAML date)
+        pass
+    import jsonschema
+
     validator = jsonschema.Draft202012Validator(spec_schema(cls))
     errors = sorted(validator.iter_errors(spec), key=lambda e: (len(e.path), list(map(str, e.path))))
     if not errors:
