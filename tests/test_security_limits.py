@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from click.testing import CliRunner
-from replay_helpers import live_requests, make_cases, model_variant, opts
+from replay_helpers import live_requests, make_cases, model_variant, opts, write_golden
 
 from replaygate.cli import cli
 from replaygate.errors import InputError, RunIncomplete
@@ -120,12 +120,68 @@ def test_offline_run_stops_at_the_first_batch_with_a_miss(llm_server, tmp_path):
     replay_sync(cases[:10], variants, opts(tmp_path, warmup=False))
     with pytest.raises(RunIncomplete) as ei:
         replay_sync(cases, variants, opts(tmp_path, cache_mode="offline"))
-    assert "no cached response for case c010" in str(ei.value) and "first miss" in str(ei.value)
+    message = str(ei.value)
+    assert "no cached response for case c010" in message and "first miss" in message
+    assert "1,990 of the 2,000 requests looked up are not in the response cache" in message
+    assert "the other 3,000 cases were not looked up and are left out of the partial run" in message
     samples = [r.samples[0] for r in ei.value.partial["v"]]
     assert [s.cached for s in samples[:10]] == [True] * 10
-    kinds = {s.error.type for s in samples[10:2000]}
-    assert kinds == {"CacheMiss"}
-    # the rest was never hashed nor looked up: not run, with the reason
-    assert {s.error.type for s in samples[2000:]} == {"NotRun"}
-    assert "first miss" in samples[-1].error.message
+    # the rest was never hashed nor looked up: no NotRun sample per case, the message counts them
+    assert len(samples) == 2000
+    assert {s.error.type for s in samples[10:]} == {"CacheMiss"}
     assert len(live_requests(llm_server)) == 10
+
+
+def test_offline_run_of_a_large_dataset_reads_only_its_first_cases(llm_server, tmp_path):
+    """`run --offline` against a stale cache: the first 2,000 cases are looked up before the rest
+    of the dataset is read, and the partial run holds those cases only (issue 12: a 1M-case
+    dataset took 93 s and 5.7 GB to say its first case was missing)."""
+    rows = [{"id": f"q{i}", "input": f"question {i}", "expected": "x"} for i in range(5000)]
+    golden = write_golden(tmp_path, rows)
+    # a bad row the probe never reaches: the run stops at the first miss before reading it
+    golden.write_text(golden.read_text() + "{not json\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"version: 1\ndataset: [{{golden: {golden.name}}}]\nvariants:\n"
+                   f"  baseline: {{model: openai/echo, api_base: '{llm_server.api_base}'}}\n"
+                   f"  candidate: {{model: openai/echo, api_base: '{llm_server.api_base}'}}\n"
+                   f"cache: cache.sqlite\n")
+    out = tmp_path / "run.json"
+    r = CliRunner().invoke(cli, ["run", "-c", str(cfg), "--variant", "candidate", "-o", str(out), "--offline"])
+    assert r.exit_code == 3, r.output
+    assert "no cached response for case q0" in r.output
+    assert "2,000 of the 2,000 requests looked up are not in the response cache" in r.output
+    assert "read no further than its first 2,000 cases" in r.output
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is False and len(doc["cases"]) == 2000
+    assert {c["samples"][0]["error"]["type"] for c in doc["cases"]} == {"CacheMiss"}
+    assert live_requests(llm_server) == []
+    # without --offline the whole file is read: its bad row is an input error (exit 2)
+    r = CliRunner().invoke(cli, ["run", "-c", str(cfg), "--variant", "candidate", "-o", str(out)])
+    assert r.exit_code == 2 and "golden.jsonl:5001" in r.output, r.output
+
+
+def test_offline_gate_with_a_warm_head_reads_the_whole_dataset(llm_server, tmp_path):
+    """The probe's hits are not the verdict: a miss after the first 2,000 cases still stops the
+    run there (exit 3, the partial runs end at that batch), and a warm cache passes through."""
+    rows = [{"id": f"q{i}", "input": f"question {i}", "expected": "x"} for i in range(2300)]
+    golden = write_golden(tmp_path, rows)
+    cfg = tmp_path / "c.yaml"
+    base = (f"version: 1\ndataset: [{{golden: {golden.name}}}]\nvariants:\n"
+            f"  baseline: {{model: openai/echo, api_base: '{llm_server.api_base}'}}\n"
+            f"  candidate: {{model: openai/echo, api_base: '{llm_server.api_base}'}}\n"
+            f"cache: cache.sqlite\nconcurrency: 32\n")
+    cfg.write_text(base)
+    out = tmp_path / "run.json"
+    golden.write_text("".join(json.dumps(r) + "\n" for r in rows[:2200]))
+    r = CliRunner().invoke(cli, ["run", "-c", str(cfg), "--variant", "candidate", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    golden.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = CliRunner().invoke(cli, ["run", "-c", str(cfg), "--variant", "candidate", "-o", str(out), "--offline"])
+    assert r.exit_code == 3, r.output
+    assert "no cached response for case q2200" in r.output and "100 of the 2,300" in r.output
+    doc = json.loads(out.read_text())
+    assert len(doc["cases"]) == 2300 and sum(c["samples"][0]["cached"] for c in doc["cases"]) == 2200
+    golden.write_text("".join(json.dumps(r) + "\n" for r in rows[:2200]))
+    r = CliRunner().invoke(cli, ["run", "-c", str(cfg), "--variant", "candidate", "-o", str(out), "--offline"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["provenance"]

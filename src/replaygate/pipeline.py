@@ -279,6 +279,8 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
     raises RunIncomplete with `.runs`: the partial runs (complete=False), still scored, so
     the caller can write them."""
     scorers = build_scorers(cfg)
+    if settings.cache_mode == "offline":
+        _offline_probe(cfg, names, settings, scorers, cache)
     cases = load_cases(cfg)
     if len(names) == 2 and settings.notice is not None:  # a gate: say now which gates cannot decide
         from .validation import sensitivity_warnings
@@ -303,6 +305,32 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
     if len(runs) == 2:
         judge_pairs(cfg, cases, *runs, scorers, settings, cache)
     return runs
+
+
+OFFLINE_PROBE_CASES = 2000
+
+
+def _offline_probe(cfg: Config, names: list[str], settings: RunSettings, scorers: list, cache) -> None:
+    """--offline on a large dataset: look the first cases up before reading the rest. A miss
+    among them ends the run (RunIncomplete with the partial runs of those cases) without
+    building, replaying, scoring and writing a million cases that cannot be answered."""
+    from .sources import first_cases
+
+    head = first_cases(cfg["dataset"], OFFLINE_PROBE_CASES)
+    if head is None:
+        return
+    stats: dict = {}
+    try:
+        replay_variants(cfg, names, settings, head, stats)
+    except RunIncomplete as e:
+        if not getattr(e, "offline_cut", False):
+            return  # not a cache miss: the whole run reports it the usual way
+        e.message += f"; the dataset was read no further than its first {len(head):,} cases"
+        e.runs = [make_run(cfg, n, head, e.partial[n], scorers,  # type: ignore[attr-defined]
+                           getattr(e, "warnings", []), complete=False, settings=settings, cache=cache,
+                           incomplete=e.message, loop_lag=stats.get("loop_lag_ms"))
+                  for n in names]
+        raise
 
 
 def run_variant(cfg: Config, name: str, settings: RunSettings | None = None) -> Run:

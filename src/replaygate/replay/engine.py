@@ -215,6 +215,7 @@ class _Engine:
         self.workers_used = 1  # processes the calls were spread over (``workers: auto`` decides)
         self.auto_choice: dict | None = None  # what ``workers: auto`` measured and chose
         self._prepared_once = False  # requests and cache hits already read (by ``workers: auto``)
+        self.kept_cases: int | None = None  # offline: results only for the cases looked up
 
     # ---------------------------------------------------------------- bookkeeping
     def warn(self, text: str) -> None:
@@ -374,7 +375,9 @@ class _Engine:
     def _prepare_offline(self, work: list[tuple[str, int, int]], batch: int = 2000) -> list:
         """Offline: only the keys are kept (no call will be made, so no request), read in
         batches; the work ends with the first batch that has a miss, before the rest is hashed:
-        a million-case run reports its first miss in moments, with memory for keys only."""
+        a million-case run reports its first miss in moments, with memory for keys only. The
+        cases after that batch are left out of the results (``self.kept_cases``): nothing was
+        looked up for them, and a NotRun sample each would cost more than the whole lookup."""
         from .cache import request_key
 
         for start in range(0, len(work), batch):
@@ -393,15 +396,23 @@ class _Engine:
                         keys.append(key)
             if self.cache is not None and keys:
                 self.hits.update(self.cache.get_many_timed(keys))
-            missing = next((item for item in work[start:start + batch]
-                            if isinstance(self.prepared.get(item), tuple)
-                            and (self.prepared[item][1] not in self.hits
-                                 or item[0] in self.opts.live_variants)), None)
-            if missing is not None:
-                name, ci, r = missing
+            missing = [item for item in work[start:start + batch]
+                       if isinstance(self.prepared.get(item), tuple)
+                       and (self.prepared[item][1] not in self.hits or item[0] in self.opts.live_variants)]
+            if missing:
+                name, ci, r = missing[0]
+                kept = work[:start + batch]
+                self.kept_cases = kept[-1][1] + 1
+                rest = len(self.cases) - self.kept_cases
+                looked_up = sum(isinstance(p, tuple) for p in self.prepared.values())
                 self.cut_reason = (f"offline mode: no cached response for case {self.cases[ci].id} "
-                                   f"(variant {name}, repeat {r}); stopped at the first miss")
-                return work[:start + batch]
+                                   f"(variant {name}, repeat {r}); stopped at the first miss: "
+                                   f"{len(missing):,} of the {looked_up:,} requests looked up are not "
+                                   f"in the response cache")
+                if rest:
+                    self.cut_reason += (f"; the other {rest:,} cases were not looked up and are left "
+                                        f"out of the partial run")
+                return kept
         return work
 
     async def _model_sample(self, v: ModelVariant, case: Case, ci: int,
@@ -488,6 +499,8 @@ class _Engine:
         """Processes to spread the calls over. Only model calls are spread (a user callable may
         keep state in its process); ``workers: auto`` takes ``probed`` (see ``_auto_workers``)."""
         if any(isinstance(self.variants[name], CallableVariant) for name, _, _ in work[:1000]):
+            return 1
+        if self.opts.cache_mode == "offline":  # no model call to spread: the cache answers all
             return 1
         k = (probed or 1) if self._auto() else self.opts.workers
         cases = len({ci for _, ci, _ in work})
@@ -650,15 +663,17 @@ class _Engine:
             err = RunIncomplete(reason)
             err.partial = results  # type: ignore[attr-defined]
             err.warnings = self.warnings  # type: ignore[attr-defined]
+            err.offline_cut = self.kept_cases is not None  # type: ignore[attr-defined]
             raise err
         return results
 
     def _results(self) -> dict[str, list[CaseResult]]:
         out: dict[str, list[CaseResult]] = {}
         why = self.stop_reason or "not run"
+        cases = self.cases if self.kept_cases is None else self.cases[:self.kept_cases]
         for name, per_case in self.samples.items():
             rows = []
-            for case, samples in zip(self.cases, per_case):
+            for case, samples in zip(cases, per_case):
                 filled = [s if s is not None else error_sample(r, "NotRun", why)
                           for r, s in enumerate(samples)]
                 rows.append(CaseResult(id=case.id, source=_source(case), input=case.last_user_text(),

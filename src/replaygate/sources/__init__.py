@@ -41,6 +41,28 @@ def load_dataset(entries: list[dict]) -> list[Case]:
     return cases
 
 
+def first_cases(entries: list[dict], n: int) -> list[Case] | None:
+    """The first ``n`` cases of the dataset, in load_dataset's order and with its ids, read
+    without building the rest; None when a source cannot be read partway (traces and ``cases``
+    files are filtered, sampled and deduplicated over the whole input) or holds no more than
+    ``n`` cases (then the whole load costs no more)."""
+    from itertools import islice
+
+    if not all("golden" in e for e in entries):
+        return None
+    from .golden import iter_golden
+
+    out: list[Case] = []
+    for entry in entries:
+        found = list(islice(iter_golden(entry["golden"]), n + 1 - len(out)))
+        if entry.get("case_id") == "input":  # an id depends only on the cases before it
+            found = ids_from_input(found)
+        out.extend(found)
+        if len(out) > n:
+            return out[:n]
+    return None
+
+
 def ids_from_input(cases: list[Case]) -> list[Case]:
     """Case ids from what was asked (messages and tools), not from the trace and span ids, so the
     same prompt recorded in two periods pairs up (`case_id: input`): this week's traces against

@@ -23,6 +23,15 @@ _ROLES = {"system", "user", "assistant", "tool", "developer"}
 
 
 def load_golden(path: str | Path) -> list[Case]:
+    cases = list(iter_golden(path))
+    if not cases:
+        raise InputError("the golden file has no rows", file=str(path))
+    return cases
+
+
+def iter_golden(path: str | Path) -> Iterator[Case]:
+    """The cases of a golden file one by one (duplicate ids refused as they come), so a caller
+    that needs only the first ones (an offline run's first cache lookups) does not build all."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -36,7 +45,6 @@ def load_golden(path: str | Path) -> list[Case]:
     else:
         raise InputError("unknown golden file type (use .jsonl, .yaml, .yml, .csv or .json)",
                          file=str(path))
-    cases: list[Case] = []
     seen: dict[str, int] = {}
     for n, (line, row) in enumerate(rows, start=1):
         case = row_to_case(row, n, path, line)
@@ -44,10 +52,7 @@ def load_golden(path: str | Path) -> list[Case]:
             raise InputError(f"duplicate case id {case.id!r} (first on line {seen[case.id]})",
                              file=str(path), line=line)
         seen[case.id] = line
-        cases.append(case)
-    if not cases:
-        raise InputError("the golden file has no rows", file=str(path))
-    return cases
+        yield case
 
 
 def check_golden(path: str | Path, limit: int = 20) -> tuple[int, list[InputError]]:
