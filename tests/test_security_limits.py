@@ -93,6 +93,37 @@ def test_yaml_alias_bomb_in_a_golden_file_is_refused(tmp_path):
      "longer than"),
     ("{% for i in range(n) %}{% for j in range(n) %}{% if j.real %}{% endif %}{% endfor %}{% endfor %}",
      {"n": 100000}, "took longer"),
+    # issue 12's remainder: widths, amplifying filters and methods, loops that emit nothing
+    ("{{ '%999999999s'|format(x) }}", {"x": "a"}, "a % format would make 999,999,999"),
+    ("{{ fmt|format(x) }}", {"fmt": "%.999999999f", "x": 1.0}, "a % format"),
+    ("{{ '%*s' % (n, x) }}", {"n": 10 ** 9, "x": "a"}, "a % format"),
+    ("{{ fmt % x }}", {"fmt": "%999999s" * 5, "x": ("a",) * 5}, "a % format"),
+    ("{{ '{:>{w}}'.format(x, w=n) }}", {"n": 10 ** 9, "x": "a"}, "a format spec"),
+    ("{{ f.format(x) }}", {"f": "{:999999999}", "x": "a"}, "a format spec"),
+    ("{{ f.format(*xs) }}", {"f": "{:900000}" * 3, "xs": ["a"] * 3}, "a format spec would make 1,800,027"),
+    ("{{ x|center(n) }}", {"x": "a", "n": 10 ** 9}, "center would make"),
+    ("{{ x|indent(n) }}", {"x": "a\nb", "n": 10 ** 6}, "indent would make"),
+    ("{{ x|replace('a', y) }}", {"x": "a" * 10 ** 5, "y": "b" * 10 ** 5}, "replace would make"),
+    ("{{ x.replace('a', y) }}", {"x": "a" * 10 ** 5, "y": "b" * 10 ** 5}, ".replace() would make"),
+    ("{{ xs|join(y) }}", {"xs": list(range(10 ** 5)), "y": "b" * 10 ** 5}, "join would make"),
+    ("{{ y.join(xs|map('string')) }}", {"xs": list(range(10 ** 5)), "y": "b" * 10 ** 5}, "join would make"),
+    ("{{ x.ljust(n) }}", {"x": "a", "n": 10 ** 9}, ".ljust() would make"),
+    ("{{ x.zfill(n) }}", {"x": "1", "n": 10 ** 9}, ".zfill() would make"),
+    ("{{ x.expandtabs(n) }}", {"x": "\t" * 1000, "n": 10 ** 7}, ".expandtabs() would make"),
+    ("{{ x|wordwrap(1, wrapstring=y) }}", {"x": "a" * 10 ** 5, "y": "b" * 1000}, "wordwrap would make"),
+    ("{{ xs|batch(n, 'x')|list|length }}", {"xs": [1], "n": 10 ** 9}, "batch would make"),
+    ("{{ xs|slice(n)|list|length }}", {"xs": [1], "n": 10 ** 9}, "slice would make"),
+    ("{{ d|tojson(indent=n) }}", {"d": {"a": [1]}, "n": 10 ** 9}, "tojson indent"),
+    ("{{ lipsum(n) }}", {"n": 10 ** 9}, "lipsum would make"),
+    ("{% set ns = namespace(s=x) %}{% for i in range(n) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+     {"x": "a", "n": 60}, "~ would make"),
+    ("{% set ns = namespace(s=x) %}{% for i in range(n) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+     {"x": "a", "n": 60}, "+ would make"),
+    ("{% set xs = [1] %}{% for i in range(n) %}{% set _ = xs.extend(xs) %}{% endfor %}", {"n": 60},
+     ".extend() would make"),
+    ("{% for i in range(n) %}{% for j in range(n) %}{% endfor %}{% endfor %}", {"n": 100000}, "took longer"),
+    ("{% for a in xs %}{% for b in xs %}{% endfor %}{% endfor %}", {"xs": list(range(100000))}, "took longer"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(x) }}", {"x": 1}, "recursion too deep"),
 ])
 def test_template_rendering_is_bounded(tmp_path, source, vars, why):
     t = tmp_path / "t.j2"
@@ -112,6 +143,50 @@ def test_template_rendering_is_bounded(tmp_path, source, vars, why):
     th.start()
     th.join(60)
     assert why in result.get("refused", ""), result
+
+
+@pytest.mark.parametrize("source, vars, text", [
+    ("{{ '%s-%03d|%5s'|format(x, 7, 'b') }}", {"x": "a"}, "a-007|    b"),
+    ("{{ '%(a)s' % d }} {{ 7 % 3 }}", {"d": {"a": 1}}, "1 1"),
+    ("{{ '{:>5}|{:.2f}|{a}'.format(x, 3.14159, a=1) }}", {"x": "a"}, "    a|3.14|1"),
+    ("{{ '{a}'.format_map(d) }}", {"d": {"a": 2}}, "2"),
+    ("{{ x|center(5) }}|{{ x|indent(2, first=true) }}|{{ x|replace('a', 'bb') }}", {"x": "a"}, "  a  |  a|bb"),
+    ("{{ xs|join(', ') }}; {{ '-'.join(xs|map('string')) }}; {{ range(3)|join }}", {"xs": [1, 2]}, "1, 2; 1-2; 012"),
+    ("{% for x in xs %}{{ loop.index }}/{{ loop.length }}:{{ x ~ '!' }} {% else %}none{% endfor %}",
+     {"xs": ["a", "b"]}, "1/2:a! 2/2:b! "),
+    ("{% for x in xs %}{{ x }}{% else %}none{% endfor %}", {"xs": []}, "none"),
+    ("{% set ys = [] %}{% for x in xs %}{% set _ = ys.append(x * 2) %}{% endfor %}{{ ys + [0] }}",
+     {"xs": [1, 2]}, "[2, 4, 0]"),
+    ("{{ d|tojson(indent=2) }}", {"d": {"a": 1}}, '{\n  "a": 1\n}'),
+])
+def test_bounded_templates_still_render_what_prompts_use(source, vars, text):
+    from replaygate.replay.templating import BoundedSandbox
+
+    env = BoundedSandbox()
+    assert env.render(env.from_string(source), vars) == text
+
+
+def test_a_hostile_row_is_one_counted_error_not_a_hang(llm_server, tmp_path):
+    """One row whose data blows a template up is that case's UnreplayableCase error (the limit
+    named); the other rows are answered and the run goes on."""
+    (tmp_path / "t.j2").write_text("{{ '%*s' % (width, question) }}")
+    rows = [{"id": f"q{i}", "input": "x", "vars": {"width": 5, "question": f"q{i}"}, "expected": "x"}
+            for i in range(3)]
+    rows[1]["vars"]["width"] = 10 ** 9
+    golden = write_golden(tmp_path, rows)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"version: 1\ndataset: [{{golden: {golden.name}}}]\nvariants:\n"
+                   f"  baseline: {{model: openai/echo, api_base: '{llm_server.api_base}', prompt: {{template: t.j2}}}}\n"
+                   f"  candidate: {{model: openai/echo, api_base: '{llm_server.api_base}', prompt: {{template: t.j2}}}}\n"
+                   f"cache: cache.sqlite\n")
+    out = tmp_path / "run.json"
+    r = CliRunner().invoke(cli, ["run", "-c", str(cfg), "--variant", "candidate", "-o", str(out)])
+    doc = json.loads(out.read_text())
+    errors = {c["id"]: c["samples"][0]["error"] for c in doc["cases"]}
+    assert errors["q0"] is None and errors["q2"] is None, r.output
+    assert errors["q1"]["type"] == "UnreplayableCase"
+    assert "a % format would make 1,000,000,000 characters" in errors["q1"]["message"]
+    assert sorted(req["prompt"] for req in live_requests(llm_server)) == ["   q0", "   q2"]
 
 
 def test_offline_run_stops_at_the_first_batch_with_a_miss(llm_server, tmp_path):
