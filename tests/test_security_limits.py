@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from replay_helpers import live_requests, make_cases, model_variant, opts, write_golden
 
 from replaygate.cli import cli
-from replaygate.errors import InputError, RunIncomplete
+from replaygate.errors import InputError, ReplaygateError, RunIncomplete
 from replaygate.model import Case, Message
 from replaygate.replay.engine import replay, replay_sync
 from replaygate.replay.secrets import scrub
@@ -260,3 +260,54 @@ def test_offline_gate_with_a_warm_head_reads_the_whole_dataset(llm_server, tmp_p
     r = CliRunner().invoke(cli, ["run", "-c", str(cfg), "--variant", "candidate", "-o", str(out), "--offline"])
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["provenance"]
+
+
+def test_max_retry_wait_is_one_cap_for_replay_and_judge_calls(llm_server, tmp_path):
+    """`max_retry_wait` (config) caps the replay engine's and the judges' waits alike: a 429 whose
+    Retry-After is within it is waited for and retried; one beyond it is that attempt's error,
+    with the cap named, after a single request."""
+    from replaygate.config import load_config
+    from replaygate.pipeline import RunSettings, run_variant
+
+    golden = write_golden(tmp_path, [{"id": "q0", "input": "hello", "expected": "hello"}])
+
+    def config(model: str, judge: str, wait: float) -> Path:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            f"version: 1\ndataset: [{{golden: {golden.name}}}]\ncache: false\nmax_retries: 2\n"
+            f"max_retry_wait: {wait}\nvariants:\n"
+            f"  baseline: {{model: 'openai/{model}', api_base: '{llm_server.api_base}'}}\n"
+            f"  candidate: {{model: 'openai/{model}', api_base: '{llm_server.api_base}'}}\n"
+            f"scorers:\n  - {{name: j, type: judge, rubric: correctness, model: 'openai/{judge}', "
+            f"api_base: '{llm_server.api_base}', retries: 2}}\n")
+        return cfg
+
+    # Retry-After 3 s against a 2 s cap: both the answer and the judge give up at once
+    run = run_variant(load_config(config("echo@r429=1,retry_after=3", "judge@r429=1,retry_after=3", 2)),
+                      "candidate", RunSettings(cache_mode="off"))
+    err = run.cases[0].samples[0].error
+    assert err.type == "RateLimitError" and "Retry-After 3 s is beyond the 2 s cap on waits (max_retry_wait)" in err.message
+    assert err is not None and run.cases[0].samples[0].attempts == 1
+    run = run_variant(load_config(config("echo", "judge@r429=1,retry_after=3", 2)), "candidate",
+                      RunSettings(cache_mode="off"))
+    score = run.cases[0].samples[0].scores["j"]
+    assert score.error is not None and "Retry-After 3 s is beyond the 2 s cap on waits (max_retry_wait)" in score.error.message
+    judge_calls = [r for r in llm_server.stats()["requests"] if str(r.get("model")).startswith("judge")]
+    assert len(judge_calls) == 1  # no retry after a refused wait
+    # within the cap: waited for, retried, answered and judged
+    run = run_variant(load_config(config("echo@r429=1,retry_after=0.2", "judge@r429=1,retry_after=0.2", 2)),
+                      "candidate", RunSettings(cache_mode="off"))
+    sample = run.cases[0].samples[0]
+    assert sample.error is None and sample.attempts == 2 and sample.scores["j"].error is None
+
+
+def test_max_retry_wait_is_validated(tmp_path):
+    from replaygate.config import load_config
+
+    for bad in ("0", "-1", "7200", "soon"):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"version: 1\ndataset: [{{golden: g.jsonl}}]\nmax_retry_wait: {bad}\n"
+                       "variants: {baseline: {model: openai/x}, candidate: {model: openai/x}}\n")
+        with pytest.raises(ReplaygateError) as e:
+            load_config(cfg)
+        assert "max_retry_wait" in str(e.value) and "c.yaml:3" in str(e.value), str(e.value)

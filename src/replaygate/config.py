@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "workers": 1,
     "timeout": 60.0,
     "max_retries": 4,
+    "max_retry_wait": 30.0,
     "seed": 0,
     "baseline": "baseline",
     "candidate": "candidate",

@@ -105,6 +105,7 @@ def replay_options(cfg: Config, settings: RunSettings, names: list[str] | None =
         repeats=settings.repeats or cfg["repeats"],
         timeout_s=float(cfg["timeout"]),
         max_retries=int(cfg["max_retries"]),
+        backoff_max_s=float(cfg["max_retry_wait"]),
         cache_mode=settings.cache_mode if cfg.cache_path else "off",
         cache_path=cfg.cache_path,
         rpm=cfg.get("rpm"),
@@ -182,7 +183,7 @@ def make_run(cfg: Config, name: str, cases: list[Case], results: list[CaseResult
     by_id = {c.id: c for c in cases}
     warnings = list(warnings) + list(score_results_sync(
         by_id, results, scorers, cache=cache,
-        concurrency=settings.concurrency or cfg["concurrency"],
+        concurrency=settings.concurrency or cfg["concurrency"], max_retry_wait=float(cfg["max_retry_wait"]),
         offline=settings.cache_mode == "offline", refresh=settings.cache_mode == "refresh") or [])
     problems, notes = scoring_problems(results, scorers, max_scorer_error_rate(cfg))
     reasons = ([incomplete] if incomplete else []) + problems
@@ -371,6 +372,7 @@ def judge_pairs(cfg: Config, cases: list[Case], base: Run, cand: Run, scorers: l
     for scorer in (s for s in scorers if getattr(s, "pairwise", False)):
         res = score_pairwise_sync(by_id, base.cases, cand.cases, scorer, cache=cache,
                                   concurrency=settings.concurrency or cfg["concurrency"],
+                                  max_retry_wait=float(cfg["max_retry_wait"]),
                                   offline=settings.cache_mode == "offline",
                                   refresh=settings.cache_mode == "refresh")
         for case in cand.cases:

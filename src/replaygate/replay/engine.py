@@ -58,7 +58,7 @@ class ReplayOptions:
     seed: int | None = None  # for retry jitter
     warmup: bool = True
     backoff_s: float = 0.5  # first retry delay; doubles per attempt, +-50% jitter
-    backoff_max_s: float = 30.0
+    backoff_max_s: float = 30.0  # config `max_retry_wait`: no wait before a retry is longer
     # processes sharing the model calls: litellm costs milliseconds of CPU a call, so one process
     # caps the rate; "auto" (or None) = chosen from a probe of the endpoint (pool.auto_workers)
     workers: int | str | None = 1
@@ -308,7 +308,7 @@ class _Engine:
                     message = f"{e.message}{tries}"
                     if too_long:  # never wait longer than the cap: the attempt is an error
                         message = (f"Retry-After {e.retry_after:g} s is beyond the "
-                                   f"{self.opts.backoff_max_s:g} s cap on waits: {message}")
+                                   f"{self.opts.backoff_max_s:g} s cap on waits (max_retry_wait): {message}")
                     self._reachability(v, e)
                     err = error_sample(repeat, e.type, message)
                     err.attempts = attempt + 1

@@ -44,6 +44,7 @@ class ScoringContext:
     offline: bool = False
     refresh: bool = False
     concurrency: int = 8
+    max_retry_wait: float = 30.0  # seconds; config `max_retry_wait`, the replay engine's cap too
     warnings: list[str] = field(default_factory=list)
     # model endpoints (model, api_base, api_key_env) that cannot answer: -> (error type, message)
     broken: dict[tuple, tuple[str, str]] = field(default_factory=dict)

@@ -228,8 +228,13 @@ class ModelClient:
                 return result
             except LLMError as exc:
                 # an error naming response_format is about the request, not a passing fault
-                if not exc.retryable or attempt == self.retries or "response_format" in exc.message:
+                too_long = exc.retry_after is not None and exc.retry_after > ctx.max_retry_wait
+                if not exc.retryable or attempt == self.retries or "response_format" in exc.message \
+                        or too_long:
                     message = f"judge model call failed ({self.model}): {exc}"
+                    if too_long:  # never wait longer than the cap: the attempt is an error
+                        message = (f"Retry-After {exc.retry_after:g} s is beyond the {ctx.max_retry_wait:g} s "
+                                   f"cap on waits (max_retry_wait): {message}")
                     if exc.auth:
                         message += f" (credentials: {self.credentials_hint()})"
                         ctx.broken.setdefault(self.endpoint, (exc.type, message))
@@ -240,7 +245,7 @@ class ModelClient:
                     failure = ScorerFailure(message, exc.type)
                     failure.llm_error = exc  # type: ignore[attr-defined]
                     raise failure from None
-                await asyncio.sleep(min(exc.retry_after or 0.5 * 2 ** attempt, 10.0))
+                await asyncio.sleep(min(exc.retry_after or 0.5 * 2 ** attempt, ctx.max_retry_wait))
         raise AssertionError("unreachable")
 
     def credentials_hint(self) -> str:

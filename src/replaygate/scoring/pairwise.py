@@ -95,8 +95,8 @@ class Pairwise(Scorer):
 
 async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
                          cand_results: list[CaseResult], spec: dict | Pairwise, *, cache=None,
-                         concurrency: int = 8, offline: bool = False, refresh: bool = False
-                         ) -> dict[str, Any]:
+                         concurrency: int = 8, offline: bool = False, refresh: bool = False,
+                         max_retry_wait: float = 30.0) -> dict[str, Any]:
     """Judge every case present in both runs. Samples are paired by repeat index and each pair
     judged in both orders; a case's value is the mean over its pairs (1 candidate better, 0.5 tie,
     0 baseline better). A failed sample loses to a successful one; two failed samples, a missing
@@ -110,7 +110,8 @@ async def score_pairwise(cases: dict[str, Case], base_results: list[CaseResult],
     scorer = spec if isinstance(spec, Pairwise) else build_scorer(spec, "pairwise")
     if not isinstance(scorer, Pairwise):
         raise TypeError(f"score_pairwise needs a pairwise scorer, got {scorer.type!r}")
-    ctx = ScoringContext(cache=cache, offline=offline, refresh=refresh, concurrency=concurrency)
+    ctx = ScoringContext(cache=cache, offline=offline, refresh=refresh, concurrency=concurrency,
+                         max_retry_wait=max_retry_wait)
     base_by_id = {r.id: r for r in base_results}
     usage_total = {"model": scorer.client.model} | new_usage_total()
     per_case: dict[str, float] = {}

@@ -16,11 +16,12 @@ USAGE_KEYS = ("calls", "cache_hits", "input_tokens", "output_tokens", "cost_usd"
 
 async def score_results(cases: dict[str, Case], results: list[CaseResult], scorers: list[Scorer], *,
                         cache=None, concurrency: int = 8, offline: bool = False,
-                        refresh: bool = False) -> list[str]:
+                        refresh: bool = False, max_retry_wait: float = 30.0) -> list[str]:
     """Fill ``Sample.scores`` in place for every sample whose replay succeeded (a failed sample
     gets no scores: metrics count it as failed). A scorer that crashes on a sample records a
     Score with an error there. Returns warnings (error counts per scorer, missing cases)."""
-    ctx = ScoringContext(cache=cache, offline=offline, refresh=refresh, concurrency=concurrency)
+    ctx = ScoringContext(cache=cache, offline=offline, refresh=refresh, concurrency=concurrency,
+                         max_retry_wait=max_retry_wait)
     warnings: list[str] = []
     # pairwise scorers compare two runs: the pipeline calls score_pairwise for them
     scorers = [s for s in scorers if not getattr(s, "pairwise", False)]
