@@ -41,7 +41,10 @@ event-loop lag p50/p99 from run.json (``environment.loop_lag_ms``); ``w`` the wo
 the run recorded (``environment.conditions.workers``; pool workers under the fork server are not
 children ``/usr/bin/time`` waits for, so their CPU is missing from a pooled run's CPU). Modes run
 interleaved, round by round, so a change in the machine's load hits all of them alike. The end
-prints a markdown table of medians with each mode's ratio to promptfoo's.
+prints a markdown table of medians with each mode's ratio to promptfoo's. ``--profile DIR`` then
+runs each replaygate mode once more under ``py-spy record --gil`` (the ``dev`` extra installs it)
+and prints where its CPU went by category (start-up imports, config, warm-up, litellm or the
+direct HTTP client per call, engine bookkeeping, the event loop, scoring, the run file).
 """
 from __future__ import annotations
 
@@ -135,7 +138,7 @@ def time_v_field(text: str, name: str) -> str:
 
 
 def run_mode(mode: str, pf_dir: Path, srv: FakeServer, n: int, c: int, lat: int,
-             checkouts: dict[str, Path]) -> dict:
+             checkouts: dict[str, Path], profile: Path | None = None) -> dict:
     srv.reset()
     lag = workers = None
     with tempfile.TemporaryDirectory(prefix="pfbench-") as tmp:
@@ -146,6 +149,8 @@ def run_mode(mode: str, pf_dir: Path, srv: FakeServer, n: int, c: int, lat: int,
             cmd, env = replaygate_command(work, srv.api_base, n, c, lat, **parse_mode(mode, checkouts))
         else:
             raise SystemExit(f"unknown mode {mode}")
+        if profile is not None:  # py-spy samples the Python thread holding the GIL: its CPU
+            cmd = [py_spy(), "record", "--gil", "-r", str(PROFILE_HZ), "-f", "raw", "-o", str(profile), "--"] + cmd
         proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, cwd=work, env=env,
                               capture_output=True, text=True)
         if mode.startswith("rg-run") and (work / "run.json").exists():
@@ -180,6 +185,75 @@ def _median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
+PROFILE_HZ = 200
+# where a sampled stack's time goes: first a phase anywhere in the stack; else the frame nearest
+# the leaf that belongs to a known owner (litellm's code, replaygate's direct client, an HTTP
+# library, replaygate's engine); else the event loop itself
+PROFILE_PHASES = [
+    ("imports", ("_find_and_load",)),
+    ("config, cases, scorers", ("load_config", "load_cases", "build_scorers")),
+    ("warm-up (and workers: auto probe)", ("_warmup", "_auto_workers")),
+    ("scoring + run summary (make_run)", ("make_run",)),
+    ("run file: to_dict + JSON + write", ("write_json", "to_dict", "runfile.py")),
+]
+PROFILE_OWNERS = [
+    ("litellm", ("litellm/",)),
+    ("direct HTTP client (openai_http.py)", ("openai_http.py",)),
+    ("HTTP library (httpx, httpcore, aiohttp, ssl)", ("httpx/", "httpcore/", "aiohttp/", "h11/", "ssl.py")),
+    ("engine bookkeeping (replay/: engine, llm, cache, variants, looplag)", ("replaygate/replay/",)),
+]
+ROOT_FRAMES = ("replay_sync (", "replay (", "_Engine.run (")  # every call's ancestors, not its cost
+PER_CALL = ("litellm", "direct HTTP", "HTTP library", "engine", "asyncio")
+
+
+def _category(frames: list[str]) -> str:
+    if not frames or not any(f.strip() for f in frames):
+        return "no Python frame (interpreter start, exit)"
+    stack = ";".join(frames)
+    for name, marks in PROFILE_PHASES:
+        if any(m in stack for m in marks):
+            return name
+    for f in reversed(frames):
+        if any(r in f for r in ROOT_FRAMES):
+            continue
+        for name, marks in PROFILE_OWNERS:
+            if any(m in f for m in marks):
+                return name
+    return "asyncio event loop" if "asyncio/" in stack or "selectors.py" in stack else "other"
+
+
+def py_spy() -> str:
+    exe = Path(sys.executable).parent / "py-spy"
+    if not exe.exists():
+        raise SystemExit("--profile needs py-spy: pip install -c requirements.lock -e '.[dev]'")
+    return str(exe)
+
+
+def profile_summary(path: Path, n: int) -> list[tuple[str, float]]:
+    """(category, seconds) of a py-spy raw profile, largest first; "no Python frame" are
+    samples py-spy could not attribute (interpreter start and exit)."""
+    got: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        cat = _category(stack.split(";"))
+        got[cat] = got.get(cat, 0) + int(count)
+    return sorted(((k, v / PROFILE_HZ) for k, v in got.items()), key=lambda kv: -kv[1])
+
+
+def print_profiles(profiles: list[tuple[str, int, int, Path]]) -> None:
+    print("\nprofiles (one extra run per replaygate mode and scenario under `py-spy record --gil`, "
+          f"{PROFILE_HZ} Hz; not in the tables above: sampling costs CPU):")
+    for m, n, c, path in profiles:
+        cats = profile_summary(path, n)
+        total = sum(v for _, v in cats)
+        print(f"  {m} N={n} C={c}: {total:.2f} s sampled")
+        for name, secs in cats:
+            per = f"{secs * 1000 / n:.3f} ms/call" if name.startswith(PER_CALL) else f"{secs:.2f} s"
+            print(f"    {secs:6.2f} s {100 * secs / total:5.1f}%  {per:>14}  {name}")
+
+
 def summary(rows: list[tuple[str, int, int, int, dict]], base: dict) -> None:
     """Medians per mode and scenario, and their ratio to promptfoo's (default eval) medians."""
     print("\nsummary (medians over rounds; ratio = mode / promptfoo in the same sitting):")
@@ -211,6 +285,9 @@ def main() -> None:
     ap.add_argument("--scenario", action="append", help="N,C,L (repeatable); default 1000,64,100")
     ap.add_argument("--modes", default="promptfoo", help="comma-separated, see the docstring")
     ap.add_argument("--repeats", type=int, default=1, help="rounds per scenario")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="after the rounds, one py-spy-sampled run per replaygate mode and scenario, "
+                         "raw profiles kept in DIR, a summary by category printed")
     ap.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
                     help="another replaygate checkout with its own .venv, for modes rg-run...@NAME")
     args = ap.parse_args()
@@ -251,7 +328,17 @@ def main() -> None:
                           f"{(r['cpu_s'] - base[m]['cpu_s']) * 1000 / n:>7.2f} {r['window_s']:>7.2f} "
                           f"{r['wall_s']:>7.1f} {r['outside_s']:>7.2f} {lag:>12} {r['workers'] or '-':>2} "
                           f"{r['rss_mb']:>6.0f} {load:>5.1f} {r['exit']}", flush=True)
+        profiles = []
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+            for n, c, lat in scenarios:
+                for m in (m for m in modes if m.startswith("rg-run")):
+                    path = args.profile / f"{m.replace('@', '_at_')}-{n}-{c}-{lat}.txt"
+                    run_mode(m, args.pf_dir, srv, n, c, lat, checkouts, profile=path)
+                    profiles.append((m, n, c, path))
     summary(rows, base)
+    if profiles:
+        print_profiles(profiles)
     print(f"load average at end={os.getloadavg()[0]:.1f}")
 
 
