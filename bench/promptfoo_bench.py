@@ -203,7 +203,6 @@ PROFILE_OWNERS = [
     ("engine bookkeeping (replay/: engine, llm, cache, variants, looplag)", ("replaygate/replay/",)),
 ]
 ROOT_FRAMES = ("replay_sync (", "replay (", "_Engine.run (")  # every call's ancestors, not its cost
-PER_CALL = ("litellm", "direct HTTP", "HTTP library", "engine", "asyncio")
 
 
 def _category(frames: list[str]) -> str:
@@ -242,16 +241,18 @@ def profile_summary(path: Path, n: int) -> list[tuple[str, float]]:
     return sorted(((k, v / PROFILE_HZ) for k, v in got.items()), key=lambda kv: -kv[1])
 
 
-def print_profiles(profiles: list[tuple[str, int, int, Path]]) -> None:
+def print_profiles(profiles: list[tuple[str, int, int, Path]], rows: list) -> None:
     print("\nprofiles (one extra run per replaygate mode and scenario under `py-spy record --gil`, "
-          f"{PROFILE_HZ} Hz; not in the tables above: sampling costs CPU):")
+          f"{PROFILE_HZ} Hz, not in the tables above: sampling slows the run, so only the shares "
+          "count; ms/call = share x the median whole-process CPU per call of the unprofiled runs):")
     for m, n, c, path in profiles:
         cats = profile_summary(path, n)
-        total = sum(v for _, v in cats)
-        print(f"  {m} N={n} C={c}: {total:.2f} s sampled")
+        total = sum(v for _, v in cats) or 1.0
+        cpu = [r["cpu_s"] for mm, nn, cc, _, r in rows if (mm, nn, cc) == (m, n, c)]
+        per_call_ms = _median(cpu) * 1000 / n if cpu else float("nan")
+        print(f"  {m} N={n} C={c}: {total:.2f} s sampled; {per_call_ms:.2f} ms CPU per call unprofiled")
         for name, secs in cats:
-            per = f"{secs * 1000 / n:.3f} ms/call" if name.startswith(PER_CALL) else f"{secs:.2f} s"
-            print(f"    {secs:6.2f} s {100 * secs / total:5.1f}%  {per:>14}  {name}")
+            print(f"    {100 * secs / total:5.1f}%  {secs / total * per_call_ms:6.3f} ms/call  {name}")
 
 
 def summary(rows: list[tuple[str, int, int, int, dict]], base: dict) -> None:
@@ -338,7 +339,7 @@ def main() -> None:
                     profiles.append((m, n, c, path))
     summary(rows, base)
     if profiles:
-        print_profiles(profiles)
+        print_profiles(profiles, rows)
     print(f"load average at end={os.getloadavg()[0]:.1f}")
 
 
