@@ -107,8 +107,12 @@ def _args(text: str):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_capture_imports_exactly(name):
-    exp = EXPECTED[name]
-    cases, stats = _import(name)
+    assert_cases_of_the_scenario(*_import(name), EXPECTED[name])
+
+
+def assert_cases_of_the_scenario(cases, stats, exp):
+    """The four chat calls every driver makes (tests/corpus/README.md), as ``exp`` says the
+    emitter records them; ``cases`` in start-time order."""
     assert len(cases) == 4, [c.params.get("model") for c in cases]
     assert {k: v for k, v in stats.skipped.items()} == exp["skipped"]
     assert "agent_step" not in stats.unsupported_operations  # Vercel 7's step spans are context
@@ -376,3 +380,50 @@ def test_traces_entry_keep_nested_duplicates_key(tmp_path):
         "variants": {"baseline": {"recorded": True}, "candidate": {"model": "openai/echo"}},
         "scorers": [{"name": "same", "type": "equals"}]}))
     assert load_config(cfg).data["dataset"][0]["keep_nested_duplicates"] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# a real Node exporter into `replaygate record` (the packages of tests/corpus/node, installed by
+# .ci/run with npm ci; the committed captures keep the tests above independent of node)
+
+@pytest.mark.parametrize("emitter", ["vercel-ai-5", "vercel-ai-7"])
+def test_node_exporter_into_replaygate_record_then_import(emitter, llm_server, tmp_path):
+    """The Vercel AI SDK's calls go to the fake server; its OTel JS exporter (protobuf, chunked
+    bodies) sends the spans to a running `replaygate record`; `replaygate import` of the recorded
+    file gives the cases the committed capture gives."""
+    import signal
+    import subprocess
+    import sys
+
+    from corpus.capture import node_command, node_missing
+
+    why = node_missing()
+    if why:
+        pytest.skip(why)
+    recorded = tmp_path / "recorded.jsonl"
+    rec = subprocess.Popen([sys.executable, "-m", "replaygate.cli", "record", "--listen", "127.0.0.1:0",
+                            "-o", str(recorded)], stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", rec.stderr.readline()).group(1))
+        node = subprocess.run(node_command(emitter, llm_server.api_base, f"http://127.0.0.1:{port}"),
+                              capture_output=True, text=True, timeout=180)
+        assert node.returncode == 0, node.stderr[-2000:]
+    finally:
+        rec.send_signal(signal.SIGTERM)
+        _, err = rec.communicate(timeout=30)
+    assert rec.returncode == 0, err
+    # every export request taken (the JS exporter sends chunked bodies), and the summary on SIGTERM
+    stopped = re.search(r"^stopped: (\d+) requests answered 200: (\d+) spans, 0 log records recorded -> ",
+                        err, re.M)
+    assert stopped and int(stopped.group(2)) >= 5, err
+    from click.testing import CliRunner
+
+    from replaygate.cli import cli
+    r = CliRunner().invoke(cli, ["import", str(recorded), "-o", str(tmp_path / "cases.jsonl")])
+    assert r.exit_code == 0, r.output
+    cases = sorted(read_cases_jsonl(tmp_path / "cases.jsonl"), key=lambda c: c.metadata["start_time_unix_nano"])
+    assert_cases_of_the_scenario(cases, import_traces([recorded])[1], EXPECTED[emitter])
+    # what was recorded live is what the committed capture holds, call for call
+    committed, _ = _import(emitter)
+    assert [(c.messages, c.tools, c.params, c.recorded.output, c.recorded.tool_calls) for c in cases] == [
+        (c.messages, c.tools, c.params, c.recorded.output, c.recorded.tool_calls) for c in committed]

@@ -71,10 +71,47 @@ PY_GROUPS: dict[str, dict] = {
     # OpenLit wants openai<3 and sets up its own OTel SDK (the versions its pins resolve to)
     "openlit-1.45.0": {"pins": ["openai==2.54.0", "openlit==1.45.0"], "emitters": ["openlit"]},
     # OpenLit before its v1.37 rewrite: the v1.26 span events with "role: content" lines
-    "openlit-1.34.43": {"pins": ["openai==1.109.1", "openlit==1.34.43"], "emitters": ["openlit-1.34"]},
+    # (it imports the Events API that OpenTelemetry 1.39 removed: the SDK of 2.1b0 above)
+    "openlit-1.34.43": {"pins": ["openai==1.109.1", "openlit==1.34.43", "openai-agents==0.3.3",
+                                 "opentelemetry-api==1.33.1", "opentelemetry-sdk==1.33.1",
+                                 "opentelemetry-exporter-otlp==1.33.1",
+                                 "opentelemetry-instrumentation==0.54b1",
+                                 "opentelemetry-semantic-conventions==0.54b1"],
+                        "emitters": ["openlit-1.34"]},
 }
 NODE_EMITTERS = ["vercel-ai-4", "vercel-ai-5", "vercel-ai-6", "vercel-ai-7", "vercel-ai-7-legacy",
                  "openinference-js"]
+# package.json + package-lock.json (pinned); .ci/run installs them: npm ci --prefix tests/corpus/node
+NODE_DIR = HERE / "node"
+
+
+def node_missing(node_dir: Path = NODE_DIR) -> str | None:
+    """Why the Node emitters cannot run from ``node_dir``; None when they can."""
+    if shutil.which("node") is None:
+        return "node not found"
+    if not (node_dir / "node_modules").is_dir():
+        return f"the Node emitters are not installed (npm ci --prefix {node_dir})"
+    return None
+
+
+def node_command(emitter: str, api_base: str, endpoint: str, node_dir: Path = NODE_DIR) -> list[str]:
+    """Run one Node emitter (drive.mjs, beside its node_modules) against ``api_base``, exporting
+    OTLP/HTTP (protobuf, chunked) to ``endpoint``."""
+    return ["node", str(node_dir / "drive.mjs"), emitter, api_base, endpoint]
+
+
+def _node_dir(work: Path) -> Path:
+    """The installed Node emitters: the repository's (npm ci --prefix tests/corpus/node), else
+    a copy installed from the lock file under ``work``."""
+    if node_missing() is None:
+        return NODE_DIR
+    nd = work / "node"
+    nd.mkdir(exist_ok=True)
+    for name in ("package.json", "package-lock.json", "drive.mjs"):
+        shutil.copy(NODE_DIR / name, nd / name)
+    if not (nd / "node_modules").exists():
+        _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=nd)
+    return nd
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -153,16 +190,11 @@ def main() -> None:
                     print("npm not found: Node emitters skipped", flush=True)
                 else:
                     print("[node]", flush=True)
-                    nd = work / "node"
-                    nd.mkdir(exist_ok=True)
-                    shutil.copy(HERE / "node" / "package.json", nd / "package.json")
-                    shutil.copy(HERE / "node" / "drive.mjs", nd / "drive.mjs")
-                    if not (nd / "node_modules").exists():
-                        _run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=nd)
+                    nd = _node_dir(work)
                     deps = json.loads((nd / "package.json").read_text())["dependencies"]
                     for em in node_emitters:
-                        _capture(out / f"{em}.jsonl", srv, lambda ep, em=em: [
-                            "node", str(nd / "drive.mjs"), em, srv.api_base, ep])
+                        _capture(out / f"{em}.jsonl", srv, lambda ep, em=em, nd=nd: node_command(
+                            em, srv.api_base, ep, nd))
                         manifest[em] = {"group": "node", "packages": deps}
     finally:
         if not args.work:
