@@ -8,7 +8,8 @@ LLM call give it ``context`` (their document texts). A span seen twice (exporter
 same data in two files) becomes one case; the copy is counted.
 
 ``import_traces`` reads once and returns a list (memory grows with the LLM calls);
-``iter_import`` reads twice and yields cases as it goes (memory bounded by the join state).
+``iter_import`` reads twice and yields cases as it goes (memory: the join state and a few small
+numbers per LLM call, not the cases).
 
 ``where`` (a config dataset entry's filter; every given key must match):
 
@@ -341,11 +342,11 @@ def iter_import(paths: str | Path | Iterable[str | Path], stats: ImportStats, *,
                 include_errors: bool = False, limits: Limits = DEFAULT_LIMITS,
                 refs_dir: str | Path | None = None, keep_nested_duplicates: bool = False
                 ) -> Iterator[Case]:
-    """Stream the cases with memory bounded by the join state (GenAI log events and retrieved
-    documents), not by the number of cases: a first pass collects the join state (decoding
-    only the records that can hold some), a second pass extracts each case as its span is
-    read. ``stats`` is filled in place (complete when the iterator is exhausted). Same cases,
-    same order, same stats as ``import_traces``. Nested duplicates (nested.py) need the times of
+    """Stream the cases with memory bounded by the join state (GenAI log events, retrieved
+    documents, the ids and times of the LLM calls), not by the cases: a first pass collects the
+    join state (decoding only the records that can hold some), a second pass extracts each case
+    as its span is read. ``stats`` is filled in place (complete when the iterator is exhausted).
+    Same cases, same order, same stats as ``import_traces``. Nested duplicates (nested.py) need the times of
     every inference span: then the first pass decodes all GenAI spans, and a case that may
     enclose a later one is held until that one is read (``nested.StreamFilter``). Input the
     first pass did not need to decode is checked in the second, so an InputError may come after
