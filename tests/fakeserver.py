@@ -19,6 +19,23 @@ POST /v1/chat/completions   JSON, or SSE when ``stream: true`` (a final usage ch
                             words is cut there with ``finish_reason: length``.
 POST /v1/embeddings         deterministic hashed bag-of-words vectors (64 dims, L2-normalised), so
                             texts sharing words have a high cosine similarity.
+POST /v1/files              multipart upload (``file``, ``purpose``) -> a file object.
+GET  /v1/files/ID[/content] the file object / its bytes (a batch's output and error files too).
+POST /v1/batches            OpenAI Batch API: ``input_file_id``, ``endpoint``,
+                            ``completion_window``. The input file is checked as OpenAI does
+                            (POST, the endpoint as url, unique ``custom_id``, one model) and every
+                            line answered at once as the live endpoint would (recorded in the stats
+                            under ``batch:/v1/chat/completions``; a non-200 answer goes to the
+                            error file); the answers show only as the batch is retrieved.
+GET  /v1/batches/ID         each retrieve moves the batch one step, scripted by the ``batch``
+                            config: validating -> in_progress (``polls`` retrieves, default 1)
+                            -> finalizing -> ``end``: ``completed`` (default), ``expired`` /
+                            ``cancelled`` (the first ``done`` lines answered, the rest in the error
+                            file with code ``batch_expired`` / ``batch_cancelled``) or ``failed``
+                            (``errors``, no files; also when the input file is invalid).
+                            ``hold: true`` keeps every open batch where it is.
+                            The stats count creations under ``/v1/batches``, retrieves under
+                            ``/v1/batches/retrieve``.
 GET  /_stats                ``{"count", "by_path", "requests": [{"t", "path", "model", "prompt",
                             "sha256", "status", "body"}]}`` (``t`` = wall-clock arrival time;
                             ``?bodies=0`` omits bodies, ``?summary=1`` omits the request list).
@@ -31,7 +48,8 @@ POST /_config               JSON merged into the config: ``answers`` {prompt: an
                             ``error_message`` (text of every error body: a hostile provider),
                             ``echo_key`` (error bodies quote the caller's API key: ``exact``,
                             ``prefix`` (its first 20 characters), ``one`` / ``two`` characters
-                            replaced).
+                            replaced), ``batch`` (the scripted batch progression: ``polls``,
+                            ``end``, ``done``, ``hold``; see /v1/batches).
 
 Model-name grammar (the part after litellm's ``openai/`` prefix)
 ---------------------------------------------------------------
@@ -218,6 +236,8 @@ class Behaviour:
         self.requests: list[dict] = []
         self.by_path: dict[str, int] = {}
         self.rng = random.Random(0)
+        self.files: dict[str, dict] = {}  # id -> {"meta": file object, "data": bytes}
+        self.batches: dict[str, dict] = {}  # id -> {"obj": batch object, "polls": n, ...}
 
     def configure(self, cfg: dict) -> None:
         for k, v in cfg.items():
@@ -367,6 +387,8 @@ def make_app():
         if name == "phang":
             await asyncio.sleep(float(opts.get("hang_ms") or 5000) / 1000)
             return error_response(entry, 504, "random fault: answered after hanging")
+        if request is None:  # a batch line has no connection to drop
+            return error_response(entry, 500, "random fault: dropped")
         request.transport.close()  # dropped: the client sees the connection go away
         return web.Response(status=500)
 
@@ -374,13 +396,16 @@ def make_app():
         started = await begin(request, "/v1/chat/completions")
         if not isinstance(started, tuple):
             return started
-        entry, body, model, behaviour, opts = started
+        return await chat_reply(request, *started)
+
+    async def chat_reply(request, entry, body, model, behaviour, opts):
+        """The answer to one chat request (``request`` is None for a line of a batch)."""
         messages = body.get("messages") or []
         prompt = last_user_text(messages)
         fault = await random_fault(request, entry, opts)
         if fault is not None:
             return fault
-        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        key = "" if request is None else request.headers.get("Authorization", "").removeprefix("Bearer ")
         err = failure(entry, model, prompt, opts, key)
         if err is not None:
             return err
@@ -467,6 +492,155 @@ def make_app():
                      for i, t in enumerate(texts)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
+    # ---- Files + Batches (OpenAI Batch API), scripted by the ``batch`` config (see docstring)
+
+    def new_id(prefix: str, table: dict) -> str:
+        return f"{prefix}-{len(table) + 1:06d}"
+
+    def store_file(data: bytes, filename: str, purpose: str) -> dict:
+        fid = new_id("file", state.files)
+        meta = {"id": fid, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                "filename": filename, "purpose": purpose, "status": "processed"}
+        state.files[fid] = {"meta": meta, "data": data}
+        return meta
+
+    async def upload_file(request):
+        form = await request.post()
+        upload, purpose = form.get("file"), form.get("purpose")
+        state.record("/v1/files", {"purpose": purpose}, b"")
+        if upload is None or not hasattr(upload, "file") or purpose is None:
+            return web.json_response({"error": {"message": "file and purpose are required"}}, status=400)
+        return web.json_response(store_file(upload.file.read(), upload.filename or "upload", str(purpose)))
+
+    def find_file(request):
+        found = state.files.get(request.match_info["file_id"])
+        if found is None:
+            return None, web.json_response({"error": {"message": "no such file",
+                                                      "type": "invalid_request_error"}}, status=404)
+        return found, None
+
+    async def file_meta(request):
+        found, missing = find_file(request)
+        return missing or web.json_response(found["meta"])
+
+    async def file_content(request):
+        state.record("/v1/files/content", {"file_id": request.match_info["file_id"]}, b"")
+        found, missing = find_file(request)
+        return missing or web.Response(body=found["data"], content_type="application/octet-stream")
+
+    def input_problem(lines: list, endpoint: str) -> str | None:
+        """What OpenAI's validation would refuse in an input file (None when it is valid)."""
+        seen, models = set(), set()
+        for i, line in enumerate(lines, 1):
+            if not isinstance(line, dict) or not isinstance(line.get("body"), dict):
+                return f"line {i}: not a request object"
+            if line.get("method") != "POST" or line.get("url") != endpoint:
+                return f"line {i}: method/url must be POST {endpoint}"
+            cid = line.get("custom_id")
+            if not isinstance(cid, str) or not cid or cid in seen:
+                return f"line {i}: custom_id missing or duplicated"
+            seen.add(cid)
+            models.add(line["body"].get("model"))
+        if len(models) > 1:
+            return "all requests of a batch must use the same model"
+        return None if lines else "the input file is empty"
+
+    async def run_lines(bid: str, lines: list) -> tuple[list, list]:
+        """Answer every line as the live endpoint would: (output lines, error lines)."""
+        out, err = [], []
+        for i, line in enumerate(lines):
+            body = dict(line["body"])
+            body.pop("stream", None)
+            body.pop("stream_options", None)
+            model = body.get("model", "")
+            entry = state.record("batch:" + line["url"], body, json.dumps(body).encode())
+            resp = await chat_reply(None, entry, body, model, *opts_for(model))
+            record = {"id": f"batch_req_{bid}_{i}", "custom_id": line["custom_id"],
+                      "response": {"status_code": resp.status, "request_id": f"req_{bid}_{i}",
+                                   "body": json.loads(resp.body)}, "error": None}
+            (out if resp.status == 200 else err).append(record)
+        return out, err
+
+    async def create_batch(request):
+        raw, body = await read_json(request)
+        if not isinstance(body, dict):
+            return web.json_response({"error": {"message": "bad json"}}, status=400)
+        state.record("/v1/batches", body, raw)
+        found = state.files.get(body.get("input_file_id"))
+        if found is None:
+            return web.json_response({"error": {"message": "input file not found"}}, status=400)
+        bid = new_id("batch", state.batches)
+        now = int(time.time())
+        obj = {"id": bid, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+               "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window"),
+               "status": "validating", "output_file_id": None, "error_file_id": None,
+               "created_at": now, "in_progress_at": None, "expires_at": now + 86400,
+               "finalizing_at": None, "completed_at": None, "failed_at": None, "expired_at": None,
+               "cancelling_at": None, "cancelled_at": None,
+               "request_counts": {"total": 0, "completed": 0, "failed": 0},
+               "metadata": body.get("metadata")}
+        try:
+            lines = [json.loads(x) for x in found["data"].decode().splitlines() if x.strip()]
+        except ValueError:
+            lines = [None]
+        problem = input_problem(lines, body.get("endpoint"))
+        out, err = ([], []) if problem else await run_lines(bid, lines)
+        state.batches[bid] = {"obj": obj, "polls": 0, "lines": lines, "out": out, "err": err,
+                              "problem": problem}
+        obj["request_counts"]["total"] = len(lines) if not problem else 0
+        return web.json_response(obj)
+
+    def finish(b: dict, end: str) -> None:
+        """Move a batch to its scripted terminal status, writing its output and error files."""
+        obj, now = b["obj"], int(time.time())
+        script = state.config.get("batch") or {}
+        if b["problem"] is not None or end == "failed":
+            obj.update(status="failed", failed_at=now, errors={"object": "list", "data": [
+                {"code": "invalid_request", "message": b["problem"] or "fake batch failure", "line": 1}]})
+            return
+        out, err = list(b["out"]), list(b["err"])
+        if end in ("expired", "cancelled"):
+            done = int(script.get("done", len(out) // 2))
+            code = "batch_expired" if end == "expired" else "batch_cancelled"
+            err += [{"id": r["id"], "custom_id": r["custom_id"], "response": None,
+                     "error": {"code": code, "message": f"This request could not be executed before "
+                               f"the batch was {end}."}} for r in out[done:]]
+            out = out[:done]
+        if out:
+            obj["output_file_id"] = store_file(
+                "".join(json.dumps(r) + "\n" for r in out).encode(), f"{obj['id']}_output.jsonl",
+                "batch_output")["id"]
+        if err:
+            obj["error_file_id"] = store_file(
+                "".join(json.dumps(r) + "\n" for r in err).encode(), f"{obj['id']}_error.jsonl",
+                "batch_output")["id"]
+        obj["request_counts"].update(completed=len(out), failed=len(err))
+        obj["status"] = end
+        obj[f"{end}_at" if end != "completed" else "completed_at"] = now
+
+    async def retrieve_batch(request):
+        bid = request.match_info["batch_id"]
+        state.record("/v1/batches/retrieve", {"batch_id": bid}, b"")
+        b = state.batches.get(bid)
+        if b is None:
+            return web.json_response({"error": {"message": "no such batch"}}, status=404)
+        obj = b["obj"]
+        script = state.config.get("batch") or {}
+        if obj["status"] in ("validating", "in_progress", "finalizing") and not script.get("hold"):
+            b["polls"] += 1
+            polls = int(script.get("polls", 1))
+            if b["problem"] is not None:
+                finish(b, "failed")
+            elif b["polls"] == 1:
+                obj.update(status="in_progress", in_progress_at=int(time.time()))
+            elif b["polls"] <= polls:
+                pass  # still in progress
+            elif obj["status"] == "in_progress":
+                obj.update(status="finalizing", finalizing_at=int(time.time()))
+            else:
+                finish(b, script.get("end", "completed"))
+        return web.json_response(obj)
+
     async def stats(request):
         out: dict[str, Any] = {"count": len(state.requests), "by_path": dict(state.by_path)}
         if request.query.get("summary") != "1":
@@ -491,6 +665,11 @@ def make_app():
     app.router.add_post("/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)
+    app.router.add_post("/v1/files", upload_file)
+    app.router.add_get("/v1/files/{file_id}", file_meta)
+    app.router.add_get("/v1/files/{file_id}/content", file_content)
+    app.router.add_post("/v1/batches", create_batch)
+    app.router.add_get("/v1/batches/{batch_id}", retrieve_batch)
     app.router.add_get("/_stats", stats)
     app.router.add_post("/_reset", reset)
     app.router.add_post("/_config", config)
