@@ -98,6 +98,13 @@ def _run_options(f):
     return f
 
 
+def _batch_option(f):
+    return click.option("--batch", "batch", is_flag=True,
+                        help="Send the model calls through the provider's batch API (about half price, "
+                             "answered within 24 h; no latency measured; a rerun resumes polling). "
+                             "README: Batch mode.")(f)
+
+
 def _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed):
     from .pipeline import RunSettings
 
@@ -358,8 +365,10 @@ def record(ctx, listen, output):
 @click.option("--variant", required=True, help="Name of the variant to run.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Run JSON to write.")
 @_run_options
+@_batch_option
 @click.pass_context
-def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concurrency, workers, repeats, seed):
+def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concurrency, workers, repeats, seed,
+            batch):
     """Replay one variant, score it and write the run JSON (exit 0 when every case was replayed)."""
     from .config import load_config
     from .errors import RunIncomplete
@@ -370,6 +379,7 @@ def run_cmd(ctx, config_path, variant, output, offline, no_cache, refresh, concu
 
     cfg = load_config(config_path)
     settings = _settings(ctx, offline, no_cache, refresh, concurrency, workers, repeats, seed)
+    settings.batch = batch
     check_writable(output, what="run file")  # before any paid call
     try:
         run = run_variant(cfg, variant, settings)
@@ -506,10 +516,11 @@ def _fail_on(doc: dict, fail_on: str) -> int:
 @click.option("--annotate", is_flag=True,
               help="Print GitHub workflow annotations (::error / ::warning) for failed and undecided gates.")
 @_run_options
+@_batch_option
 @click.pass_context
 def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_file, save_runs, refresh_baseline,
          baseline_ref, changed_only, base_ref, fail_on, pr_comment, report_url, annotate, offline, no_cache, refresh,
-         concurrency, workers, repeats, seed):
+         concurrency, workers, repeats, seed, batch):
     """Run baseline and candidate, compare and gate (the CI command). Exit 0 pass, 1 regression,
     3 not (fully) measured."""
     from .config import load_config
@@ -543,6 +554,10 @@ def gate(ctx, config_path, fmts, outputs, md_file, html_file, junit_file, json_f
     if refresh_baseline and offline:
         raise click.UsageError("--refresh-baseline calls the baseline and --offline forbids calls")
     settings.refresh_baseline = refresh_baseline
+    settings.batch = batch
+    if batch and refresh_baseline:
+        raise click.UsageError("--refresh-baseline times the baseline live and --batch measures no latency: "
+                               "use one of them")
     for path, what in ([(o, "report") for _, o in targets] +
                        [(Path(save_runs) / f"{n}.json", "run file") for n in ("baseline", "candidate") if save_runs]):
         if path:

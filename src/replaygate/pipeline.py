@@ -30,6 +30,7 @@ class RunSettings:
     seed: int | None = None
     notice: Callable[[str], None] | None = None  # told, before the replay, what a run cannot decide
     refresh_baseline: bool = False  # gate: call the baseline live, not from the cache
+    batch: bool = False  # --batch: every model variant of the run through the provider's batch API
 
 
 def _config_error(cfg: Config, err: ConfigError) -> ConfigError:
@@ -88,12 +89,47 @@ def live_variants(cfg: Config, names: list[str], settings: RunSettings) -> froze
     latency gates are then not decided, and say why) or when every call is live anyway."""
     if settings.cache_mode != "rw" or cfg.cache_path is None:
         return frozenset()
+    names = [n for n in names if n not in batch_variants(cfg, names, settings)]  # never timed live
     chosen = {cfg["baseline"]} if settings.refresh_baseline else set()
     mode = cfg.get("live_timing") or "auto"
     timed = any(str(g.get("metric", "")).startswith(TIMED_METRICS) for g in cfg["gates"])
     if mode == "always" or (mode == "auto" and timed and len(names) > 1):
         chosen |= set(names)
     return frozenset(n for n in chosen if n in names)
+
+
+def batch_variants(cfg: Config, names: list[str], settings: RunSettings) -> list[str]:
+    """The variants of ``names`` replayed through the provider's batch API: ``batch:`` in the
+    variant, or every model variant with --batch."""
+    return [n for n in names if cfg.variant(n).get("batch")
+            or (settings.batch and cfg.variant(n).get("model"))]
+
+
+def _run_batches(cfg: Config, names: list[str], settings: RunSettings, cases: list[Case], opts) -> None:
+    """Batch mode (replay/batch.py): submit or resume the batches of the batch variants and wait
+    for them; their answers (in the cache) and errors go to the engine through ``opts``. With
+    --offline nothing is submitted: the cache serves what it has."""
+    chosen = batch_variants(cfg, names, settings)
+    if not chosen or settings.cache_mode == "offline":
+        return
+    from .replay.batch import check_variant, run_batches
+    from .safetext import line
+
+    for n in chosen:
+        try:
+            check_variant(n, cfg.variant(n))
+        except ConfigError as e:
+            raise _config_error(cfg, e) from None
+    if opts.cache_mode == "off" or opts.cache_path is None:
+        raise InputError("batch mode needs the response cache (its answers are collected there and "
+                         "its batch ids kept beside it): set cache: in the config and drop --no-cache",
+                         file=str(cfg.path), field="cache")
+    import sys
+
+    result = run_batches(cases, {n: cfg.variant(n) for n in chosen}, chosen, opts,
+                         say=lambda text: sys.stderr.write(f"replaygate: {line(text)}\n"))
+    opts.batch = {n: result.outcomes.get(n, {}) for n in chosen}
+    opts.batch_pending = result.pending
 
 
 def replay_options(cfg: Config, settings: RunSettings, names: list[str] | None = None):
@@ -163,8 +199,9 @@ def replay_variants(cfg: Config, names: list[str], settings: RunSettings,
     from .replay.engine import replay_sync
 
     warnings: list[str] = []
-    results = replay_sync(cases, {n: cfg.variant(n) for n in names}, replay_options(cfg, settings, names),
-                          warnings=warnings, stats=stats)
+    opts = replay_options(cfg, settings, names)
+    _run_batches(cfg, names, settings, cases, opts)
+    results = replay_sync(cases, {n: cfg.variant(n) for n in names}, opts, warnings=warnings, stats=stats)
     return results, warnings
 
 
@@ -229,7 +266,7 @@ def run_conditions(cfg: Config, name: str, settings: RunSettings) -> dict[str, A
     workers = opts.workers if isinstance(opts.workers, int) else None  # auto: make_run fills in its choice
     return {"concurrency": opts.concurrency, "workers": workers, "stream": bool(variant.get("stream")),
             "repeats": opts.repeats, "timeout_s": opts.timeout_s, "max_retries": opts.max_retries,
-            "rpm": opts.rpm, "tpm": opts.tpm}
+            "rpm": opts.rpm, "tpm": opts.tpm, "batch": name in batch_variants(cfg, [name], settings)}
 
 
 def _truncation_warning(run: Run) -> str | None:
@@ -289,6 +326,11 @@ def _replay_and_score(cfg: Config, names: list[str], settings: RunSettings, cach
         for w in sensitivity_warnings(cfg, len(cases)):
             settings.notice(w)
         timed = [g["metric"] for g in cfg["gates"] if str(g.get("metric", "")).startswith(TIMED_METRICS)]
+        batched = batch_variants(cfg, names, settings)
+        if timed and batched:
+            settings.notice(f"batch mode ({', '.join(batched)}): {', '.join(timed)} cannot be decided: a batch "
+                            "answer's time is the provider's queue, not the model's latency, so batch "
+                            "samples are never timed")
         if timed and settings.cache_mode == "offline":
             settings.notice(f"--offline: {', '.join(timed)} cannot be decided: answers served from the cache carry "
                             "another run's timing, and latency compares only calls timed in this run")

@@ -113,7 +113,7 @@ def validate_config(path) -> Validation:
     from .pipeline import build_scorers
 
     checks = [lambda: missing_files(cfg), lambda: _scorer_problems(cfg, build_scorers), lambda: _git_problems(cfg),
-              lambda: _golden_problems(cfg)]
+              lambda: _golden_problems(cfg), lambda: _batch_problems(cfg)]
     for check in checks:
         try:
             result.problems.extend(check())
@@ -133,6 +133,29 @@ def validate_config(path) -> Validation:
         else:
             result.warnings.extend(sensitivity_warnings(cfg, result.n_cases))
     return result
+
+
+def _batch_problems(cfg: Config) -> list[ConfigError]:
+    """Variants with ``batch:`` that batch mode cannot serve (no model call, an unsupported
+    provider, no response cache)."""
+    from .pipeline import _config_error
+
+    out = []
+    for name, spec in (cfg.data.get("variants") or {}).items():
+        if not isinstance(spec, dict) or not spec.get("batch"):
+            continue
+        from .replay.batch import check_variant
+
+        try:
+            check_variant(name, spec)
+        except ConfigError as e:
+            out.append(_config_error(cfg, e))
+            continue
+        if cfg.cache_path is None:
+            out.append(_config_error(cfg, ConfigError(
+                "batch mode needs the response cache (answers are collected there, batch ids kept "
+                "beside it): set cache:", field=f"variants.{name}.batch")))
+    return out
 
 
 def _scorer_problems(cfg: Config, build_scorers) -> list[ConfigError]:

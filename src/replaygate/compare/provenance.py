@@ -80,6 +80,9 @@ def restrict(mb: dict[str, MetricSeries], mc: dict[str, MetricSeries], base: Run
         if pairs < MIN_TIMED_PAIRS:
             why = (f"latency not compared: {pairs} of {n} paired cases were timed live on both sides "
                    f"({where}); latency compares only samples timed in this run: {REMEDY}")
+            if "batch" in (set(pb) | set(pc)):
+                why += ("; batch samples are never timed (a batch answer's time is the provider's queue): "
+                        "gate latency on a run without batch mode")
             if "recorded" in (set(pb) | set(pc)) and not compare_recorded:
                 why += ("; a recorded (production) side is compared only with decision.compare_recorded: "
                         "true")
@@ -96,6 +99,13 @@ def restrict(mb: dict[str, MetricSeries], mc: dict[str, MetricSeries], base: Run
         if label:
             report.extend(label)
     costed = [m for m in mb if m.startswith(COSTED) and m in mc]
+    batched = [s for s, p in (("baseline", pb), ("candidate", pc)) if np.any(p == "batch")]
+    if costed and len(batched) == 1:
+        note = (f"the {batched[0]} has batch answers, priced at the provider's batch rate where known "
+                "(about half): its cost difference is partly the price list, not the variant")
+        for m in costed:
+            notes.setdefault(m, []).append(note)
+        report.append(note)
     recorded_side = [s for s, p in (("baseline", pb), ("candidate", pc)) if np.any(p == "recorded")]
     if costed and recorded_side:
         if compare_recorded:

@@ -65,6 +65,10 @@ class ReplayOptions:
     # variants called live even when the cache has their answer (the answer is still written):
     # `gate` re-measures them so latency compares like with like (see pipeline.live_variants)
     live_variants: frozenset = frozenset()
+    # batch mode (batch.py): {variant: {cache key: outcome}} collected by the batch phase before
+    # the replay; these variants make no live call. ``batch_pending``: why some have no answer yet
+    batch: dict | None = None
+    batch_pending: str | None = None
 
 
 class TokenBucket:
@@ -422,6 +426,8 @@ class _Engine:
         if isinstance(prep, str):
             return error_sample(repeat, "UnreplayableCase", prep), False
         req, key = prep
+        if self.opts.batch is not None and v.name in self.opts.batch:
+            return self._batch_sample(v, repeat, key), False
         hit = self.hits.get(key) if v.name not in self.opts.live_variants else None
         if hit is not None:
             s = response_sample(hit[0], repeat, cached=True, cached_at=hit[1])
@@ -447,6 +453,24 @@ class _Engine:
         self._price(s, v.model, v.price)
         self._usage_note(v, s)
         return s, True
+
+    def _batch_sample(self, v: ModelVariant, repeat: int, key: str) -> Sample:
+        """A batch-mode variant's sample: the batch's answer (provenance ``batch``), its error, or
+        an answer cached earlier; never a live call."""
+        from .batch import batch_sample
+
+        s, note = batch_sample(self.opts.batch[v.name].get(key), self.hits.get(key), repeat, v.model,
+                               v.price)
+        if s is None:
+            self.incomplete_reason = self.incomplete_reason or self.opts.batch_pending or \
+                "batch mode: some requests have no batch answer yet; rerun to resume"
+            return error_sample(repeat, "BatchPending", self.opts.batch_pending or "no batch answer yet")
+        if note:
+            self.warn(f"variant {v.name!r}: {note}")
+        if s.provenance == "cache":
+            self._price(s, v.model, v.price)
+        self._usage_note(v, s)
+        return s
 
     def _usage_note(self, v: ModelVariant, s: Sample) -> None:
         if s.usage_source == "estimated":
