@@ -263,3 +263,27 @@ def test_unreadable_state_file_is_an_input_error_naming_it(tmp_path, llm_server)
     assert res.returncode == 2 and "cache.sqlite.batches.json" in res.stderr
     assert "Traceback" not in res.stderr
     assert paths(llm_server).get("/v1/batches") is None  # nothing submitted
+
+
+def test_missing_key_at_submission_stops_the_run_exit_3(tmp_path, llm_server, monkeypatch):
+    cfg = setup(tmp_path, llm_server, n=2, extra_variant=", api_key_env: RG_BATCH_TEST_KEY")
+    monkeypatch.delenv("RG_BATCH_TEST_KEY", raising=False)
+    res = cli("run", "-c", cfg, "--variant", "v", "-o", tmp_path / "r.json")
+    assert res.returncode == 3, res.stderr
+    assert "RG_BATCH_TEST_KEY" in res.stderr and "Traceback" not in res.stderr
+    assert paths(llm_server).get("/v1/batches") is None
+
+
+def test_gate_batch_sends_a_request_shared_by_both_variants_once(tmp_path, llm_server):
+    # the baseline sends the same requests as the candidate: one batch line each, both sides answered
+    base = f'  base: {{model: "openai/answers", api_base: "{llm_server.api_base}"}}\nbaseline: base\ncandidate: v\n'
+    cfg = setup(tmp_path, llm_server, candidate=base, n=4)
+    res = cli("gate", "-c", cfg, "--batch", "--format", "json", "-o", tmp_path / "cmp.json",
+              "--save-runs", tmp_path / "runs")
+    assert res.returncode == 0, res.stderr
+    assert paths(llm_server).get("batch:/v1/chat/completions") == 4
+    assert paths(llm_server).get("/v1/batches") == 1
+    for side in ("baseline", "candidate"):
+        run, ss = samples(tmp_path / "runs" / f"{side}.json")
+        assert {s["provenance"] for s in ss} == {"batch"} and all(s["error"] is None for s in ss)
+        assert run["environment"]["conditions"]["batch"] is True

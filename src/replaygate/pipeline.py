@@ -128,7 +128,7 @@ def _run_batches(cfg: Config, names: list[str], settings: RunSettings, cases: li
 
     result = run_batches(cases, {n: cfg.variant(n) for n in chosen}, chosen, opts,
                          say=lambda text: sys.stderr.write(f"replaygate: {line(text)}\n"))
-    opts.batch = {n: result.outcomes.get(n, {}) for n in chosen}
+    opts.batch = {n: result.outcomes for n in chosen}
     opts.batch_pending = result.pending
 
 

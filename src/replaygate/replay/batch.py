@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import ConfigError, InputError
 from ..model import Case
+from .llm import LLMError
 
 ENDPOINT = "/v1/chat/completions"
 OPEN = ("validating", "in_progress", "finalizing", "cancelling")
@@ -208,10 +209,11 @@ async def _retrying(what, make, tries: int, backoff_s: float, secret: str | None
 
 @dataclass
 class BatchResult:
-    """What the batch phase gives the engine: per variant, ``{cache key: {"response": resp}}`` for
-    answers collected in this run (already cached) or ``{"error": {"type", "message"}}``;
-    ``pending``: why some requests have no answer yet (the run is then incomplete)."""
-    outcomes: dict[str, dict[str, dict]] = field(default_factory=dict)
+    """What the batch phase gives the engine: ``{cache key: {"response": resp}}`` for answers
+    collected in this run (already cached) or ``{"error": {"type", "message"}}`` (keys are whole
+    requests, so two variants sending the same request share one line and one answer);
+    ``pending``: why the batch phase could not finish (the run is then incomplete, exit 3)."""
+    outcomes: dict[str, dict] = field(default_factory=dict)
     pending: str | None = None
     submitted: int = 0  # batches created in this run
     resumed: int = 0  # batches of an earlier run polled
@@ -250,13 +252,13 @@ class _Phase:
 
     async def submit(self, name: str, ep: Endpoint, requests: dict[str, dict], settings: BatchSettings) -> None:
         lt = _litellm()
-        kw = ep.kwargs()
         tries, backoff = int(self.opts.max_retries), float(self.opts.backoff_s)
         keys = list(requests)
         for start in range(0, len(keys), MAX_REQUESTS):
             chunk = keys[start:start + MAX_REQUESTS]
             data = request_file({k: requests[k] for k in chunk})
             try:
+                kw = ep.kwargs()  # a missing key's variable: MissingCredentials, below
                 uploaded = await _retrying(
                     "uploading the batch input file",
                     lambda: lt.acreate_file(file=(f"replaygate-{name}.jsonl", data), purpose="batch", **kw),
@@ -267,11 +269,14 @@ class _Phase:
                                              input_file_id=uploaded.id,
                                              metadata={"replaygate_variant": name[:500]}, **kw),
                     tries, backoff, ep.secret())
-            except Exception as err:  # an LLMError from _retrying: these requests fail in this run
-                self._fail(name, chunk, getattr(err, "type", type(err).__name__), str(getattr(err, "message", err)))
-                if getattr(err, "auth", False):
-                    self.result.pending = self.result.pending or f"batch submission for variant {name!r} " \
-                        f"failed authentication: {err}"
+            except LLMError as err:  # these requests fail in this run; a rerun submits them again
+                self._fail(chunk, err.type, f"submitting the batch failed: {err.message}")
+                if err.auth:
+                    from .llm import credentials_hint
+
+                    self.result.pending = self.result.pending or (
+                        f"authentication failed submitting the batch of variant {name!r} ({ep.model}): "
+                        f"{credentials_hint(ep.model, ep.api_key_env, ep.api_base)} [{err}]")
                 continue
             # recorded before anything else: from here on a rerun polls this batch, never resubmits
             self.state.entries.append({
@@ -283,10 +288,9 @@ class _Phase:
             self.say(f"batch {created.id}: {len(chunk)} request(s) of variant {name!r} submitted "
                      f"(state in {self.state.path})")
 
-    def _fail(self, name: str, keys, etype: str, message: str) -> None:
-        per = self.result.outcomes.setdefault(name, {})
+    def _fail(self, keys, etype: str, message: str) -> None:
         for k in keys:
-            per.setdefault(k, {"error": {"type": etype, "message": message[:1000]}})
+            self.result.outcomes.setdefault(k, {"error": {"type": etype, "message": message[:1000]}})
 
     async def poll(self, entries: list[tuple[str, dict]], settings: BatchSettings) -> None:
         """Poll ``entries`` ((variant, state entry)) until every one is finished and collected,
@@ -350,7 +354,7 @@ class _Phase:
         kw = ep.kwargs()
         status = entry["status"]
         keys = set(entry["keys"])
-        per = self.result.outcomes.setdefault(name, {})
+        per = self.result.outcomes
         answered: dict[str, dict] = {}
         failed: dict[str, dict] = {}
         for fid_name in ("output_file_id", "error_file_id"):
@@ -449,7 +453,8 @@ def _litellm():
 async def _run_phase(phase: _Phase, names: list[str], settings: dict[str, BatchSettings]) -> None:
     cache_mode = phase.opts.cache_mode
     to_poll: list[tuple[str, dict]] = []
-    polled: set[str] = set()
+    earlier = {e["batch_id"] for e in phase.state.entries}
+    polled: set[str] = set()  # each batch polled once, even when two variants share requests
     poll_settings = None
     for name in names:
         spec = phase.specs[name]
@@ -463,14 +468,16 @@ async def _run_phase(phase: _Phase, names: list[str], settings: dict[str, BatchS
                 if entry["batch_id"] not in polled:
                     polled.add(entry["batch_id"])
                     to_poll.append((name, entry))
-                    phase.result.resumed += 1
         missing = {k: r for k, r in wanted.items() if k not in hits and k not in pending}
         if missing:
             ep = Endpoint(spec["model"], spec.get("api_base"), spec.get("api_key_env"))
             before = len(phase.state.entries)
             await phase.submit(name, ep, missing, settings[name])
-            to_poll += [(name, e) for e in phase.state.entries[before:]]
+            for e in phase.state.entries[before:]:
+                polled.add(e["batch_id"])
+                to_poll.append((name, e))
         poll_settings = settings[name] if poll_settings is None else poll_settings
+    phase.result.resumed = len(polled & earlier)
     if phase.result.resumed:
         phase.say(f"resuming {phase.result.resumed} batch(es) submitted by an earlier run")
     if to_poll:

@@ -459,6 +459,8 @@ class _Engine:
         an answer cached earlier; never a live call."""
         from .batch import batch_sample
 
+        if self.opts.batch_pending:  # the batch phase could not finish: not fully measured
+            self.incomplete_reason = self.incomplete_reason or self.opts.batch_pending
         s, note = batch_sample(self.opts.batch[v.name].get(key), self.hits.get(key), repeat, v.model,
                                v.price)
         if s is None:
