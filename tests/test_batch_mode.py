@@ -287,3 +287,30 @@ def test_gate_batch_sends_a_request_shared_by_both_variants_once(tmp_path, llm_s
         run, ss = samples(tmp_path / "runs" / f"{side}.json")
         assert {s["provenance"] for s in ss} == {"batch"} and all(s["error"] is None for s in ss)
         assert run["environment"]["conditions"]["batch"] is True
+
+
+def test_fake_server_refuses_an_invalid_input_file_as_openai_does(llm_server):
+    """The fake's checks are what make the end-to-end tests prove the file's shape: a duplicated
+    custom_id or a wrong url fails the batch."""
+    import asyncio
+
+    from replaygate.replay.llm import litellm_module
+
+    lt = litellm_module()
+    kw = {"custom_llm_provider": "openai", "api_base": llm_server.api_base, "api_key": "sk-test"}
+
+    def line(cid, url="/v1/chat/completions"):
+        return json.dumps({"custom_id": cid, "method": "POST", "url": url,
+                           "body": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}})
+
+    async def status_of(text: str) -> str:
+        f = await lt.acreate_file(file=("in.jsonl", text.encode()), purpose="batch", **kw)
+        b = await lt.acreate_batch(completion_window="24h", endpoint="/v1/chat/completions",
+                                   input_file_id=f.id, **kw)
+        for _ in range(5):
+            b = await lt.aretrieve_batch(batch_id=b.id, **kw)
+        return b.status
+
+    assert asyncio.run(status_of(line("a") + "\n" + line("b") + "\n")) == "completed"
+    assert asyncio.run(status_of(line("a") + "\n" + line("a") + "\n")) == "failed"
+    assert asyncio.run(status_of(line("a", url="/v1/embeddings") + "\n")) == "failed"
