@@ -139,6 +139,7 @@ def test_partially_failed_batch_errors_are_counted_and_retried_on_rerun(tmp_path
     assert res.returncode == 0, res.stderr
     run, ss = samples(out)
     assert [s["error"]["type"] for s in ss] == ["InternalServerError"] * N
+    assert "/v1/chat/completions" not in paths(llm_server)  # no live call, not even a warm-up
     assert run["complete"] is True  # errors are measured outcomes, like provider errors live
     assert run["summary"]["errors.rate"] == 1.0
     res = cli("run", "-c", cfg, "--variant", "v", "-o", out)

@@ -545,6 +545,7 @@ class _Engine:
         from .llm import LLMError, chat
 
         live = [(n, ci, r) for n, ci, r in work if isinstance(self.variants[n], ModelVariant)
+                and not (self.opts.batch and n in self.opts.batch)
                 and not (isinstance(self.prepared.get((n, ci, r)), tuple)
                          and self.prepared[(n, ci, r)][1] in self.hits and n not in self.opts.live_variants)]
         if len(live) < AUTO_MIN_CALLS or any(isinstance(self.variants[n], CallableVariant) for n, _, _ in work[:1000]):
@@ -582,6 +583,8 @@ class _Engine:
         prep = self.prepared.get(item)
         if not isinstance(prep, tuple) or self.opts.cache_mode == "offline":
             return False
+        if self.opts.batch and item[0] in self.opts.batch:
+            return False  # batch mode: answered (or failed) by the batch phase, never called here
         return item[0] in self.opts.live_variants or prep[1] not in self.hits
 
     async def _warm_all(self, work: list) -> None:
