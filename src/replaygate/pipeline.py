@@ -264,9 +264,12 @@ def run_conditions(cfg: Config, name: str, settings: RunSettings) -> dict[str, A
         return None
     opts = replay_options(cfg, settings)
     workers = opts.workers if isinstance(opts.workers, int) else None  # auto: make_run fills in its choice
-    return {"concurrency": opts.concurrency, "workers": workers, "stream": bool(variant.get("stream")),
-            "repeats": opts.repeats, "timeout_s": opts.timeout_s, "max_retries": opts.max_retries,
-            "rpm": opts.rpm, "tpm": opts.tpm, "batch": name in batch_variants(cfg, [name], settings)}
+    out = {"concurrency": opts.concurrency, "workers": workers, "stream": bool(variant.get("stream")),
+           "repeats": opts.repeats, "timeout_s": opts.timeout_s, "max_retries": opts.max_retries,
+           "rpm": opts.rpm, "tpm": opts.tpm}
+    if batch_variants(cfg, [name], settings):
+        out["batch"] = True  # only when on: runs without batch mode keep their conditions as they were
+    return out
 
 
 def _truncation_warning(run: Run) -> str | None:
