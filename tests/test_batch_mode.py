@@ -315,3 +315,28 @@ def test_fake_server_refuses_an_invalid_input_file_as_openai_does(llm_server):
     assert asyncio.run(status_of(line("a") + "\n" + line("b") + "\n")) == "completed"
     assert asyncio.run(status_of(line("a") + "\n" + line("a") + "\n")) == "failed"
     assert asyncio.run(status_of(line("a", url="/v1/embeddings") + "\n")) == "failed"
+
+
+def test_submission_retries_never_wait_beyond_max_retry_wait():
+    import asyncio
+
+    from replaygate.replay.batch import _retrying
+    from replaygate.replay.llm import LLMError
+
+    calls = []
+
+    async def slow_down():
+        calls.append(1)
+        raise LLMError("RateLimitError", "slow down", status=429, retryable=True, retry_after=3600)
+
+    with pytest.raises(LLMError) as info:
+        asyncio.run(_retrying("creating the batch", slow_down, 3, 0.01, None, cap_s=1.0))
+    assert len(calls) == 1 and "beyond the 1 s cap" in info.value.message
+
+    async def flaky():
+        calls.append(2)
+        if calls.count(2) < 3:
+            raise LLMError("InternalServerError", "boom", status=500, retryable=True)
+        return "ok"
+
+    assert asyncio.run(_retrying("x", flaky, 3, 0.001, None, cap_s=1.0)) == "ok"

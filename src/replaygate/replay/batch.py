@@ -187,8 +187,9 @@ def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
-async def _retrying(what, make, tries: int, backoff_s: float, secret: str | None):
-    """``await make()`` with retries of retryable failures (classified as the live path does)."""
+async def _retrying(what, make, tries: int, backoff_s: float, secret: str | None, cap_s: float = 30.0):
+    """``await make()`` with retries of retryable failures (classified as the live path does);
+    no wait is longer than ``cap_s`` (``max_retry_wait``): a longer Retry-After is the error."""
     from .llm import LLMError, classify
 
     attempt = 0
@@ -197,11 +198,14 @@ async def _retrying(what, make, tries: int, backoff_s: float, secret: str | None
             return await make()
         except Exception as exc:  # noqa: BLE001  classified, never raw
             err = exc if isinstance(exc, LLMError) else classify(exc, secret)
-            if not err.retryable or attempt >= tries:
-                err.message = f"{what}: {err.message}"
+            too_long = err.retry_after is not None and err.retry_after > cap_s
+            if not err.retryable or attempt >= tries or too_long:
+                beyond = (f"Retry-After {err.retry_after:g} s is beyond the {cap_s:g} s cap on waits "
+                          "(max_retry_wait): ") if too_long else ""
+                err.message = f"{what}: {beyond}{err.message}"
                 raise err from None
             await asyncio.sleep(err.retry_after if err.retry_after is not None
-                                else backoff_s * (2 ** attempt))
+                                else min(cap_s, backoff_s * (2 ** attempt)))
             attempt += 1
 
 
@@ -262,13 +266,13 @@ class _Phase:
                 uploaded = await _retrying(
                     "uploading the batch input file",
                     lambda: lt.acreate_file(file=(f"replaygate-{name}.jsonl", data), purpose="batch", **kw),
-                    tries, backoff, ep.secret())
+                    tries, backoff, ep.secret(), self.opts.backoff_max_s)
                 created = await _retrying(
                     "creating the batch",
                     lambda: lt.acreate_batch(completion_window=settings.completion_window, endpoint=ENDPOINT,
                                              input_file_id=uploaded.id,
                                              metadata={"replaygate_variant": name[:500]}, **kw),
-                    tries, backoff, ep.secret())
+                    tries, backoff, ep.secret(), self.opts.backoff_max_s)
             except LLMError as err:  # these requests fail in this run; a rerun submits them again
                 self._fail(chunk, err.type, f"submitting the batch failed: {err.message}")
                 if err.auth:
@@ -363,7 +367,8 @@ class _Phase:
                 continue
             content = await _retrying(f"reading the {fid_name[:-8]} file of batch {entry['batch_id']}",
                                       lambda: lt.afile_content(file_id=fid, **kw),
-                                      int(self.opts.max_retries), float(self.opts.backoff_s), ep.secret())
+                                      int(self.opts.max_retries), float(self.opts.backoff_s), ep.secret(),
+                                      float(self.opts.backoff_max_s))
             for key, outcome in parse_lines(_bytes(content), status):
                 if key not in keys:
                     continue  # not one of ours (a shared file): ignored
