@@ -311,3 +311,22 @@ def test_max_retry_wait_is_validated(tmp_path):
         with pytest.raises(ReplaygateError) as e:
             load_config(cfg)
         assert "max_retry_wait" in str(e.value) and "c.yaml:3" in str(e.value), str(e.value)
+
+
+def test_golden_jsonl_rows_keep_raw_line_separators_inside_strings(tmp_path):
+    """JSON allows U+2028, U+0085, \\x1c-\\x1e, \\v and \\f raw inside a string; a JSONL file is split
+    at "\\n" only, so such a row loads intact (it was refused as broken lines) and the line
+    numbers of later rows stay right."""
+    from replaygate.sources.golden import check_golden
+
+    text = "a\u2028b\x85c\x1cd\x1de\x1ef\x0bg\x0ch"
+    g = tmp_path / "g.jsonl"
+    g.write_text(json.dumps({"id": "x", "input": text}, ensure_ascii=False) + "\r\n\n"
+                 + json.dumps({"id": "y", "input": "ok"}) + "\n", encoding="utf-8")
+    assert [c.last_user_text() for c in load_golden(g)] == [text, "ok"]
+    assert check_golden(g) == (2, [])
+    g.write_text(g.read_text(encoding="utf-8") + "{broken\n", encoding="utf-8")
+    with pytest.raises(InputError) as e:
+        load_golden(g)
+    assert e.value.line == 4
+    assert [p.line for p in check_golden(g)[1]] == [4]

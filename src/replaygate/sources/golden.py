@@ -69,7 +69,7 @@ def check_golden(path: str | Path, limit: int = 20) -> tuple[int, list[InputErro
         except InputError as e:
             return 0, [e]
         rows: list[tuple[int, int | None, Any]] = []  # (row number, line, row), as load_golden counts
-        lines = [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+        lines = [(i, line) for i, line in _lines(text) if line.strip()]
         for n, (i, line) in enumerate(lines, start=1):
             try:
                 rows.append((n, i, _parse_json(line, path, i)))
@@ -134,8 +134,21 @@ def _parse_json(text: str, path: Path, line: int | None) -> Any:
         raise InputError(f"invalid JSON: {e}", file=str(path), line=line) from None
 
 
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) split at "\n" only, one at a time. Not str.splitlines: it also splits
+    at U+2028, U+0085, \x1c-\x1e, \v and \f, which JSON allows raw inside a string, so a valid
+    row holding one was refused as two broken lines (and a million-line file became a million
+    strings at once)."""
+    start, n = 0, 1
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        yield n, text[start:end]
+        start, n = end + 1, n + 1
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    for i, line in enumerate(_read(path).splitlines(), start=1):
+    for i, line in _lines(_read(path)):
         if not line.strip():
             continue
         yield i, _parse_json(line, path, i)
