@@ -94,6 +94,8 @@ Model-name grammar (the part after litellm's ``openai/`` prefix)
       phang=P         P% hang for ``hang_ms`` (default 5000) before answering,
       pdrop=P         P% connection closed without an answer
       fenced          judge: wrap the JSON reply in a Markdown code fence
+      bad_json        answer HTTP 200 with a body that is not JSON (a broken proxy); streamed: a
+                      data line that is not JSON
       no_usage        report no token usage: no `usage` in a response, no usage chunk in a stream
                       even when asked (llama.cpp's server streams without one)
 e.g. ``openai/echo@latency=100,jitter=20`` or ``openai/answers@fail=2``.
@@ -409,6 +411,16 @@ def make_app():
         err = failure(entry, model, prompt, opts, key)
         if err is not None:
             return err
+        if "bad_json" in opts:
+            entry["status"] = 200
+            if body.get("stream"):
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(b'data: {"id": "x", "choices": [{"delta": \n\ndata: [DONE]\n\n')
+                await resp.write_eof()
+                return resp
+            return web.Response(status=200, body=b'{"id": "x", "choices": [{"message": ',
+                                content_type="application/json")
         if "no_schema" in opts and body.get("response_format"):
             return error_response(entry, 400, "response_format is not supported by this model")
         if "json_object_only" in opts and (body.get("response_format") or {}).get("type") == "json_schema":

@@ -37,7 +37,8 @@ scorers:
     a = json.loads((tmp_path / "a.json").read_text())
     assert schema_errors(a, "run.schema.json") == []
     assert a["environment"]["conditions"] == {"concurrency": 1, "workers": 1, "stream": False, "repeats": 1,
-                                              "timeout_s": 20.0, "max_retries": 1, "rpm": None, "tpm": None}
+                                              "timeout_s": 20.0, "max_retries": 1, "rpm": None, "tpm": None,
+                                              "transport": "direct"}
     assert json.loads((tmp_path / "d.json").read_text())["environment"]["conditions"]["stream"] is True
 
     def compare(x, y):

@@ -17,9 +17,9 @@ from replay_helpers import write_golden
 PROMPT = "please count the words in this short sentence"
 
 
-def _chat(srv, model: str, stream: bool) -> dict:
+def _chat(srv, model: str, stream: bool, transport: str = "auto") -> dict:
     req = {"model": f"openai/{model}", "messages": [{"role": "user", "content": PROMPT}],
-           "api_base": srv.api_base}
+           "api_base": srv.api_base, "transport": transport}
     return asyncio.run(llm.chat(req, timeout=30, stream=stream))
 
 
@@ -31,7 +31,7 @@ def test_counts_the_provider_sent_are_reported(llm_server, stream):
 
 
 def test_a_stream_without_usage_is_estimated_by_litellm(llm_server):
-    r = _chat(llm_server, "echo@no_usage", True)
+    r = _chat(llm_server, "echo@no_usage", True, transport="litellm")
     assert r["usage_source"] == "estimated"
     # litellm's tokenizer, not the server's word count: a different measurement of the same text
     assert r["input_tokens"] and r["input_tokens"] != 8
@@ -62,7 +62,7 @@ gates:
 
 
 def test_a_gate_never_compares_estimated_with_reported_tokens(llm_server, tmp_path):
-    cfg = _project(tmp_path, llm_server, 'model: "openai/echo@no_usage", stream: true')
+    cfg = _project(tmp_path, llm_server, 'model: "openai/echo@no_usage", stream: true, transport: litellm')
     r = CliRunner().invoke(cli, ["gate", "-c", cfg, "--format", "json", "-o", str(tmp_path / "cmp.json"),
                                  "--save-runs", str(tmp_path / "runs")])
     assert r.exit_code == 0, r.output
@@ -98,3 +98,17 @@ def test_same_provenance_on_both_sides_is_compared(llm_server, tmp_path):
     assert cmp["metrics"]["tokens.output.mean"]["delta"] > 0
     assert cmp["metrics"]["cost.mean"]["p_value"] is not None
     assert r.exit_code == 1  # cost grew beyond 5%
+
+
+def test_a_stream_without_usage_on_the_direct_path_has_no_counts_and_says_why(llm_server, tmp_path):
+    assert _chat(llm_server, "echo@no_usage", True)["usage_source"] is None  # not estimated, not reported
+    cfg = _project(tmp_path, llm_server, 'model: "openai/echo@no_usage", stream: true')
+    r = CliRunner().invoke(cli, ["gate", "-c", cfg, "--format", "json", "-o", str(tmp_path / "cmp.json"),
+                                 "--save-runs", str(tmp_path / "runs")])
+    cand = json.loads((tmp_path / "runs/candidate.json").read_text())
+    assert {s["usage_source"] for c in cand["cases"] for s in c["samples"]} == {None}
+    assert any("does not estimate tokens" in w for w in cand["warnings"])
+    cmp = json.loads((tmp_path / "cmp.json").read_text())
+    # no counts on one side: the token and cost gates cannot be decided (never a pass on made-up counts)
+    assert [g["verdict"] for g in cmp["gates"]] == ["inconclusive", "inconclusive"]
+    assert r.exit_code in (0, 1), r.output

@@ -228,6 +228,18 @@ def _semantic_errors(data: dict, lines: dict[tuple, int], file: str) -> list[Con
                                    line=line_of(lines, ("scorers", i, "name")),
                                    field=format_path(("scorers", i, "name"))))
     variants = data.get("variants") if isinstance(data.get("variants"), dict) else {}
+    from .replay.transport import transport_problem
+
+    for name, v in variants.items():
+        problem = transport_problem(v) if isinstance(v, dict) else None
+        if problem:
+            out.append(ConfigError(problem, file=file, line=line_of(lines, ("variants", name, "transport")),
+                                   field=format_path(("variants", name, "transport"))))
+    for i, s in enumerate(scorers):
+        problem = transport_problem(s) if isinstance(s, dict) else None
+        if problem:
+            out.append(ConfigError(problem, file=file, line=line_of(lines, ("scorers", i, "transport")),
+                                   field=format_path(("scorers", i, "transport"))))
     for role in ("baseline", "candidate"):
         if role in data and isinstance(data[role], str) and data[role] not in variants:  # else: a schema error
             out.append(ConfigError(f"{role} names variant {data[role]!r}{did_you_mean(data[role], variants)}, "

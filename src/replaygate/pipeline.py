@@ -269,6 +269,10 @@ def run_conditions(cfg: Config, name: str, settings: RunSettings) -> dict[str, A
            "rpm": opts.rpm, "tpm": opts.tpm}
     if batch_variants(cfg, [name], settings):
         out["batch"] = True  # only when on: runs without batch mode keep their conditions as they were
+    elif variant.get("model"):  # which client sent the calls (replay/transport.py); callables: none of ours
+        from .replay.transport import transport_for
+
+        out["transport"] = transport_for(variant)
     return out
 
 

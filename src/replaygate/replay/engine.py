@@ -263,7 +263,7 @@ class _Engine:
 
     # ---------------------------------------------------------------- one call
     async def _warmup(self, v: ModelVariant) -> None:
-        key = (v.model, v.api_base, v.api_key_env)
+        key = (v.model, v.api_base, v.api_key_env, v.transport)
         if not self.opts.warmup or key in self._warm_done:
             return
         lock = self._warm.setdefault(key, asyncio.Lock())
@@ -273,7 +273,8 @@ class _Engine:
             from .llm import LLMError, chat
 
             req = {"model": v.model, "messages": [{"role": "user", "content": WARMUP_TEXT}],
-                   "params": {"max_tokens": 1}, "api_base": v.api_base, "api_key_env": v.api_key_env}
+                   "params": {"max_tokens": 1}, "api_base": v.api_base, "api_key_env": v.api_key_env,
+                   "transport": v.transport}
             try:
                 await chat(req, timeout=min(self.opts.timeout_s, 30.0))
             except LLMError:
@@ -479,6 +480,11 @@ class _Engine:
             self.warn(f"variant {v.name!r}: the provider reported no token usage"
                       f"{' for streamed calls' if v.stream else ''}; tokens and cost are litellm's "
                       f"estimates (usage_source: estimated) and are not compared with reported counts")
+        elif (s.usage_source is None and v.stream and s.error is None and s.input_tokens is None
+              and not v.uses_litellm()):
+            self.warn(f"variant {v.name!r}: the provider sent no usage chunk in its streams; the direct "
+                      f"HTTP path does not estimate tokens, so tokens and cost are null (transport: "
+                      f"litellm estimates them with litellm's tokenizer)")
 
     async def _one(self, v, ci: int, repeat: int) -> Sample:
         case = self.cases[ci]

@@ -9,8 +9,10 @@ Public, stable for the engine and the LLM judges:
      "tools": [...],                          # optional, OpenAI tool definitions
      "params": {"temperature": 0, ...},       # optional, passed to litellm as keyword arguments
      "api_base": "http://...",                # optional
-     "api_key_env": "OPENAI_API_KEY"}         # optional: NAME of the env var; the key is read here,
+     "api_key_env": "OPENAI_API_KEY",         # optional: NAME of the env var; the key is read here,
                                               # never stored in the request, the cache or a message
+     "transport": "auto"}                     # optional: auto | litellm | direct (transport.py);
+                                              # not part of the cache key
 
 ``await chat(request, timeout=30, stream=False) -> dict`` (the normalised response)::
 
@@ -24,6 +26,11 @@ none), or None when there are no counts (a response without usage: litellm's zer
 
 ``await embed(model, texts, api_base=None, api_key=None, timeout=30, api_key_env=None)
 -> list[list[float]]``.
+
+``chat`` sends an OpenAI-compatible request named with an ``api_base`` over the direct pooled
+HTTP client (openai_http.py, chosen by transport.py) instead of litellm: same request body, same
+normalised response and error classification (tests/test_direct_http.py), except that a stream
+without a usage chunk has no counts there (``usage_source`` None, not litellm's estimate).
 
 Both raise ``LLMError`` (``.type``, ``.status``, ``.retryable``, ``.retry_after``, ``.auth``) for
 any provider failure. litellm's own retries are off (``max_retries=0``): the engine retries.
@@ -94,11 +101,7 @@ def _retry_after(exc: BaseException) -> float | None:
     headers = headers or getattr(exc, "litellm_response_headers", None)
     if not headers:
         return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None  # an HTTP-date: fall back to our backoff
+    return _retry_after_value(headers.get("retry-after") or headers.get("Retry-After"))
 
 
 def _scrub(text: str, secret: str | None) -> str:
@@ -162,6 +165,36 @@ def classify(exc: BaseException, secret: str | None = None) -> LLMError:
     if isinstance(exc, (ConnectionError, OSError)):
         return LLMError(name, message, retryable=True)
     return LLMError(name, message, retryable=False)
+
+
+def _retry_after_value(value: Any) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None  # an HTTP-date: fall back to our backoff
+
+
+# the names litellm's OpenAI exception mapping gives these statuses (a 504 is its Timeout, 408)
+_NAME_BY_STATUS_DIRECT = {**_NAME_BY_STATUS, 408: "Timeout", 422: "BadRequestError", 504: "Timeout"}
+
+
+def http_error(status: int, message: str, *, retry_after: Any = None, secret: str | None = None,
+               name: str | None = None) -> LLMError:
+    """An ``LLMError`` for an HTTP error answer, classified as ``classify`` does litellm's
+    exception for the same status (the direct path, openai_http.py)."""
+    message = _scrub(message, secret)
+    name = name or _NAME_BY_STATUS_DIRECT.get(status, "APIError")
+    if name == "Timeout":
+        status = 408
+    if _MISSING_CREDENTIALS.search(message):
+        return LLMError("MissingCredentials", message, status=None, retryable=False, auth=True)
+    if status in (401, 403):
+        return LLMError(name, message, status=status, retryable=False, auth=True)
+    if status == 429:
+        return LLMError("RateLimitError", message, status=429, retryable=True,
+                        retry_after=_retry_after_value(retry_after))
+    retryable = (status >= 500 or status == 408) and status not in _NOT_RETRYABLE_STATUS
+    return LLMError(name, message, status=status, retryable=retryable)
 
 
 def _api_key(api_key_env: str | None) -> str | None:
@@ -244,7 +277,16 @@ def _call_kwargs(request: dict, timeout: float) -> tuple[dict, str | None]:
 
 
 async def chat(request: dict, *, timeout: float, stream: bool = False) -> dict:
-    """Send one chat completion; return the normalised response (see module docstring)."""
+    """Send one chat completion; return the normalised response (see module docstring). An
+    OpenAI-compatible endpoint named with an ``api_base`` goes the direct path (openai_http.py)
+    unless the request says ``transport: litellm``."""
+    if request.get("api_base") and request.get("transport") != "litellm":
+        from .transport import transport_for
+
+        if transport_for(request) == "direct":
+            from .openai_http import chat as direct_chat
+
+            return await direct_chat(request, timeout=timeout, stream=stream)
     litellm = litellm_module()
     kw, key = _call_kwargs(request, timeout)
     if stream:

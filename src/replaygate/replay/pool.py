@@ -74,16 +74,18 @@ def _child_main(conn, stop, counters, cases, specs: dict, opts, engine_cls) -> N
     conn.close()
 
 
-def _context():
+def _context(needs_litellm: bool = True):
     """A forkserver that has imported litellm once: each worker then starts in milliseconds
     instead of paying litellm's multi-second import. (Plain fork is unsafe here: the parent has a
-    running event loop, threads and HTTP clients.)"""
+    running event loop, threads and HTTP clients.) When every variant takes the direct HTTP path
+    the server preloads that instead (the preload is fixed when the process first starts one)."""
     from .llm import set_offline_env
 
     set_offline_env()  # inherited by the fork server before it imports litellm
     try:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["litellm", "replaygate.replay.engine"])
+        first = "litellm" if needs_litellm else "replaygate.replay.openai_http"
+        ctx.set_forkserver_preload([first, "replaygate.replay.engine"])
         return ctx
     except ValueError:  # no forkserver on this platform (Windows)
         return multiprocessing.get_context("spawn")
@@ -101,7 +103,7 @@ def _receive(conns: list, got: dict[int, Any], timeout: float) -> None:
 async def run_pool(engine, work: list[tuple[str, int, int]], k: int, progress) -> None:
     """Run ``work`` (variant name, case index, repeat) of ``engine`` in ``k`` processes; fill
     ``engine.samples`` and its stop reasons, counts and warnings as the local run would."""
-    ctx = _context()
+    ctx = _context(any(isinstance(v, ModelVariant) and v.uses_litellm() for v in engine.variants.values()))
     stop = ctx.Event()
     counters = ctx.Array("q", 3)
     case_idx = sorted({ci for _, ci, _ in work})

@@ -78,6 +78,7 @@ class ModelVariant:
     template: Any = None  # a compiled jinja2 Template
     stream: bool = False
     price: dict | None = None
+    transport: str = "auto"  # auto | litellm | direct (transport.py)
     kind: str = "model"
 
     def request(self, case: Case) -> dict:
@@ -98,7 +99,16 @@ class ModelVariant:
                "api_base": self.api_base, "api_key_env": self.api_key_env}
         if self.stream:
             req["stream"] = True
+        if self.transport != "auto":
+            req["transport"] = self.transport  # how it is sent, not what: not in the cache key
         return req
+
+    def uses_litellm(self) -> bool:
+        """Whether this variant's calls go through litellm (else the direct HTTP path)."""
+        from .transport import transport_for
+
+        return transport_for({"model": self.model, "api_base": self.api_base, "params": self.params,
+                              "transport": self.transport}) == "litellm"
 
     def _render(self, case: Case, messages: list[dict]) -> list[dict]:
         from jinja2 import TemplateError
@@ -285,4 +295,5 @@ def build_variant(spec: dict) -> Variant:
     params.pop("model", None)
     return ModelVariant(name=name, model=spec["model"], api_base=spec.get("api_base"),
                         api_key_env=spec.get("api_key_env"), params=params, system=system,
-                        template=template, stream=bool(spec.get("stream")), price=spec.get("price"))
+                        template=template, stream=bool(spec.get("stream")), price=spec.get("price"),
+                        transport=spec.get("transport") or "auto")

@@ -48,7 +48,10 @@ MODEL_PARAMS: dict[str, dict] = {
 STRUCTURED_MODES = ("auto", "json_schema", "json_object", "off")
 # ... and those of the scorers that ask a model for a JSON verdict (judge, pairwise)
 # (YAML reads a bare `off` as false: accepted as "off")
-JUDGE_PARAMS: dict[str, dict] = {**MODEL_PARAMS, "structured_output": {"enum": [*STRUCTURED_MODES, False]}}
+# transport: auto | litellm | direct, as for a variant (replay/transport.py); not for embeddings,
+# which always go through litellm
+JUDGE_PARAMS: dict[str, dict] = {**MODEL_PARAMS, "structured_output": {"enum": [*STRUCTURED_MODES, False]},
+                                 "transport": {"enum": ["auto", "litellm", "direct"]}}
 # a whole string value that is an angle-bracketed hint: the prompt's shape line copied back
 _PLACEHOLDER = re.compile(r"^\s*<[^<>]{1,80}>\s*$")
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
@@ -179,6 +182,7 @@ class ModelClient:
     timeout: float = 60.0
     retries: int = 2
     structured: str = "auto"  # one of STRUCTURED_MODES
+    transport: str = "auto"  # replay/transport.py
     # position in LADDERS[structured]: moves on when the provider rejects a form
     structured_step: int = 0
 
@@ -188,7 +192,8 @@ class ModelClient:
                    # a judge should be repeatable: temperature 0 unless the config says otherwise
                    params={"temperature": 0, **spec.get("params", {})}, price=spec.get("price"),
                    timeout=float(spec.get("timeout", 60.0)), retries=int(spec.get("retries", 2)),
-                   structured=spec.get("structured_output", "auto") or "off")
+                   structured=spec.get("structured_output", "auto") or "off",
+                   transport=spec.get("transport", "auto"))
 
     def request(self, messages: list[dict], schema: dict | None = None, step: int = 0) -> dict:
         """The request with the response format of ``schema`` in the ladder's form ``step``;
@@ -202,6 +207,8 @@ class ModelClient:
             req["api_base"] = self.api_base
         if self.api_key_env:
             req["api_key_env"] = self.api_key_env
+        if self.transport != "auto":
+            req["transport"] = self.transport  # not part of the cache key
         return req
 
     @property
