@@ -11,8 +11,10 @@ Modes:
   raw-shared   one httpx.AsyncClient shared by C tasks (the known slow-down as C rises)
   raw-own      C tasks split over httpx clients of at most 16 connections each
   litellm      bare litellm.acompletion in C tasks (litellm's own cost, no replaygate)
-  engine       replaygate's engine in this process (litellm, cache off)
-  engine-wK    the engine with K worker processes (ReplayOptions.workers=K)
+  direct       bare llm.chat on the direct HTTP path in C tasks (openai_http.py's own cost)
+  engine       replaygate's engine in this process, calls through litellm (transport: litellm)
+  engine-direct  the engine on the direct HTTP path (transport: direct; what `auto` picks here)
+  engine-wK    the engine with K worker processes (ReplayOptions.workers=K), through litellm
 """
 from __future__ import annotations
 
@@ -86,14 +88,33 @@ async def bare_litellm(api_base: str, n: int, c: int, model: str) -> float:
     return time.perf_counter() - t0
 
 
-def engine(api_base: str, n: int, c: int, model: str, workers: int) -> float:
+async def bare_direct(api_base: str, n: int, c: int, model: str) -> float:
+    """llm.chat on the direct path in C tasks, nothing else: the direct client's own cost."""
+    from replaygate.replay import llm, openai_http
+
+    counter = iter(range(n))
+    base = {"model": f"openai/{model}", "api_base": api_base, "transport": "direct"}
+
+    async def worker() -> None:
+        for i in counter:
+            await llm.chat({**base, "messages": body(i, model)["messages"]}, timeout=60)
+
+    await llm.chat({**base, "messages": [{"role": "user", "content": "warm"}]}, timeout=60)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    elapsed = time.perf_counter() - t0
+    await openai_http.aclose()
+    return elapsed
+
+
+def engine(api_base: str, n: int, c: int, model: str, workers: int, transport: str = "litellm") -> float:
     from replaygate.model import Case, Message
     from replaygate.replay.engine import ReplayOptions, replay_sync
 
     cases = [Case(id=f"b{i}", messages=[Message(role="user", content=f"bench question {i}")])
              for i in range(n)]
     opts = ReplayOptions(concurrency=c, timeout_s=60, max_retries=0, cache_mode="off", workers=workers)
-    variants = {"v": {"model": f"openai/{model}", "api_base": api_base}}
+    variants = {"v": {"model": f"openai/{model}", "api_base": api_base, "transport": transport}}
     # import litellm before timing (the engine's own warm-up call covers the first connection)
     from replaygate.replay.llm import litellm_module
     litellm_module()
@@ -116,8 +137,12 @@ def run_one(srv: FakeServer, n: int, c: int, lat: int, mode: str, model: str) ->
         elapsed = asyncio.run(raw(srv.url, n, c, model, clients=max(1, c // 16)))
     elif mode == "litellm":
         elapsed = asyncio.run(bare_litellm(srv.api_base, n, c, model))
+    elif mode == "direct":
+        elapsed = asyncio.run(bare_direct(srv.api_base, n, c, model))
     elif mode == "engine":
         elapsed = engine(srv.api_base, n, c, model, workers=1)
+    elif mode == "engine-direct":
+        elapsed = engine(srv.api_base, n, c, model, workers=1, transport="direct")
     elif mode.startswith("engine-w"):
         elapsed = engine(srv.api_base, n, c, model, workers=int(mode[len("engine-w"):]))
     else:
@@ -137,7 +162,7 @@ def run_one(srv: FakeServer, n: int, c: int, lat: int, mode: str, model: str) ->
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenario", action="append", help="N,C,L (repeatable); default: the issue's three")
-    ap.add_argument("--modes", default="raw-shared,raw-own,litellm,engine,engine-w2")
+    ap.add_argument("--modes", default="raw-shared,raw-own,litellm,direct,engine,engine-direct,engine-w2")
     ap.add_argument("--model", default="gpt-4o-mini",
                     help="model name sent (a name litellm knows keeps its cost lookup on the fast path)")
     args = ap.parse_args()
@@ -155,12 +180,12 @@ def main() -> None:
             engine(warm.api_base, 8, 8, "echo", workers=int(pool_modes[0][len("engine-w"):]))
         print(f"pool start-up (fork server importing litellm, once per process): "
               f"{time.perf_counter() - t0:.1f} s")
-    print(f"{'mode':<11} {'N':>5} {'C':>4} {'L':>4} {'calls/s':>8} {'ideal':>7} {'ratio':>6} {'cpu ms/call':>11}")
+    print(f"{'mode':<13} {'N':>5} {'C':>4} {'L':>4} {'calls/s':>8} {'ideal':>7} {'ratio':>6} {'cpu ms/call':>11}")
     with FakeServer() as srv:
         for n, c, lat in scenarios:
             for mode in args.modes.split(","):
                 r = run_one(srv, n, c, lat, mode, args.model)
-                print(f"{r['mode']:<11} {n:>5} {c:>4} {lat:>4} {r['calls/s']:>8.1f} {r['ideal']:>7.0f} "
+                print(f"{r['mode']:<13} {n:>5} {c:>4} {lat:>4} {r['calls/s']:>8.1f} {r['ideal']:>7.0f} "
                       f"{r['ratio']:>6.2f} {r['cpu_ms/call']:>11.2f}", flush=True)
     print(f"load average at end={os.getloadavg()[0]:.1f}")
 

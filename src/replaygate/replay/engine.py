@@ -678,6 +678,10 @@ class _Engine:
                     self.loop_lag_ms.extend(lag.lags_ms)
         finally:
             progress.finish()
+            if "replaygate.replay.openai_http" in sys.modules:  # the direct path's idle connections
+                from .openai_http import aclose
+
+                await aclose()
             if self.cache is not None:
                 try:
                     self.cache.close()
