@@ -42,13 +42,15 @@ def test_recorded_vs_model_shapes_and_pricing(llm_server):
 
 def test_variants_interleaved_case_by_case(llm_server):
     cases = make_cases(12)
-    replay_sync(cases, {"a": model_variant(llm_server, "const:A"), "b": model_variant(llm_server, "const:B")},
-                opts(concurrency=2))
+    # a short server latency keeps both calls of a case in flight together: an instant answer let
+    # the first A call finish and the next case's A go out while B still opened its connection
+    replay_sync(cases, {"a": model_variant(llm_server, "const:A@latency=20"),
+                        "b": model_variant(llm_server, "const:B@latency=20")}, opts(concurrency=2))
     order = [(r["prompt"], r["model"]) for r in live_requests(llm_server)]
     # with 2 workers, each case's A and B calls go out together
     for i in range(0, len(order), 2):
-        assert order[i][0] == order[i + 1][0]
-        assert {order[i][1], order[i + 1][1]} == {"const:A", "const:B"}
+        assert order[i][0] == order[i + 1][0], order
+        assert {order[i][1], order[i + 1][1]} == {"const:A@latency=20", "const:B@latency=20"}
 
 
 def test_retry_on_500_then_success(llm_server):

@@ -279,6 +279,10 @@ class _Engine:
                 await chat(req, timeout=min(self.opts.timeout_s, 30.0))
             except LLMError:
                 pass  # the timed calls report any real problem
+            if v.price is None:
+                from .pricing import cost_map
+
+                cost_map()  # read now (~0.1 s of JSON), not on the loop between the first timed calls
             self._warm_done.add(key)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
