@@ -76,6 +76,18 @@ def test_unknown_cost_is_none_with_a_reason_never_zero():
     assert summarize(run)["cost.mean"] is None
 
 
+def test_unknown_cost_says_whether_a_price_or_the_token_counts_are_missing():
+    """A price cannot help a sample without token counts (a stream with no usage chunk on the
+    direct path): the reason says which of the two is missing, and how many of each."""
+    run = _run([[_s(cost=2e-4)], [_s(cost=None)], [_s(cost=None, tin=None, tout=None)],
+                [_s(cost=None, tin=None, tout=None)]])
+    why = case_metrics(run)["cost.mean"].unknown
+    assert "3 of 4 samples" in why
+    assert "2 without token counts" in why and "1 with no price" in why
+    only_tokens = case_metrics(_run([[_s(cost=None, tin=None, tout=None)]]))["cost.mean"].unknown
+    assert "1 without token counts" in only_tokens and "no price" not in only_tokens
+
+
 def test_errored_samples_without_cost_are_left_out_and_said_so():
     run = _run([[_s(cost=2e-4)], [_s(cost=4e-4)], [_s(cost=None, err=ErrorInfo("APIError", "500"))]])
     m = case_metrics(run)

@@ -158,8 +158,14 @@ def case_metrics(run: Run) -> dict[str, MetricSeries]:
     # None stays unknown (never 0); an errored call without a cost is left out and said so
     missing = int((no_cost & ~bad).sum())
     skipped = int((no_cost & bad).sum())
-    unknown = (f"cost unknown for {missing} of {len(samples)} samples (no price for the model; set the variant's price)"
-               if missing else None)
+    # a price cannot help a sample without token counts (a stream without a usage chunk)
+    uncounted = int((no_cost & ~bad & (np.isnan(tin) | np.isnan(tout))).sum())
+    why = "; ".join(w for w in (
+        f"{uncounted} without token counts (a stream with no usage chunk: `stream: false`, or "
+        "`transport: litellm` for its estimate)" if uncounted else "",
+        f"{missing - uncounted} with no price for the model (set the variant's price)" if missing > uncounted else "")
+        if w)
+    unknown = f"cost unknown for {missing} of {len(samples)} samples: {why}" if missing else None
     note = f"{skipped} errored samples without a cost left out" if skipped else None
     out["cost.mean"] = series("cost.mean", "mean", costs, unknown=unknown, note=note)
     out["cost.total"] = series("cost.total", "total", costs, unknown=unknown, note=note)
