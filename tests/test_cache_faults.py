@@ -32,13 +32,13 @@ def project(tmp_path, llm_server):
     write_golden(tmp_path, rows)
     llm_server.configure(answers={r["input"]: f"the answer is {r['expected']} " + "x" * 2000 for r in rows})
 
-    def write(cache: str = ".replaygate/cache.sqlite", history: str | None = None) -> os.PathLike:
+    def write(cache: str = ".replaygate/cache.sqlite", history: str | None = None, latency: int = 0) -> os.PathLike:
         cfg = tmp_path / "replaygate.yaml"
         cfg.write_text(f"""\
 version: 1
 dataset: [{{golden: golden.jsonl}}]
 variants:
-  baseline: {{model: openai/answers, api_base: "{llm_server.api_base}"}}
+  baseline: {{model: "openai/answers@latency={latency}", api_base: "{llm_server.api_base}"}}
   candidate: {{model: openai/answers, api_base: "{llm_server.api_base}", params: {{temperature: 0.5}}}}
 concurrency: 1
 cache: {cache}
@@ -163,7 +163,9 @@ def test_offline_reads_entries_still_in_the_wal_file(tmp_path):
 
 def test_a_full_disk_mid_run_stops_with_the_cache_named_and_keeps_what_was_paid(project, tmp_path, llm_server):
     with small_disk(tmp_path / "disk", "2m") as disk:
-        cfg = project(cache=str(disk / "cache.sqlite"))
+        # calls slow enough that the cache's writer thread commits (and fails) between them: on
+        # the direct HTTP path 12 instant answers could all be paid before its first commit
+        cfg = project(cache=str(disk / "cache.sqlite"), latency=40)
         # room for the cache to open and take a few entries, not all of them
         with open(disk / "ballast", "wb") as f:
             f.write(b"\0" * (2 * 1024 * 1024 - 160 * 1024))
