@@ -152,16 +152,8 @@ def classify(exc: BaseException, secret: str | None = None) -> LLMError:
     if name == "APIConnectionError":
         # litellm also wraps non-HTTP failures here; a connection problem is worth a retry
         return LLMError(name, message, status=None, retryable=True)
-    if name in ("AuthenticationError", "PermissionDeniedError") or status in (401, 403):
-        return LLMError(name, message, status=status, retryable=False, auth=True)
-    if name == "RateLimitError" or status == 429:
-        return LLMError("RateLimitError", message, status=429, retryable=True,
-                        retry_after=_retry_after(exc))
-    if isinstance(status, int):
-        retryable = status >= 500 or status == 408
-        if status in _NOT_RETRYABLE_STATUS:
-            retryable = False
-        return LLMError(name, message, status=status, retryable=retryable)
+    if isinstance(status, int) or name in ("AuthenticationError", "PermissionDeniedError", "RateLimitError"):
+        return _by_status(name, message, status, _retry_after(exc))
     if isinstance(exc, (ConnectionError, OSError)):
         return LLMError(name, message, retryable=True)
     return LLMError(name, message, retryable=False)
@@ -188,11 +180,16 @@ def http_error(status: int, message: str, *, retry_after: Any = None, secret: st
         status = 408
     if _MISSING_CREDENTIALS.search(message):
         return LLMError("MissingCredentials", message, status=None, retryable=False, auth=True)
-    if status in (401, 403):
+    return _by_status(name, message, status, _retry_after_value(retry_after))
+
+
+def _by_status(name: str, message: str, status: int | None, retry_after: float | None) -> LLMError:
+    """What both paths conclude once an error's name and HTTP status are known: auth, rate limit
+    (with its Retry-After), else retryable by status."""
+    if name in ("AuthenticationError", "PermissionDeniedError") or status in (401, 403):
         return LLMError(name, message, status=status, retryable=False, auth=True)
-    if status == 429:
-        return LLMError("RateLimitError", message, status=429, retryable=True,
-                        retry_after=_retry_after_value(retry_after))
+    if name == "RateLimitError" or status == 429:
+        return LLMError("RateLimitError", message, status=429, retryable=True, retry_after=retry_after)
     retryable = (status >= 500 or status == 408) and status not in _NOT_RETRYABLE_STATUS
     return LLMError(name, message, status=status, retryable=retryable)
 
